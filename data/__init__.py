@@ -1,0 +1,1 @@
+"""Datasets, architectures, presets and the bank of original and retrained checkpoints."""

@@ -1,0 +1,86 @@
+"""From stored outputs to the competition's numbers: statistics, F, ratios, final score, spread.
+
+Pure functions over arrays; `eval.runner` produces the arrays, `main.py` prints the result.
+"""
+import numpy as np
+
+from eval import metrics, mlrc
+
+METRICS = ("official", "mlrc")
+EFFICIENCY_LIMIT = 0.2   # the competition rejects a method slower than ~20% of one retraining
+
+
+def statistic(forget_logits: np.ndarray, forget_y: np.ndarray, metric: str = "official") -> np.ndarray:
+    """Per-model per-example statistic, (n_models, n_forget), from logits (n_models, n_forget, C)."""
+    if metric == "official":
+        return metrics.logit_scaled_confidence(forget_logits, forget_y)
+    if metric == "mlrc":
+        return mlrc.mlrc_statistic(forget_logits)
+    raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
+
+
+def epsilons_and_points(u: np.ndarray, r: np.ndarray, metric: str = "official") -> tuple[np.ndarray, np.ndarray]:
+    """Per-example epsilons and points (n_forget,) for statistics u (runs, n) and r (retrained, n)."""
+    if metric == "official":
+        eps = metrics.per_example_epsilons(u, r)
+        return eps, metrics.epsilon_points(eps, min(len(u), len(r)))
+    eps = mlrc.mlrc_per_example_epsilons(u, r)
+    return eps, mlrc.mlrc_epsilon_points(eps)
+
+
+def summarize(unlearned: dict, retrained: dict, original: dict, forget_y: np.ndarray, *,
+              metric: str = "official", run_times=None, retrain_time=None, valid_entry: bool = True,
+              bootstrap: int = 0, seed: int = 0) -> dict:
+    """All reported numbers for one method.
+
+    `unlearned` and `retrained` map output names to arrays with a leading model axis
+    (`forget_logits` (m, n_forget, C) and `acc_*` (m,)); `original` holds one model's outputs.
+    """
+    u = statistic(unlearned["forget_logits"], forget_y, metric)       # (runs, n_forget)
+    r = statistic(retrained["forget_logits"], forget_y, metric)       # (retrained, n_forget)
+    eps, points = epsilons_and_points(u, r, metric)
+    f = float(points.mean())
+    acc = {}
+    for who, outs in (("unlearned", unlearned), ("retrained", retrained), ("original", original)):
+        for split in ("retain", "forget", "test", "val"):
+            acc[f"{split}_{who}"] = float(np.mean(outs[f"acc_{split}"]))
+    ra_ratio = acc["retain_unlearned"] / acc["retain_retrained"]
+    ta_ratio = acc["test_unlearned"] / acc["test_retrained"]
+    score = metrics.final_score(f, acc["retain_unlearned"], acc["retain_retrained"],
+                                acc["test_unlearned"], acc["test_retrained"])
+    out = {"metric": metric, "F": f, "score": score, "ra_ratio": ra_ratio, "ta_ratio": ta_ratio,
+           "forget_gap": acc["forget_unlearned"] - acc["forget_retrained"], "accuracy": acc,
+           "n_runs": int(len(u)), "n_retrained": int(len(r)), "n_forget": int(u.shape[1]),
+           "epsilon_mean": float(eps.mean()), "epsilon_median": float(np.median(eps))}
+    times = np.asarray(run_times if run_times is not None else [], dtype=float)
+    out["runtime_mean_s"] = float(times.mean()) if times.size else None
+    out["runtime_std_s"] = float(times.std()) if times.size else None
+    out["retrain_time_s"] = retrain_time
+    ratio = (out["runtime_mean_s"] / retrain_time) if (times.size and retrain_time) else None
+    out["time_ratio"] = ratio
+    out["rejected"] = bool(valid_entry and ratio is not None and ratio > EFFICIENCY_LIMIT)
+    out["final_score"] = 0.0 if out["rejected"] else score
+    if bootstrap:
+        out.update(bootstrap_score(unlearned, u, r, retrained, metric, bootstrap, seed))
+    return out, {"unlearned_stat": u, "retrained_stat": r, "epsilons": eps, "points": points}
+
+
+def bootstrap_score(unlearned: dict, u: np.ndarray, r: np.ndarray, retrained: dict, metric: str,
+                    n_boot: int, seed: int = 0) -> dict:
+    """Spread of the score: resample unlearning runs and forget examples with replacement.
+
+    Returns the bootstrap standard deviation and the 2.5/97.5 percentiles of the score.
+    """
+    rng = np.random.default_rng(seed)
+    ra_r, ta_r = np.mean(retrained["acc_retain"]), np.mean(retrained["acc_test"])
+    scores = np.empty(n_boot)
+    for b in range(n_boot):
+        runs = rng.integers(0, len(u), len(u))
+        _, points = epsilons_and_points(u[runs], r, metric)
+        examples = rng.integers(0, len(points), len(points))
+        ra = np.mean(unlearned["acc_retain"][runs]) / ra_r
+        ta = np.mean(unlearned["acc_test"][runs]) / ta_r
+        scores[b] = points[examples].mean() * ra * ta
+    lo, hi = np.percentile(scores, [2.5, 97.5])
+    return {"score_std": float(scores.std(ddof=1)) if n_boot > 1 else 0.0,
+            "score_ci95": [float(lo), float(hi)], "n_bootstrap": int(n_boot)}

@@ -1,0 +1,191 @@
+"""Score an unlearning method the way the NeurIPS 2023 Machine Unlearning Challenge does.
+
+    python main.py -m my_method                 # cpu preset without a GPU, full preset with one
+    python main.py -m sibl --set sparsity=0.95 T=30
+    python main.py --list                       # the registered methods
+    python main.py -m retrain --preset tiny --runs 4 --retrained 8
+
+Builds (or reuses) the preset's bank of one original and N retrained models, runs the method R
+times from the original, and prints forgetting quality F, the retain/test accuracy ratios against
+the retrained models, the final score and the runtime against the competition's efficiency rule.
+Writes results/<preset>/<method>.json and a .npz of the raw statistics beside it.
+"""
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import methods
+from data.bank import Bank
+from data.cifar10 import DataError
+from data.presets import PRESETS, get_preset
+from data.splits import make_splits
+from eval.io import write_json, write_npz
+from eval.runner import MethodFailed, evaluate_runs
+from eval.scoring import METRICS, summarize
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Machine-unlearning starter kit: score a method like the "
+                                "NeurIPS 2023 competition.", add_help=add_help)
+    p.add_argument("-m", "--method", type=str, default=None, help="method key (see --list)")
+    p.add_argument("-p", "--phase", choices=("dev", "test"), default="dev",
+                   help="dev: score locally on CIFAR-10 (default); test: make the Kaggle submission notebook")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="benchmark preset (default: full with a GPU, cpu without)")
+    p.add_argument("--list", action="store_true", help="list the registered methods and exit")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override method hyperparameters, e.g. --set epochs=3 lr=0.01")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the unlearning runs (default 0)")
+    p.add_argument("--runs", type=int, default=None, help="unlearning runs (default: the preset's)")
+    p.add_argument("--retrained", type=int, default=None, help="retrained models in the bank (default: the preset's)")
+    p.add_argument("--metric", choices=METRICS, default="official",
+                   help="official: the organizers' scorer (default); mlrc: MLRC-Bench's simpler variant")
+    p.add_argument("--bootstrap", type=int, default=20,
+                   help="bootstrap resamples for the score's spread (default 20; 0 disables)")
+    p.add_argument("--dict-batches", action="store_true",
+                   help="feed Kaggle-style {'image', 'age_group'} dict batches instead of tuples")
+    p.add_argument("--data-root", type=str, default=None,
+                   help="folder holding cifar-10-batches-py (default: $UNLEARN_DATA or ./data)")
+    p.add_argument("--home", type=str, default=None,
+                   help="artifacts folder for banks and runs (default: $UNLEARN_HOME or ./artifacts)")
+    p.add_argument("--results-dir", type=str, default="results", help="where results go (default ./results)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _print_methods() -> None:
+    handlers = methods.all_method_handlers()
+    width = max(map(len, handlers))
+    for key, cls in handlers.items():
+        flag = "" if cls.valid_entry else "  [reference, not a valid entry]"
+        print(f"  {key:<{width}}  {cls.summary()}{flag}")
+
+
+def report(key: str, preset, res: dict, params: dict) -> str:
+    """The human-readable result block."""
+    a = res["accuracy"]
+    lines = [f"method {key} · preset {preset.name} · {res['n_runs']} runs vs {res['n_retrained']} retrained "
+             f"models · {res['n_forget']} forget examples · metric {res['metric']}",
+             f"params: {', '.join(f'{k}={v}' for k, v in params.items())}",
+             "",
+             f"{'accuracy':<12}{'retain':>9}{'forget':>9}{'test':>9}{'val':>9}"]
+    for who in ("original", "retrained", "unlearned"):
+        lines.append(f"{who:<12}" + "".join(f"{a[f'{s}_{who}']:>9.4f}" for s in ("retain", "forget", "test", "val")))
+    lines += ["",
+              f"forgetting quality F   {res['F']:.4f}   (mean epsilon {res['epsilon_mean']:.2f}; "
+              f"compare with `retrain`: F's ceiling depends on the number of models)",
+              f"retain accuracy ratio  {res['ra_ratio']:.4f}",
+              f"test accuracy ratio    {res['ta_ratio']:.4f}",
+              f"forget accuracy gap    {res['forget_gap']:+.4f}   (unlearned - retrained)"]
+    spread = ""
+    if "score_std" in res:
+        lo, hi = res["score_ci95"]
+        spread = f" ± {res['score_std']:.4f}  (bootstrap 95% CI {lo:.4f}–{hi:.4f})"
+    lines.append(f"score                  {res['score']:.4f}{spread}")
+    if res["runtime_mean_s"] is not None:
+        ratio = res["time_ratio"]
+        rt = f"{res['runtime_mean_s']:.2f} s per run"
+        if ratio is not None:
+            verdict = ("REJECTED (limit 20%): final score 0" if res["rejected"]
+                       else "ok (limit 20%)" if methods.get_method(key).valid_entry
+                       else "reference row, exempt from the limit")
+            rt += f" = {100 * ratio:.1f}% of one retraining ({res['retrain_time_s']:.1f} s): {verdict}"
+        lines.append(f"runtime                {rt}")
+    lines.append(f"FINAL SCORE            {res['final_score']:.4f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
+    if args.list:
+        print("registered methods:")
+        _print_methods()
+        return 0
+    if args.method is None:
+        parser.error("choose a method with -m NAME (see --list)")
+    try:
+        cls = methods.get_method(args.method)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        overrides = methods.parse_overrides(cls, args.set)
+    except (ValueError, TypeError) as exc:
+        parser.error(f"--set: {exc}")
+    if args.bootstrap < 0:
+        parser.error("--bootstrap must be >= 0")
+    if args.phase == "test":
+        parser.error("the Kaggle test phase (-p test) is not available yet in this version")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
+        "cpu" if args.device == "auto" else args.device)
+    preset_name = args.preset or ("full" if device == "cuda" else "cpu")
+    try:
+        preset = get_preset(preset_name).with_counts(args.runs, args.retrained)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if "seed" in overrides:
+        print(f"note: --set seed={overrides['seed']} gives every run the same seed; runs differing only by "
+              f"loader order may score low (the scorer needs run-to-run randomness)", file=sys.stderr)
+
+    progress = (lambda it, **kw: it) if args.quiet else (lambda it, **kw: tqdm(it, **kw))
+    params = dataclasses.asdict(cls(**overrides).params)
+    print(f"preset {preset.name}: {preset.description}", flush=True)
+    t0 = time.perf_counter()
+    try:
+        splits = make_splits(preset, args.data_root)
+        bank = Bank(preset, splits, home=args.home, data_root=args.data_root, device=device)
+        bank.ensure(preset.n_retrained, progress=progress)
+        runs = evaluate_runs(args.method, overrides, preset, splits, bank, seed=args.seed,
+                             dict_batches=args.dict_batches, progress=progress)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except MethodFailed as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        write_json(Path(args.results_dir) / preset.name / f"{args.method}.json",
+                   {"method": args.method, "preset": preset.name, "params": params, "status": "failed",
+                    "reason": exc.reason, "commit": _commit()})
+        return 1
+    retrained = bank.retrained_outputs(preset.n_retrained)
+    res, arrays = summarize(runs, retrained, bank.outputs("original"), splits.forget_y.numpy(),
+                            metric=args.metric, run_times=runs["time_s"],
+                            retrain_time=bank.retrain_time(preset.n_retrained),
+                            valid_entry=cls.valid_entry, bootstrap=args.bootstrap, seed=args.seed)
+    print()
+    print(report(args.method, preset, res, params))
+    out = Path(args.results_dir) / preset.name
+    write_npz(out / f"{args.method}.npz", **arrays)
+    write_json(out / f"{args.method}.json", {
+        "method": args.method, "status": "ok", "preset": preset.name, "params": params,
+        "valid_entry": cls.valid_entry, "seed": args.seed, "dict_batches": args.dict_batches,
+        "bank": {"key": bank.key, "dir": str(bank.dir)}, "run_dir": runs["run_dir"],
+        "run_times_s": runs["time_s"], "run_logs": runs["logs"], **res,
+        "commit": _commit(), "torch": torch.__version__, "device": device,
+        "wall_time_s": time.perf_counter() - t0})
+    print(f"\nwrote {out / (args.method + '.json')} (+ .npz with the raw statistics)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

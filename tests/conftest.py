@@ -1,0 +1,49 @@
+"""Shared fixtures: the tiny preset's data and a session-wide artifacts folder (its bank built once)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "cifar10" / "materialize.py"
+
+torch.set_num_threads(2)
+
+
+def _data_root() -> Path:
+    root = ROOT / "data"
+    if not (root / "cifar-10-batches-py" / "test_batch").exists() and SHARED.exists():
+        subprocess.run([sys.executable, str(SHARED), str(root)], check=True)
+    if not (root / "cifar-10-batches-py" / "test_batch").exists():
+        pytest.skip("CIFAR-10 not available: run python ../shared/cifar10/materialize.py data")
+    return root
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return _data_root()
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory) -> Path:
+    """Artifacts folder shared by the whole session, so the tiny bank is trained once."""
+    return tmp_path_factory.mktemp("artifacts")
+
+
+@pytest.fixture(scope="session")
+def tiny_splits(data_root):
+    from data.presets import get_preset
+    from data.splits import make_splits
+    return make_splits(get_preset("tiny"), data_root)
+
+
+@pytest.fixture(scope="session")
+def tiny_bank(tiny_splits, home, data_root):
+    from data.bank import Bank
+    from data.presets import get_preset
+    bank = Bank(get_preset("tiny"), tiny_splits, home=home, data_root=data_root)
+    bank.ensure(get_preset("tiny").n_retrained)
+    return bank

@@ -1,0 +1,40 @@
+"""Splits follow the starting kit: fixed forget draw, 50/50 test/val with seed 42, normalisation."""
+import numpy as np
+import torch
+from torch.utils.data import random_split
+
+from data.presets import get_preset
+from data.splits import MEAN, make_loader, make_splits
+
+
+def test_tiny_splits(tiny_splits):
+    s = tiny_splits
+    p = get_preset("tiny")
+    assert len(s.forget_y) == round(p.forget_frac * p.n_train)
+    assert len(s.retain_y) + len(s.forget_y) == p.n_train
+    assert len(set(s.forget_idx)) == len(s.forget_idx)
+    assert len(s.test_y) == len(s.val_y) == p.n_test // 2
+
+
+def test_cpu_splits_match_starting_kit(data_root):
+    s = make_splits(get_preset("cpu"), data_root)
+    assert (len(s.retain_y), len(s.forget_y), len(s.test_y), len(s.val_y)) == (9000, 1000, 5000, 5000)
+    # the starting kit's test/val split: random_split([0.5, 0.5]) with manual_seed(42)
+    test_half, _ = random_split(range(10000), [0.5, 0.5], generator=torch.Generator().manual_seed(42))
+    from data.cifar10 import load_cifar10
+    raw = load_cifar10(data_root, download=False)
+    assert torch.equal(s.test_y, torch.from_numpy(raw["test_y"][np.array(test_half.indices)]))
+    # normalised with the starting kit's statistics: channel means near 0
+    assert abs(float(s.retain_x[:, 0].mean())) < 0.2
+    assert s.fingerprint() == make_splits(get_preset("cpu"), data_root).fingerprint()
+
+
+def test_loader_formats(tiny_splits):
+    s = tiny_splits
+    t = next(iter(make_loader(s.forget_x, s.forget_y, 8)))
+    d = next(iter(make_loader(s.forget_x, s.forget_y, 8, dict_batches=True)))
+    assert isinstance(t, (list, tuple)) and set(d) == {"image", "age_group"}
+    assert torch.equal(t[0], d["image"]) and torch.equal(t[1], d["age_group"])
+    a = [b[1] for b in make_loader(s.retain_x, s.retain_y, 50, shuffle=True, seed=3)]
+    b = [b[1] for b in make_loader(s.retain_x, s.retain_y, 50, shuffle=True, seed=3)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))

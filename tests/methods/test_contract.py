@@ -1,0 +1,74 @@
+"""One contract test over every registered method, on both batch formats (as torchvision tests every model)."""
+import copy
+
+import pytest
+import torch
+
+import methods
+from data.models import TinyCNN
+from data.splits import make_loader
+from methods._training import Recipe
+
+RECIPE = Recipe(epochs=1, lr=0.05, batch_size=32, schedule="onecycle")
+
+
+def _loaders(dict_batches: bool, seed: int = 0):
+    g = torch.Generator().manual_seed(123)
+    x = torch.randn(160, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (160,), generator=g)
+    mk = lambda a, b, s: make_loader(x[a:b], y[a:b], 32, shuffle=True, seed=seed + s, dict_batches=dict_batches)
+    return mk(0, 96, 0), mk(96, 128, 1), mk(128, 160, 2)
+
+
+def _net():
+    torch.manual_seed(0)
+    net = TinyCNN()
+    # a few steps so the network is not at initialisation (BN stats, non-trivial logits)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for batch in _loaders(False)[0]:
+        loss = torch.nn.functional.cross_entropy(net(batch[0]), batch[1])
+        opt.zero_grad(); loss.backward(); opt.step()
+    return net.eval()
+
+
+def _run(key, dict_batches, seed, net=None, **overrides):
+    cls = methods.get_method(key)
+    method = cls(seed=seed, **{**cls.test_overrides(), **overrides}) if hasattr(cls, "test_overrides") \
+        else cls(seed=seed, **overrides)
+    method.configure(RECIPE)
+    net = copy.deepcopy(net if net is not None else _net())
+    method.run(net, *_loaders(dict_batches, seed=0 if seed is None else seed))
+    return net, method
+
+
+def _flat(net):
+    return torch.cat([p.detach().flatten() for p in net.state_dict().values() if p.is_floating_point()])
+
+
+@pytest.mark.parametrize("dict_batches", [False, True], ids=["tuple", "dict"])
+@pytest.mark.parametrize("key", methods.available_methods())
+def test_method_contract(key, dict_batches):
+    base = _net()
+    net, method = _run(key, dict_batches, seed=0, net=base)
+    assert not net.training, "run() must leave the model in eval mode"
+    w = _flat(net)
+    assert torch.isfinite(w).all()
+    assert torch.isfinite(net(torch.randn(4, 3, 32, 32))).all()
+    import json
+    json.dumps(method.log_, default=float)  # the log is JSON-serialisable
+    if key == "none":
+        assert torch.equal(w, _flat(base))
+        return
+    assert not torch.equal(w, _flat(base)), "the method changed nothing"
+    same, _ = _run(key, dict_batches, seed=0, net=base)
+    assert torch.allclose(_flat(same), w, atol=1e-6), "same seed must give the same weights on CPU"
+    other, _ = _run(key, dict_batches, seed=None, net=base)
+    assert not torch.allclose(_flat(other), w), "seed=None must give fresh randomness"
+
+
+@pytest.mark.parametrize("key", methods.available_methods())
+def test_method_module_matches_key(key):
+    cls = methods.get_method(key)
+    module = cls.__module__.split(".")[-1]
+    assert module == key or (key == "my_method" and module == "MyMethod")
+    assert cls.summary(), "the class docstring's first line is what --list shows"
