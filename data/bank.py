@@ -112,7 +112,7 @@ class Bank:
                     "threads": torch.get_num_threads()}
             torch_save(path, {"state_dict": {k: v.contiguous() for k, v in net.state_dict().items()},
                               "arch": self.preset.arch, "num_classes": 10,
-                              "recipe": self.preset.recipe.to_dict(), "torch": torch.__version__,
+                              "recipe": self.preset.recipe.to_dict(), "torch": str(torch.__version__),
                               "bank": self.key, **info})
         outs = model_outputs(net, self.splits)
         if not outs["finite"]:
@@ -130,7 +130,9 @@ class Bank:
         """A fresh model on the bank's device with the weights of checkpoint `name`."""
         path = self._ckpt(name)
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            # TorchVersion (a str subclass) was stored by early versions of this kit
+            with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise DataError(f"cannot read checkpoint {path}: {exc}. Delete it to rebuild.") from None
         state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None

@@ -12,11 +12,13 @@ from methods._training import Recipe
 RECIPE = Recipe(epochs=1, lr=0.05, batch_size=32, schedule="onecycle")
 
 
-def _loaders(dict_batches: bool, seed: int = 0):
+def _loaders(dict_batches: bool, seed: int | None = 0):
+    """Shuffled loaders; seed=None shuffles freshly, as Kaggle's unseeded DataLoaders do."""
     g = torch.Generator().manual_seed(123)
     x = torch.randn(160, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (160,), generator=g)
-    mk = lambda a, b, s: make_loader(x[a:b], y[a:b], 32, shuffle=True, seed=seed + s, dict_batches=dict_batches)
+    mk = lambda a, b, s: make_loader(x[a:b], y[a:b], 32, shuffle=True, seed=None if seed is None else seed + s,
+                                     dict_batches=dict_batches)
     return mk(0, 96, 0), mk(96, 128, 1), mk(128, 160, 2)
 
 
@@ -37,7 +39,7 @@ def _run(key, dict_batches, seed, net=None, **overrides):
         else cls(seed=seed, **overrides)
     method.configure(RECIPE)
     net = copy.deepcopy(net if net is not None else _net())
-    method.run(net, *_loaders(dict_batches, seed=0 if seed is None else seed))
+    method.run(net, *_loaders(dict_batches, seed=seed))
     return net, method
 
 

@@ -1,0 +1,1 @@
+"""Evaluation: statistics, the competition metric, scoring and benchmarks."""
