@@ -60,6 +60,19 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--results-dir", type=str, default="results", help="where results go (default ./results)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    k = p.add_argument_group("Kaggle test phase (-p test)")
+    k.add_argument("--submissions-dir", type=str, default="submissions",
+                   help="where -p test writes submissions/<method>/ (default ./submissions)")
+    k.add_argument("--kaggle-user", type=str, default=None,
+                   help="Kaggle user name for the kernel id (default: from the Kaggle config)")
+    k.add_argument("--machine-shape", type=str, default=None,
+                   help="Kaggle accelerator, e.g. NvidiaTeslaT4 (default: Kaggle's, a P100)")
+    k.add_argument("--push", action="store_true",
+                   help="push the notebook with the kaggle CLI (needs it installed and authenticated)")
+    lb = p.add_argument_group("leaderboard")
+    lb.add_argument("--leaderboard", nargs="*", default=None, metavar="NAME",
+                    help="evaluate these methods (default: all registered) on one preset and bank and write "
+                         "results/<preset>/leaderboard.{csv,md} and plots")
     return p
 
 
@@ -113,6 +126,58 @@ def report(key: str, preset, res: dict, params: dict) -> str:
     return "\n".join(lines)
 
 
+def _device_and_preset(parser, args):
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
+        "cpu" if args.device == "auto" else args.device)
+    try:
+        preset = get_preset(args.preset or ("full" if device == "cuda" else "cpu"))
+        return device, preset.with_counts(args.runs, args.retrained)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+def _test_phase(args, overrides: dict) -> int:
+    """-p test: write submissions/<method>/ (notebook + kernel-metadata.json), optionally push it."""
+    from notebook_utils import NotebookError, write_submission
+    try:
+        info = write_submission(args.method, overrides, Path(args.submissions_dir) / args.method,
+                                kaggle_user=args.kaggle_user, machine_shape=args.machine_shape,
+                                push=args.push)
+    except NotebookError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for line in info.get("messages", []):
+        print(line)
+    return 0
+
+
+def _leaderboard(parser, args) -> int:
+    """--leaderboard: every named method on the same preset and bank."""
+    from eval.leaderboard import run_leaderboard
+    names = args.leaderboard or methods.available_methods()
+    for name in names:
+        try:
+            methods.get_method(name)
+        except ValueError as exc:
+            parser.error(str(exc))
+    device, preset = _device_and_preset(parser, args)
+    progress = (lambda it, **kw: it) if args.quiet else (lambda it, **kw: tqdm(it, **kw))
+    try:
+        splits = make_splits(preset, args.data_root)
+        bank = Bank(preset, splits, home=args.home, data_root=args.data_root, device=device)
+        bank.ensure(preset.n_retrained, progress=progress)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    out = run_leaderboard(names, preset, splits, bank, results_dir=Path(args.results_dir), seed=args.seed,
+                          metric=args.metric, bootstrap=args.bootstrap, progress=progress)
+    print(out["markdown"])
+    print(f"\nwrote {', '.join(str(p) for p in out['files'])}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = get_args_parser()
     args = parser.parse_args(argv)
@@ -121,6 +186,8 @@ def main(argv=None) -> int:
         print("registered methods:")
         _print_methods()
         return 0
+    if args.leaderboard is not None:
+        return _leaderboard(parser, args)
     if args.method is None:
         parser.error("choose a method with -m NAME (see --list)")
     try:
@@ -134,16 +201,8 @@ def main(argv=None) -> int:
     if args.bootstrap < 0:
         parser.error("--bootstrap must be >= 0")
     if args.phase == "test":
-        parser.error("the Kaggle test phase (-p test) is not available yet in this version")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available")
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
-        "cpu" if args.device == "auto" else args.device)
-    preset_name = args.preset or ("full" if device == "cuda" else "cpu")
-    try:
-        preset = get_preset(preset_name).with_counts(args.runs, args.retrained)
-    except ValueError as exc:
-        parser.error(str(exc))
+        return _test_phase(args, overrides)
+    device, preset = _device_and_preset(parser, args)
     if "seed" in overrides:
         print(f"note: --set seed={overrides['seed']} gives every run the same seed; runs differing only by "
               f"loader order may score low (the scorer needs run-to-run randomness)", file=sys.stderr)
@@ -181,7 +240,7 @@ def main(argv=None) -> int:
         "valid_entry": cls.valid_entry, "seed": args.seed, "dict_batches": args.dict_batches,
         "bank": {"key": bank.key, "dir": str(bank.dir)}, "run_dir": runs["run_dir"],
         "run_times_s": runs["time_s"], "run_logs": runs["logs"], **res,
-        "commit": _commit(), "torch": torch.__version__, "device": device,
+        "commit": _commit(), "torch": str(torch.__version__), "device": device,
         "wall_time_s": time.perf_counter() - t0})
     print(f"\nwrote {out / (args.method + '.json')} (+ .npz with the raw statistics)")
     return 0
