@@ -1,0 +1,316 @@
+"""`sibl`: Sparse Bilevel Augmented Lagrangian (S-BiAL) unlearning, corrected and ported to image classifiers.
+
+Source: OpenUnlearning PR #159 (https://github.com/locuslab/open-unlearning/pull/159, commit a291f94,
+2025-12-03, closed without merging): `src/trainer/unlearn/sibl.py`, `src/trainer/sparsity.py`,
+`configs/trainer/SIBL.yaml`, `docs/SIBL_method.md`; an LLM method (TOFU), no paper. Its option names
+are kept. The kit's analysis is /work/shared/reference/sibl_pdu.md §2.
+
+What it does. A binary update mask m (1 = may change; `methods/_masks.py`) is built once from the
+weights at entry θ₀. Then for t = 1..T:
+
+    inner (retain repair, train-mode BN): K masked steps on fresh retain batches, heavy-ball SGD on
+        CE(θ; B_r^k), then the proximal step of γ·‖m ⊙ (θ − θ₀)‖₁ (soft-thresholding of the change);
+    outer (eval-mode BN): on a fresh forget batch B_f and a fresh retain batch B_r',
+        c(θ) = CE(θ; B_r') − ε                                   the constraint, c ≤ 0
+        L_ρ = L_f(θ; B_f) + (1/2ρ)(max(0, λ + ρc)² − λ²)          Hestenes-Powell-Rockafellar AL
+        g   = m ⊙ (∇L_f + max(0, λ + ρc)·∇c)                      its gradient
+        use_implicit: solve (I + β·M H M) h = g by CG on exact Hessian-vector products of
+            CE(θ; B_r') (H: the inner objective's Hessian; the L1 term has none a.e.), else h = g
+        θ ← θ − η_θ·h;  masked-out entries restored to θ₀ exactly
+        λ ← max(0, λ + ρ·c(θ))                                   projected dual ascent, c at the new θ
+
+The forget objective is the logit margin m(z) = max_c z_c − mean_c z_c (`_common.logit_margin`,
+PDU's flattening loss) with a **hinge from the validation set** (`margin_target`): random-sample
+forgetting must leave forget images looking like unseen images, not uniform (a retrained model still
+classifies them at about test accuracy; flattening further is over-forgetting, which the metric
+detects: sibl_pdu.md §1.6, §2.8). At entry the original model's margins on `val_batches` validation
+batches (images it never saw) give the target. `val_sorted` (default) sorts each forget batch's
+margins and pushes the i-th smallest down to the (i + ½)/b quantile of the validation margins only
+where it is above it, L_f = mean_i max(0, m_(i) − q_i)² (a one-sided 1-D transport to the unseen-data
+distribution that keeps the ranking of easy and hard images and stops by itself once matched);
+`val_median` uses one hinge at the validation median; `zero` is the released uniform target (for
+class-wise forgetting). `squared=False` gives the released unsquared margin.
+
+ε (`epsilon_mode`): `additive` (default) ε = L₀ + epsilon, L₀ the retain CE of the model at entry
+measured in eval mode on `est_batches` retain batches; `absolute` ε = epsilon. A well-fit CNN has
+L₀ ≈ 0.1, so the released absolute 0.1 (an LLM NLL budget) would be violated from the first step.
+
+Corrections to the released code (numbers are sibl_pdu.md §2.3's defects):
+ 1/2. The penalty is differentiable and of inequality form (HPR above); λ ≥ 0 by projection. The
+      released r was a detached float (inert penalty) and its fixed version (ρ/2)(L_r − ε)² pushed the
+      retain loss *up* towards ε.
+ 3.   The L1 term is on the change from θ₀, γ‖m ⊙ (θ − θ₀)‖₁, applied by its proximal operator
+      (exact zeros; a subgradient step would oscillate around θ₀): "sparse" means few weights change.
+      The released γ‖m ⊙ θ‖₁ was weight decay on the largest weights.
+ 4.   Fresh retain batches for each inner step and for the constraint (persistent iterators that
+      reshuffle when exhausted); the released code reused one batch for all K steps and the constraint.
+ 5/6. `use_implicit` computes an implicit hypergradient: the proximal (iMAML) form for a bilevel
+      problem on one set of weights, inner problem y*(θ) = argmin_y G(y) + ‖y − θ‖²/(2β), whose
+      hypergradient is (I + βH_G)⁻¹∇F; masked, (I + β·M H M) h = M g. The right-hand side is the
+      outer gradient (released: the inner gradient, which gives a Newton look-ahead that vanishes at
+      the inner optimum), the system is damped by I, and β defaults to K·η_in, the time horizon of
+      the K inner gradient steps. Truncated CG (`cg_iters`, relative tolerance `cg_tol`): each iterate
+      lowers the A-norm error, so an unconverged h is still used; CG stops at non-positive curvature
+      (H indefinite) and keeps its last iterate; if that happens before the first update (h = 0) the
+      first-order g is used and counted in `cg_fallbacks`. The final relative residual is logged.
+ 7.   BN running statistics are frozen (eval mode) in every Hessian-vector product and in every
+      forget pass (forget images never enter the running statistics); inner retain steps run in
+      train mode like ordinary fine-tuning, so the running statistics follow the retain data.
+ 8.   No trainer override: one self-contained loop; `eta_theta` and `eta_in` are the only step sizes.
+ 9.   Flattened vectors cover exactly the parameters that require grad, in one fixed order.
+ 10.  All six mask rules work on conv nets (`structured` keeps whole conv filters and linear rows,
+      `gradual` is recomputed every outer step on its cubic schedule, `movement` is scored from
+      forget-loss gradients |θ ⊙ ∇L_f| over `mask_batches` forget batches).
+ 11.  Whether biases and BatchNorm parameters follow the mask is the option `mask_1d` (default
+      False: they are free, as released; they are ~1% of the weights).
+ 12.  HVPs reuse one gradient graph ("double", default) or use torch.func jvp(grad(·)) ("jvp").
+Masked-out entries are restored to θ₀ after every step, so they are bit-identical after `run()` and
+the fraction of conv/linear weights that changed is at most 1 − sparsity (a little less where the
+L1 prox left a change at exactly zero). `gradual` shrinks the mask from `gradual_init` to `sparsity`
+over the T outer steps; entries leaving it are reset to θ₀ (the update is pruned), so the same holds.
+
+Additions: `init_noise` adds Gaussian noise (σ = init_noise · std of each conv/linear weight) to the
+masked-in entries at entry, from `self.generator()`: the scorer compares distributions over runs,
+and identical runs score 0 (the loaders' shuffling is the only other source of run-to-run variety).
+
+Defaults are retuned for CNNs (the LLM ones, lr 1e-4 for 20 steps, do not move a CNN) on the cpu
+preset within its efficiency budget; the record is in scripts/tune_sibl.md. Cost per run: about
+T·(K + 2.5) forward-backward passes of a batch, plus cg_iters HVPs (about 2-3 passes each) per outer
+step when `use_implicit` is on.
+"""
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from methods._common import cycle, device_of, logit_margin, unpack
+from methods._hvp import conjugate_gradient, flatten, gradient_and_hvp, make_hvp, unflatten
+from methods._masks import METHODS as MASK_METHODS
+from methods._masks import changed_fraction, make_mask, mask_density, restore_masked_
+from methods.BaseMethod import BaseMethod, register
+
+MARGIN_TARGETS = ("val_sorted", "val_median", "zero")
+
+
+@register("sibl")
+class SIBL(BaseMethod):
+    """Sparse bilevel augmented Lagrangian (S-BiAL): masked retain repair + AL forget step, corrected."""
+
+    @dataclass
+    class Params(BaseMethod.Params):
+        use_sparsity: bool = True        # False: every weight may change (dense mask)
+        sparsity: float = 0.9            # fraction of each conv/linear weight frozen (0.9: 10% may change)
+        sparsity_method: str = "layerwise_magnitude"  # or magnitude_sampling, random, structured, gradual, movement
+        mask_1d: bool = False            # biases and BN parameters follow the mask (else free, as released)
+        gradual_init: float = 0.0        # gradual: sparsity at t = 0 of the cubic schedule (Zhu & Gupta)
+        mask_batches: int = 2            # movement: forget batches whose |θ ⊙ ∇L_f| scores the mask
+        epsilon: float = 0.1             # retain CE budget: ε = L0 + epsilon (additive) or epsilon (absolute)
+        epsilon_mode: str = "additive"   # additive | absolute
+        est_batches: int = 2             # retain batches that estimate L0 at entry
+        T: int = 12                      # outer (forget) iterations
+        K: int = 8                       # inner masked retain steps per outer iteration
+        eta_theta: float = 0.05          # outer step size (plain masked SGD)
+        eta_in: float = 0.02             # inner step size (masked heavy-ball SGD)
+        momentum: float = 0.9            # inner heavy-ball momentum
+        rho: float = 10.0                # AL penalty weight, also the dual step size
+        lambda0: float = 0.0             # initial multiplier (released: 0)
+        gamma: float = 1e-4              # L1 weight on the change, γ‖m ⊙ (θ − θ0)‖₁
+        use_implicit: bool = False       # implicit hypergradient (I + β·MHM) h = M g by CG
+        beta: float | None = None        # proximal coupling of the implicit step; None: K·eta_in
+        cg_iters: int = 5                # CG iterations (HVPs) per outer step
+        cg_tol: float = 1e-3             # CG relative residual tolerance
+        hvp_mode: str = "double"         # double (reused gradient graph) | jvp (torch.func forward-over-reverse)
+        margin_target: str = "val_sorted"  # val_sorted | val_median | zero (uniform; class-wise forgetting)
+        margin_label: bool = True        # margin at the true label z_y − mean z (False: max z − mean z, released)
+        squared: bool = True             # squared hinge on the logit margin (PDU); False: unsquared (released)
+        val_batches: int = 4             # validation batches giving the unseen-data margin target
+        init_noise: float = 0.0          # σ of entry noise on masked-in weights, relative to each tensor's std
+
+        def __post_init__(self):
+            if not 0.0 <= self.sparsity < 1.0:
+                raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity}")
+            if not 0.0 <= self.gradual_init <= self.sparsity or self.gradual_init >= 1.0:
+                raise ValueError(f"gradual_init must be in [0, sparsity], got {self.gradual_init}")
+            if self.sparsity_method not in MASK_METHODS:
+                raise ValueError(f"sparsity_method must be one of {', '.join(MASK_METHODS)}, "
+                                 f"got {self.sparsity_method!r}")
+            if self.epsilon_mode not in ("additive", "absolute"):
+                raise ValueError(f"epsilon_mode must be additive or absolute, got {self.epsilon_mode!r}")
+            if self.margin_target not in MARGIN_TARGETS:
+                raise ValueError(f"margin_target must be one of {', '.join(MARGIN_TARGETS)}, "
+                                 f"got {self.margin_target!r}")
+            if self.hvp_mode not in ("double", "jvp"):
+                raise ValueError(f"hvp_mode must be double or jvp, got {self.hvp_mode!r}")
+            for name in ("T", "mask_batches", "est_batches", "val_batches", "cg_iters"):
+                if getattr(self, name) < 1:
+                    raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            if self.K < 0:
+                raise ValueError(f"K must be >= 0, got {self.K}")
+            for name in ("eta_theta", "eta_in", "rho", "cg_tol"):
+                if getattr(self, name) <= 0:
+                    raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+            for name in ("gamma", "lambda0", "init_noise", "epsilon"):
+                if getattr(self, name) < 0:
+                    raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            if not 0.0 <= self.momentum < 1.0:
+                raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+            if self.beta is not None and self.beta <= 0:
+                raise ValueError(f"beta must be > 0 or None, got {self.beta}")
+
+    @classmethod
+    def test_overrides(cls) -> dict:
+        """Small settings for the contract test (fake loaders of a few batches)."""
+        return {"T": 2, "K": 2, "val_batches": 1, "est_batches": 1, "mask_batches": 1, "init_noise": 0.05}
+
+    # ----------------------------------------------------------------------------------------
+    # pieces
+
+    def _margin(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-example logit margin, (b,): at the true label z_y − mean z, or label-free max z − mean z."""
+        if self.params.margin_label:
+            return logits.gather(1, y[:, None])[:, 0] - logits.mean(1)         # (b,)
+        return logit_margin(logits, squared=False)                              # (b,)
+
+    def _forget_loss(self, logits: torch.Tensor, y: torch.Tensor, val_margins: torch.Tensor) -> torch.Tensor:
+        """Hinged logit-margin loss of a forget batch against the validation margins (see docstring)."""
+        m = self._margin(logits, y)                                              # (b,)
+        if self.params.margin_target == "zero":
+            excess = m
+        elif self.params.margin_target == "val_median":
+            excess = F.relu(m - val_margins.median())
+        else:
+            probs = (torch.arange(len(m), device=m.device, dtype=m.dtype) + 0.5) / len(m)  # (b,)
+            excess = F.relu(m.sort().values - torch.quantile(val_margins, probs))           # (b,)
+        return (excess.square() if self.params.squared else excess).mean()
+
+    def _build_mask(self, net, step: int, prev, gen, forget_it, val_margins, device) -> dict:
+        p = self.params
+        if not p.use_sparsity:
+            return {n: torch.ones_like(q, dtype=torch.bool) for n, q in net.named_parameters()}
+        grads = None
+        if p.sparsity_method == "movement":
+            params = [q for q in net.parameters() if q.requires_grad]
+            names = [n for n, q in net.named_parameters() if q.requires_grad]
+            acc = [torch.zeros_like(q) for q in params]
+            net.eval()
+            for _ in range(p.mask_batches):
+                x, y = unpack(next(forget_it), device)
+                for a, g in zip(acc, torch.autograd.grad(self._forget_loss(net(x), y, val_margins), params,
+                                                         allow_unused=True)):
+                    if g is not None:
+                        a.add_(g)
+            grads = dict(zip(names, acc))
+        return make_mask(net, p.sparsity_method, p.sparsity, grads=grads, generator=gen, include_1d=p.mask_1d,
+                         step=step, total_steps=p.T, initial_sparsity=p.gradual_init, prev_mask=prev)
+
+    # ----------------------------------------------------------------------------------------
+
+    def run(self, net, retain_loader, forget_loader, val_loader):
+        p = self.params
+        device = device_of(net)
+        gen = self.generator(device)
+        named = [(n, q) for n, q in net.named_parameters() if q.requires_grad]
+        names, params = [n for n, _ in named], [q for _, q in named]
+        theta0 = {n: q.detach().clone() for n, q in named}
+        retain_it, forget_it = cycle(retain_loader), cycle(forget_loader)
+
+        # references at entry, from the original model in eval mode
+        net.eval()
+        with torch.no_grad():
+            l0 = sum(F.cross_entropy(net(x), y).item()
+                     for x, y in (unpack(next(retain_it), device) for _ in range(p.est_batches))) / p.est_batches
+            val_iter = iter(val_loader)
+            val_margins = []
+            for _ in range(p.val_batches):
+                batch = next(val_iter, None)
+                if batch is None:
+                    break
+                xv, yv = unpack(batch, device)
+                val_margins.append(self._margin(net(xv), yv))
+            val_margins = torch.cat(val_margins).float()                         # (n_val,)
+        eps = l0 + p.epsilon if p.epsilon_mode == "additive" else p.epsilon
+
+        masks = self._build_mask(net, 1, None, gen, forget_it, val_margins, device)
+        flat_mask = flatten([masks[n] for n in names]).to(params[0].dtype)       # (n_params,)
+        if p.init_noise > 0:
+            with torch.no_grad():
+                for n, q in named:
+                    if q.ndim >= 2:
+                        noise = torch.randn(q.shape, generator=gen, device=device, dtype=q.dtype)
+                        q.add_(noise * masks[n] * (p.init_noise * theta0[n].std()))
+        bufs = [torch.zeros_like(q) for q in params]
+        lam = p.lambda0
+        beta = p.beta if p.beta is not None else max(p.K, 1) * p.eta_in
+        log = {"L0": l0, "epsilon_abs": eps, "val_margin_median": float(val_margins.median()),
+               "lambda": [], "constraint": [], "forget_loss": [], "cg_iters": [], "cg_rel_residual": [],
+               "cg_fallbacks": 0}
+
+        for t in range(1, p.T + 1):
+            if p.use_sparsity and p.sparsity_method == "gradual" and t > 1:
+                masks = self._build_mask(net, t, masks, gen, forget_it, val_margins, device)
+                flat_mask = flatten([masks[n] for n in names]).to(params[0].dtype)
+                restore_masked_(net, masks, theta0)            # entries leaving the mask: update pruned
+                for b, n in zip(bufs, names):
+                    b.mul_(masks[n])
+
+            # inner: K masked proximal heavy-ball steps on fresh retain batches (train-mode BN)
+            net.train()
+            for _ in range(p.K):
+                x, y = unpack(next(retain_it), device)
+                grads = torch.autograd.grad(F.cross_entropy(net(x), y), params, allow_unused=True)
+                with torch.no_grad():
+                    for n, q, g, b in zip(names, params, grads, bufs):
+                        if g is None:
+                            continue
+                        b.mul_(p.momentum).add_(g * masks[n])
+                        q.sub_(p.eta_in * b)
+                        if p.gamma > 0:                        # prox of γ‖m ⊙ (θ − θ0)‖₁
+                            d = q - theta0[n]
+                            q.copy_(theta0[n] + d.sign() * (d.abs() - p.eta_in * p.gamma).clamp_min(0))
+            restore_masked_(net, masks, theta0)
+
+            # outer: augmented-Lagrangian forget step (eval-mode BN)
+            net.eval()
+            xf, yf = unpack(next(forget_it), device)
+            xr, yr = unpack(next(retain_it), device)
+            lf = self._forget_loss(net(xf), yf, val_margins)
+            lr_ = F.cross_entropy(net(xr), yr)
+            c = lr_.item() - eps
+            mu = max(0.0, lam + p.rho * c)                     # HPR: ∇L_ρ = ∇L_f + max(0, λ + ρc)∇c
+            gf = torch.autograd.grad(lf, params, allow_unused=True)
+            gf = flatten([torch.zeros_like(q) if g is None else g for g, q in zip(gf, params)])
+            if p.use_implicit:
+                if p.hvp_mode == "double":
+                    gr, hvp = gradient_and_hvp(lr_, params)
+                else:
+                    gr = flatten(torch.autograd.grad(lr_, params))
+                    hvp = make_hvp(net, lambda m: F.cross_entropy(m(xr), yr), names, mode="jvp")
+                g = (gf + mu * gr) * flat_mask
+                h, info = conjugate_gradient(lambda v: v + beta * flat_mask * hvp(flat_mask * v), g,
+                                             max_iter=p.cg_iters, tol=p.cg_tol)
+                log["cg_iters"].append(info["iters"])
+                log["cg_rel_residual"].append(info["rel_residual"])
+                if not bool(h.any()) or not bool(torch.isfinite(h).all()):  # curvature <= 0 at once
+                    h = g
+                    log["cg_fallbacks"] += 1
+            else:
+                if mu > 0:
+                    gr = flatten([torch.zeros_like(q) if gg is None else gg for gg, q in
+                                  zip(torch.autograd.grad(lr_, params, allow_unused=True), params)])
+                    gf = gf + mu * gr
+                h = gf * flat_mask
+            with torch.no_grad():
+                for q, step in zip(params, unflatten(h, params)):
+                    q.sub_(p.eta_theta * step)
+            restore_masked_(net, masks, theta0)
+            with torch.no_grad():
+                c_new = F.cross_entropy(net(xr), yr).item() - eps
+            lam = max(0.0, lam + p.rho * c_new)                # projected dual ascent
+            log["lambda"].append(lam)
+            log["constraint"].append(c_new)
+            log["forget_loss"].append(lf.item())
+
+        log["mask_density"] = mask_density(masks, net, p.mask_1d)
+        log["changed_fraction"] = changed_fraction(net, theta0)
+        self.log_ = log
+        net.eval()

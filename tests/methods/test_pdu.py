@@ -1,0 +1,103 @@
+"""`pdu`: the dual update, λ's behaviour in short runs, the cap's statistic and parameter checks."""
+import copy
+
+import pytest
+import torch
+
+from data.models import TinyCNN
+from data.splits import make_loader
+from methods.pdu import PDU, dual_update, true_label_confidence
+
+
+def test_dual_update_rises_when_violated_and_projects_to_zero():
+    assert dual_update(1.0, retain_loss=0.5, epsilon=0.2, step_size=2.0) == pytest.approx(1.6)
+    assert dual_update(1.0, retain_loss=0.1, epsilon=0.2, step_size=2.0) == pytest.approx(0.8)
+    assert dual_update(1.0, retain_loss=0.0, epsilon=5.0, step_size=1.0) == 0.0       # projected
+    assert dual_update(0.0, retain_loss=0.1, epsilon=0.2, step_size=1.0) == 0.0       # stays at 0
+    assert dual_update(3.0, retain_loss=0.2, epsilon=0.2, step_size=1.0) == 3.0       # on the boundary
+
+
+def test_true_label_confidence_is_the_scorers_statistic():
+    logits = torch.randn(6, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = torch.tensor([0, 3, 9, 1, 1, 5])
+    p = logits.softmax(1)[torch.arange(6), y]
+    expected = torch.log(p) - torch.log1p(-p)
+    assert torch.allclose(true_label_confidence(logits, y), expected)
+
+
+def _loaders(dict_batches=False):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(192, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (192,), generator=g)
+    mk = lambda a, b, s: make_loader(x[a:b], y[a:b], 32, shuffle=True, seed=s, dict_batches=dict_batches)
+    return mk(0, 128, 0), mk(128, 160, 1), mk(160, 192, 2)
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    net = TinyCNN()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for xb, yb in _loaders()[0]:
+        loss = torch.nn.functional.cross_entropy(net(xb), yb)
+        opt.zero_grad(); loss.backward(); opt.step()
+    return net.eval()
+
+
+def _run(net, dict_batches=False, **overrides):
+    method = PDU(seed=0, **overrides)
+    method.run(copy.deepcopy(net), *_loaders(dict_batches))
+    return method.log_
+
+
+def test_lambda_rises_under_impossible_epsilon(net):
+    # cross-entropy is > 0, so epsilon = 0 is always violated: λ grows at every step after warm-up
+    log = _run(net, epochs=3, warmup_epochs=1, lambda0=0.5, dual_lr=1.0, epsilon=0.0)
+    lam = log["lambda_steps"]
+    assert len(lam) == 3                      # one forget batch of 32 per epoch
+    assert lam[0] == 0.5                      # frozen during warm-up
+    assert lam[1] > lam[0] and lam[2] > lam[1]
+    assert [e["constraint_held"] for e in log["epochs"]] == [False, False, False]
+    assert log["constraint_held_final"] is False
+    assert log["epsilon"] == 0.0
+
+
+def test_lambda_falls_to_zero_when_slack(net):
+    log = _run(net, epochs=3, warmup_epochs=1, lambda0=5.0, dual_lr=1.0, epsilon=100.0)
+    assert log["lambda_steps"] == [5.0, 0.0, 0.0]
+    assert all(e["constraint_held"] and e["frac_steps_within_eps"] == 1.0 for e in log["epochs"])
+    assert [e["lambda"] for e in log["epochs"]] == [5.0, 0.0, 0.0]
+
+
+def test_epsilon_is_original_retain_loss_plus_margin(net):
+    log = _run(net, epochs=1, epsilon_margin=0.25, warmup_epochs=0)
+    assert log["epsilon"] == pytest.approx(log["L0"] + 0.25)
+    assert log["L0"] > 0
+
+
+@pytest.mark.parametrize("cap", ["none", "margin", "confidence"])
+def test_caps_run_and_log(net, cap):
+    log = _run(net, dict_batches=True, epochs=2, cap=cap)
+    assert len(log["epochs"]) == 2
+    assert 0.0 <= log["epochs"][-1]["frac_flattened"] <= 1.0
+    assert ("target_quantiles" in log) == (cap != "none")
+    if cap == "none":
+        assert log["epochs"][0]["frac_flattened"] == 1.0
+
+
+def test_flattening_without_cap_lowers_forget_margins(net):
+    forget = _loaders()[1]
+    x = torch.cat([b[0] for b in forget])
+    before = (lambda z: (z.max(1).values - z.mean(1)).mean())(net(x).detach())
+    unlearned = copy.deepcopy(net)
+    PDU(seed=0, epochs=10, lr=0.01, cap="none", lambda0=0.0, dual_lr=0.0).run(unlearned, *_loaders())
+    after = (lambda z: (z.max(1).values - z.mean(1)).mean())(unlearned(x).detach())
+    assert after < 0.5 * before
+
+
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"lr": 0.0}, {"optimizer": "adam"}, {"cap": "uniform"},
+                                 {"dual_lr": -1.0}, {"epsilon": -0.1}, {"warmup_epochs": -1},
+                                 {"schedule": "onecycle"}, {"eps_batches": 0}])
+def test_params_are_checked(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        PDU(**bad)
