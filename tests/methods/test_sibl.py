@@ -1,0 +1,112 @@
+"""`sibl`: sparsity of the change, masked-out weights untouched, the implicit step, the dual variable."""
+import copy
+
+import pytest
+import torch
+
+from data.models import TinyCNN
+from data.splits import make_loader
+from methods._masks import METHODS
+from methods.BaseMethod import parse_overrides
+from methods.sibl import SIBL
+
+
+def _loaders(dict_batches=False):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(256, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (256,), generator=g)
+    mk = lambda a, b, s: make_loader(x[a:b], y[a:b], 32, shuffle=True, seed=s, dict_batches=dict_batches)
+    return mk(0, 160, 0), mk(160, 224, 1), mk(224, 256, 2)
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    net = TinyCNN()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):
+        for xb, yb in _loaders()[0]:
+            loss = torch.nn.functional.cross_entropy(net(xb), yb)
+            opt.zero_grad(); loss.backward(); opt.step()
+    return net.eval()
+
+
+SMALL = dict(T=3, K=2, val_batches=1, est_batches=1, mask_batches=1, seed=0)
+
+
+def _run(net, dict_batches=False, **overrides):
+    method = SIBL(**{**SMALL, **overrides})
+    out = copy.deepcopy(net)
+    method.run(out, *_loaders(dict_batches))
+    return out, method.log_
+
+
+def _weights(net):
+    return {n: p.detach() for n, p in net.named_parameters() if p.ndim >= 2}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_changed_fraction_is_about_one_minus_sparsity(net, method):
+    sparsity = 0.8
+    out, log = _run(net, sparsity=sparsity, sparsity_method=method, init_noise=0.05, gamma=0.0)
+    before, after = _weights(net), _weights(out)
+    changed = sum((before[n] != after[n]).sum().item() for n in before)
+    total = sum(before[n].numel() for n in before)
+    frac = changed / total
+    assert frac == pytest.approx(log["changed_fraction"])
+    # at most the mask's share (structured rounds per layer), and most of the free weights do move
+    assert 0.6 * (1 - sparsity) <= frac <= (1 - sparsity) + 0.05, (method, frac)
+    if method != "gradual":
+        assert log["mask_density"] == pytest.approx(1 - sparsity, abs=0.05)
+
+
+def test_dense_mask_changes_everything(net):
+    out, log = _run(net, use_sparsity=False, init_noise=0.05)
+    assert log["changed_fraction"] > 0.95
+
+
+def test_l1_prox_keeps_change_sparser(net):
+    _, free = _run(net, sparsity=0.5, gamma=0.0)
+    _, l1 = _run(net, sparsity=0.5, gamma=5.0)       # prox threshold eta_in * gamma = 0.1 per step
+    assert l1["changed_fraction"] < free["changed_fraction"]
+
+
+def test_implicit_step_runs_cg_and_logs_residual(net):
+    out, log = _run(net, use_implicit=True, cg_iters=4, cg_tol=1e-6)
+    assert len(log["cg_iters"]) == SMALL["T"] and all(1 <= k <= 4 for k in log["cg_iters"])
+    assert all(r >= 0 for r in log["cg_rel_residual"])
+    assert all(torch.isfinite(p).all() for p in out.parameters())
+    _, explicit = _run(net, use_implicit=False)
+    assert not explicit["cg_iters"]
+
+
+@pytest.mark.parametrize("hvp_mode", ["double", "jvp"])
+def test_hvp_modes_agree(net, hvp_mode):
+    out, log = _run(net, use_implicit=True, cg_iters=3, hvp_mode=hvp_mode)
+    assert log["cg_rel_residual"]
+
+
+def test_dual_variable_projected_and_rises_under_violation(net):
+    _, log = _run(net, epsilon=0.0, epsilon_mode="absolute", T=4)   # CE > 0: always violated
+    lam = log["lambda"]
+    assert all(b > a for a, b in zip(lam, lam[1:])) and lam[0] > 0
+    _, slack = _run(net, epsilon=100.0, T=4)                         # never binding
+    assert slack["lambda"] == [0.0] * 4
+
+
+def test_dict_batches_give_the_same_run(net):
+    a, _ = _run(net, dict_batches=False)
+    b, _ = _run(net, dict_batches=True)
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6), n
+
+
+def test_design_option_names_parse():
+    over = parse_overrides(SIBL, ["sparsity=0.95", "sparsity_method=structured", "T=30", "K=15",
+                                  "use_implicit=true", "cg_iters=7", "cg_tol=1e-4", "rho=2",
+                                  "gamma=0", "eta_theta=0.1", "eta_in=0.01", "epsilon=0.2"])
+    assert over["sparsity_method"] == "structured" and over["T"] == 30 and over["use_implicit"] is True
+    with pytest.raises(ValueError, match="sparsity_method"):
+        parse_overrides(SIBL, ["sparsity_method=bogus"])
+    with pytest.raises(ValueError, match="sparsity"):
+        parse_overrides(SIBL, ["sparsity=1.0"])
