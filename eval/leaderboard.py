@@ -276,7 +276,9 @@ def _markdown(t, preset, bank, *, seed, metric, bootstrap, retrain_time, mia_ref
         f"- **Metric** `{metric}`; 95% confidence intervals from {bootstrap} bootstrap resamples of the "
         + ("unlearning runs and the forget examples" if metric == "official" else
            "forget examples (the `mlrc` scorer is too slow to resample the runs too)")
-        + " (the retrained models held fixed)."
+        + " (the retrained models held fixed)"
+        + ("; percentiles shifted by the bootstrap's bias, since repeated runs in a resample are "
+           "easier to tell from retraining and pull resampled scores low." if metric == "official" else ".")
         + (" Bootstrap disabled: no intervals." if not bootstrap else "")
         + (f" With only {preset.n_runs} runs a resample often repeats one run, whose identical copies score 0 "
            "(\"peaky\"), so lower bounds sit near 0." if bootstrap and preset.n_runs <= 4 else ""),

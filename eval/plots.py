@@ -12,7 +12,6 @@ import matplotlib
 matplotlib.use("Agg")   # files only, never a window; set here, before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from eval.io import _atomic_bytes  # noqa: E402
 
@@ -113,25 +112,29 @@ def loss_hist(losses: dict, path) -> Path:
     """Forget and test loss histograms (log-spaced bins), pooled over each group's models.
 
     `losses` maps a label (e.g. original, retrained, the chosen method) to {"forget": array,
-    "test": array} of per-example cross-entropy losses, any shape.
+    "test": array} of per-example cross-entropy losses, any shape. The x range covers the pooled
+    0.5-99.5 percentiles and stops at a loss of 100 (the true class at probability e^-100: a
+    diverged model; 1e28 has been seen), so such runs do not squeeze everything else into a few
+    bins; values outside the range are counted in the edge bins.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
     allv = np.concatenate([np.ravel(v[s]) for v in losses.values() for s in ("forget", "test")])
-    lo = max(float(np.min(allv)), 1e-6)
-    hi = max(float(np.max(allv)), lo * 10)
-    bins = np.geomspace(lo, hi, 50)
+    allv = allv[np.isfinite(allv)]
+    lo, hi = np.percentile(allv, [0.5, 99.5]) if allv.size else (1e-3, 1.0)
+    lo = max(float(lo), 1e-4)
+    hi = max(min(float(hi), 100.0), lo * 10)
+    bins = np.geomspace(lo, hi, 41)
     for ax, split in zip(axes, ("forget", "test")):
         for (label, v), c in zip(losses.items(), _colors(len(losses))):
-            x = np.clip(np.ravel(v[split]), lo, hi)
-            ax.hist(x, bins=bins, histtype="step", lw=1.6, color=c, density=True,
-                    label=f"{label} (median {np.median(x):.3g})")
+            x = np.ravel(v[split])
+            med = np.median(x)
+            x = np.clip(x[np.isfinite(x)], lo, hi)
+            ax.hist(x, bins=bins, histtype="step", lw=1.6, color=c, weights=np.full(x.size, 1 / max(x.size, 1)),
+                    label=f"{label} (median {med:.3g})")
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"cross-entropy loss on the {split} set (log scale)")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("density")
+    axes[0].set_ylabel("fraction of (model, example) pairs")
     fig.suptitle("Loss distributions: a good method's forget losses look like the retrained models'")
     return _save(fig, path)

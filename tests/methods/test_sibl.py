@@ -87,11 +87,28 @@ def test_hvp_modes_agree(net, hvp_mode):
 
 
 def test_dual_variable_projected_and_rises_under_violation(net):
-    _, log = _run(net, epsilon=0.0, epsilon_mode="absolute", T=4)   # CE > 0: always violated
+    _, log = _run(net, epsilon=0.0, epsilon_mode="absolute", T=4, lambda_max=None)  # CE > 0: always violated
     lam = log["lambda"]
     assert all(b > a for a, b in zip(lam, lam[1:])) and lam[0] > 0
     _, slack = _run(net, epsilon=100.0, T=4)                         # never binding
     assert slack["lambda"] == [0.0] * 4
+
+
+def test_safeguard_caps_the_multiplier(net):
+    _, log = _run(net, epsilon=0.0, epsilon_mode="absolute", T=4, rho=5.0, lambda_max=1.5)
+    assert max(log["lambda"]) == 1.5 and log["lambda"][-1] == 1.5
+
+
+def test_clip_norm_bounds_the_outer_step(net):
+    """With no inner steps, noise or L1, the whole change is the T outer steps: each at most clip_norm."""
+    quiet = dict(K=0, init_noise=0.0, gamma=0.0, use_sparsity=False, margin_target="zero")
+    out, log = _run(net, clip_norm=1e-3, **quiet)
+    assert max(log["step_norm"]) > 1e-3                               # the clip was active
+    change = torch.cat([(a - b).flatten() for a, b in zip(out.parameters(), net.parameters())]).norm()
+    assert 0 < change <= SMALL["T"] * SIBL.Params.eta_theta * 1e-3 * 1.001
+    free, _ = _run(net, **quiet)
+    change_free = torch.cat([(a - b).flatten() for a, b in zip(free.parameters(), net.parameters())]).norm()
+    assert change_free > 10 * change
 
 
 def test_dict_batches_give_the_same_run(net):
