@@ -5,32 +5,19 @@ import pytest
 import torch
 
 import methods
-from data.models import TinyCNN
-from data.splits import make_loader
 from methods._training import Recipe
+from tests.methods.toy import fitted_tiny_cnn, random_loaders
 
 RECIPE = Recipe(epochs=1, lr=0.05, batch_size=32, schedule="onecycle")
 
 
 def _loaders(dict_batches: bool, seed: int | None = 0):
     """Shuffled loaders; seed=None shuffles freshly, as Kaggle's unseeded DataLoaders do."""
-    g = torch.Generator().manual_seed(123)
-    x = torch.randn(160, 3, 32, 32, generator=g)
-    y = torch.randint(0, 10, (160,), generator=g)
-    mk = lambda a, b, s: make_loader(x[a:b], y[a:b], 32, shuffle=True, seed=None if seed is None else seed + s,
-                                     dict_batches=dict_batches)
-    return mk(0, 96, 0), mk(96, 128, 1), mk(128, 160, 2)
+    return random_loaders((96, 32, 32), data_seed=123, shuffle_seed=seed, dict_batches=dict_batches)
 
 
 def _net():
-    torch.manual_seed(0)
-    net = TinyCNN()
-    # a few steps so the network is not at initialisation (BN stats, non-trivial logits)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    for batch in _loaders(False)[0]:
-        loss = torch.nn.functional.cross_entropy(net(batch[0]), batch[1])
-        opt.zero_grad(); loss.backward(); opt.step()
-    return net.eval()
+    return fitted_tiny_cnn(_loaders(False)[0])
 
 
 def _run(key, dict_batches, seed, net=None, **overrides):

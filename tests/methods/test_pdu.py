@@ -4,9 +4,8 @@ import copy
 import pytest
 import torch
 
-from data.models import TinyCNN
-from data.splits import make_loader
 from methods.pdu import PDU, dual_update, true_label_confidence
+from tests.methods.toy import fitted_tiny_cnn, random_loaders
 
 
 def test_dual_update_rises_when_violated_and_projects_to_zero():
@@ -26,22 +25,12 @@ def test_true_label_confidence_is_the_scorers_statistic():
 
 
 def _loaders(dict_batches=False):
-    g = torch.Generator().manual_seed(7)
-    x = torch.randn(192, 3, 32, 32, generator=g)
-    y = torch.randint(0, 10, (192,), generator=g)
-    mk = lambda a, b, s: make_loader(x[a:b], y[a:b], 32, shuffle=True, seed=s, dict_batches=dict_batches)
-    return mk(0, 128, 0), mk(128, 160, 1), mk(160, 192, 2)
+    return random_loaders((128, 32, 32), data_seed=7, dict_batches=dict_batches)
 
 
 @pytest.fixture(scope="module")
 def net():
-    torch.manual_seed(0)
-    net = TinyCNN()
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    for xb, yb in _loaders()[0]:
-        loss = torch.nn.functional.cross_entropy(net(xb), yb)
-        opt.zero_grad(); loss.backward(); opt.step()
-    return net.eval()
+    return fitted_tiny_cnn(_loaders()[0])
 
 
 def _run(net, dict_batches=False, **overrides):

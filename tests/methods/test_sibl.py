@@ -4,31 +4,19 @@ import copy
 import pytest
 import torch
 
-from data.models import TinyCNN
-from data.splits import make_loader
 from methods._masks import METHODS
 from methods.BaseMethod import parse_overrides
 from methods.sibl import SIBL
+from tests.methods.toy import fitted_tiny_cnn, random_loaders
 
 
 def _loaders(dict_batches=False):
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(256, 3, 32, 32, generator=g)
-    y = torch.randint(0, 10, (256,), generator=g)
-    mk = lambda a, b, s: make_loader(x[a:b], y[a:b], 32, shuffle=True, seed=s, dict_batches=dict_batches)
-    return mk(0, 160, 0), mk(160, 224, 1), mk(224, 256, 2)
+    return random_loaders((160, 64, 32), data_seed=3, dict_batches=dict_batches)
 
 
 @pytest.fixture(scope="module")
 def net():
-    torch.manual_seed(0)
-    net = TinyCNN()
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    for _ in range(3):
-        for xb, yb in _loaders()[0]:
-            loss = torch.nn.functional.cross_entropy(net(xb), yb)
-            opt.zero_grad(); loss.backward(); opt.step()
-    return net.eval()
+    return fitted_tiny_cnn(_loaders()[0], epochs=3, momentum=0.9)
 
 
 SMALL = dict(T=3, K=2, val_batches=1, est_batches=1, mask_batches=1, seed=0)
