@@ -61,12 +61,12 @@ def summarize(unlearned: dict, retrained: dict, original: dict, forget_y: np.nda
     out["rejected"] = bool(valid_entry and ratio is not None and ratio > EFFICIENCY_LIMIT)
     out["final_score"] = 0.0 if out["rejected"] else score
     if bootstrap:
-        out.update(bootstrap_score(unlearned, u, r, retrained, metric, bootstrap, seed, score))
+        out.update(bootstrap_score(unlearned, u, r, retrained, metric, bootstrap, seed, score=score, points=points))
     return out, {"unlearned_stat": u, "retrained_stat": r, "epsilons": eps, "points": points}
 
 
 def bootstrap_score(unlearned: dict, u: np.ndarray, r: np.ndarray, retrained: dict, metric: str,
-                    n_boot: int, seed: int = 0, score: float | None = None) -> dict:
+                    n_boot: int, seed: int = 0, *, score: float, points: np.ndarray) -> dict:
     """Spread of the score: resample unlearning runs and forget examples with replacement.
 
     Returns the bootstrap standard deviation and a 95% interval: the 2.5/97.5 percentiles of the
@@ -79,30 +79,24 @@ def bootstrap_score(unlearned: dict, u: np.ndarray, r: np.ndarray, retrained: di
     logistic-regression attacks take ~70 ms per example, too slow to recompute for every resample
     of the runs.
 
-    `score` is the score from all runs and examples (before the efficiency rule); it is
-    recomputed when not given.
+    `score` and `points` are the score (before the efficiency rule) and the per-example points from
+    all runs and examples, as `summarize` computed them: the interval's centre, and for `mlrc` the
+    points to resample (not recomputed).
     """
     rng = np.random.default_rng(seed)
     ra_r, ta_r = np.mean(retrained["acc_retain"]), np.mean(retrained["acc_test"])
-    if score is None:
-        _, points = epsilons_and_points(u, r, metric)
-        score = points.mean() * np.mean(unlearned["acc_retain"]) / ra_r * np.mean(unlearned["acc_test"]) / ta_r
     scores = np.empty(n_boot)
     resample_runs = metric == "official"
-    if not resample_runs:
-        _, points = epsilons_and_points(u, r, metric)
     for b in range(n_boot):
         runs = rng.integers(0, len(u), len(u)) if resample_runs else np.arange(len(u))
-        if resample_runs:
-            _, points = epsilons_and_points(u[runs], r, metric)
-        examples = rng.integers(0, len(points), len(points))
+        pts = epsilons_and_points(u[runs], r, metric)[1] if resample_runs else points
+        examples = rng.integers(0, len(pts), len(pts))
         ra = np.mean(unlearned["acc_retain"][runs]) / ra_r
         ta = np.mean(unlearned["acc_test"][runs]) / ta_r
-        scores[b] = points[examples].mean() * ra * ta
+        scores[b] = pts[examples].mean() * ra * ta
     bias = scores.mean() - score
     lo, hi = np.clip(np.percentile(scores, [2.5, 97.5]) - bias, 0.0, None)
     return {"score_std": float(scores.std(ddof=1)) if n_boot > 1 else 0.0,
             "score_ci95": [float(lo), float(hi)], "score_bootstrap_bias": float(bias),
             "n_bootstrap": int(n_boot),
             "bootstrap_resamples": "runs and forget examples" if resample_runs else "forget examples"}
-
