@@ -43,7 +43,7 @@ def _keep_count(n: int, sparsity: float) -> int:
     return max(1, min(n, int(round((1.0 - sparsity) * n))))
 
 
-def _top_k(score: torch.Tensor, k: int) -> torch.Tensor:
+def top_k_mask(score: torch.Tensor, k: int) -> torch.Tensor:
     """Bool mask shaped like `score` with True at its k largest entries (ties broken by position)."""
     flat = score.flatten()
     keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
@@ -54,9 +54,9 @@ def _top_k(score: torch.Tensor, k: int) -> torch.Tensor:
 def _structured(w: torch.Tensor, sparsity: float) -> torch.Tensor:
     """Whole output units of a weight (filters of a conv, rows of a linear) by mean |W[o]|."""
     if w.ndim == 1:
-        return _top_k(w.abs(), _keep_count(w.numel(), sparsity))
+        return top_k_mask(w.abs(), _keep_count(w.numel(), sparsity))
     unit_score = w.detach().abs().flatten(1).mean(1)                      # (out_units,)
-    units = _top_k(unit_score, _keep_count(len(unit_score), sparsity))    # (out_units,)
+    units = top_k_mask(unit_score, _keep_count(len(unit_score), sparsity))    # (out_units,)
     return units.view(-1, *([1] * (w.ndim - 1))).expand_as(w).clone()     # (out, in, kh, kw)
 
 
@@ -106,7 +106,7 @@ def make_mask(net: torch.nn.Module, method: str = "layerwise_magnitude", sparsit
                     masks[n] = p.detach().abs() > tau
             for n, p in followed.items():
                 if p.ndim < 2:
-                    masks[n] = _top_k(p.detach().abs(), _keep_count(p.numel(), s))
+                    masks[n] = top_k_mask(p.detach().abs(), _keep_count(p.numel(), s))
             return masks
         for n, p in followed.items():
             w = p.detach()
@@ -127,7 +127,7 @@ def make_mask(net: torch.nn.Module, method: str = "layerwise_magnitude", sparsit
                     inside = prev_mask[n].to(w.device)
                     score = torch.where(inside, score.float(), torch.full_like(score.float(), -1.0))
                     k = min(k, int(inside.sum()))
-                masks[n] = _top_k(score, k)
+                masks[n] = top_k_mask(score, k)
     return masks
 
 
