@@ -1,4 +1,4 @@
-"""The method contract and the registry.
+"""The method contract, its hyperparameters and their checks.
 
 Every unlearning method is a `BaseMethod` subclass registered with `@register("key")`:
 
@@ -13,42 +13,49 @@ Every unlearning method is a `BaseMethod` subclass registered with `@register("k
         def run(self, net, retain_loader, forget_loader, val_loader):
             ...                    # change net in place, end with net.eval()
 
-Hyperparameters live in the nested `Params` dataclass (one place, with defaults); `--set key=value`
-overrides are checked against its field types by `parse_overrides`. This file imports only the
-standard library and torch, so the notebook generator can paste it into a Kaggle notebook whole.
+Hyperparameters live in the nested `Params` dataclass (one place, with defaults). One name per
+concept across all methods (`epochs`, `lr`, `optimizer`, `schedule`, `momentum`, `weight_decay`,
+`batch_size`, and `sam`, `rho`, `adaptive`, `sam_lambda` for SAM), so their range checks are
+written once here (`COMMON_CHECKS`) and run for every method that has the field; a method adds
+its own in `Params.__post_init__`. A method may accept its paper's names as `param_aliases`
+({"eta_theta": "lr"}). `--set key=value` overrides are parsed by `parse_overrides`. This file
+imports only the standard library, torch and the registry, so the notebook generator can paste it
+into a Kaggle notebook whole.
 """
 import ast
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
 
 import torch
 
-_METHODS: dict[str, type["BaseMethod"]] = {}
+from methods._registry import all_method_handlers, get_method, register, unregister
+
+SEED_LIMIT = 2 ** 64          # torch.Generator.manual_seed takes seeds in [0, 2**64)
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "onecycle", "constant")
 
 
-def register(key: str):
-    """Class decorator: add a method to the registry under `key` (rejects duplicates)."""
-    def add(cls):
-        if key in _METHODS and _METHODS[key] is not cls:
-            raise ValueError(f"method {key!r} already registered by {_METHODS[key].__module__}")
-        cls.key = key
-        _METHODS[key] = cls
-        return cls
-    return add
+def _in(options):
+    return lambda v: v in options, f"one of {', '.join(map(str, options))}"
 
 
-def all_method_handlers() -> dict[str, type["BaseMethod"]]:
-    """All registered methods as {key: class}, sorted by key."""
-    return dict(sorted(_METHODS.items()))
-
-
-def get_method(key: str) -> type["BaseMethod"]:
-    """The class registered under `key`; ValueError listing the known keys otherwise."""
-    if key not in _METHODS:
-        raise ValueError(f"unknown method {key!r}; known methods: {', '.join(sorted(_METHODS))}")
-    return _METHODS[key]
+#: checks shared by every method that has the field: {name: (predicate, what it must be)}
+COMMON_CHECKS = {
+    "seed": (lambda v: 0 <= v < SEED_LIMIT, "an integer in [0, 2**64) or None"),
+    "epochs": (lambda v: v >= 1, ">= 1"),
+    "lr": (lambda v: v > 0, "> 0"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "optimizer": _in(OPTIMIZERS),
+    "schedule": _in(SCHEDULES),
+    "sam": _in((None, "min", "max")),
+    "rho": (lambda v: v >= 0, ">= 0"),
+    "sam_lambda": (lambda v: v >= 0, ">= 0"),
+}
 
 
 class BaseMethod:
@@ -60,22 +67,50 @@ class BaseMethod:
     """
 
     key: str = ""
+    aliases: tuple[str, ...] = ()
     #: False for reference rows (e.g. `retrain`) that are not valid competition entries; they are
     #: exempt from the efficiency rule.
     valid_entry: bool = True
+    #: the paper's names for canonical parameters, e.g. {"eta_theta": "lr"}
+    param_aliases: dict[str, str] = {}
 
     @dataclass
     class Params:
         seed: int | None = None  # None: fresh randomness on every run (the scorer needs run-to-run variety)
 
     def __init__(self, **overrides):
-        names = [f.name for f in dataclasses.fields(self.Params)]
+        self.params = self.make_params(**overrides)
+        self.log_: dict = {}
+
+    @classmethod
+    def make_params(cls, **overrides):
+        """`Params` with `overrides` (aliases resolved), every check run; ValueError naming the problem."""
+        overrides = cls.resolve_aliases(overrides)
+        names = [f.name for f in dataclasses.fields(cls.Params)]
         unknown = sorted(set(overrides) - set(names))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for method {self.key!r}; "
+            raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for method {cls.key!r}; "
                              f"valid: {', '.join(names)}")
-        self.params = self.Params(**overrides)
-        self.log_: dict = {}
+        params = cls.Params(**overrides)
+        for f in dataclasses.fields(params):
+            value = getattr(params, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value}")
+            check = COMMON_CHECKS.get(f.name)
+            if check is not None and value is not None and not check[0](value):
+                raise ValueError(f"{f.name} must be {check[1]}, got {value!r}")
+        return params
+
+    @classmethod
+    def resolve_aliases(cls, overrides: dict) -> dict:
+        """Overrides with the paper's names mapped to the canonical ones (both given: ValueError)."""
+        out = {}
+        for k, v in overrides.items():
+            name = cls.param_aliases.get(k, k)
+            if name in out:
+                raise ValueError(f"parameter {name!r} given twice (as {k!r} and {name!r})")
+            out[name] = v
+        return out
 
     @classmethod
     def summary(cls) -> str:
@@ -113,40 +148,43 @@ def _allowed_types(annotation) -> tuple:
     return (annotation,)
 
 
+_WORDS = {"true": True, "false": False, "none": None}
+_NON_FINITE = ("nan", "inf", "+inf", "-inf", "infinity", "-infinity")
+
+
 def coerce_value(name: str, raw, annotation):
     """Convert `raw` (a string from the CLI or a Python value) to the field's type or raise ValueError."""
     value = raw
+    allowed = _allowed_types(annotation)
     if isinstance(raw, str):
         try:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
-            value = {"true": True, "false": False, "none": None}.get(raw.lower(), raw)
-    allowed = _allowed_types(annotation)
+            low = raw.lower()
+            # nan/inf only mean numbers for float fields (to be refused below); elsewhere they are text
+            value = float(low) if float in allowed and low in _NON_FINITE else _WORDS.get(low, raw)
     if value is None and type(None) in allowed:
         return None
     for t in allowed:
-        if t is type(None):
-            continue
-        if t is bool:
-            if isinstance(value, bool):
-                return value
-        elif t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ValueError(f"parameter {name!r} must be a finite number, got {raw!r}")
             return float(value)
-        elif t is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        elif t is str and isinstance(value, str):
+        if t in (bool, int, str) and type(value) is t:
             return value
     names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
     raise ValueError(f"parameter {name!r} expects {names}, got {raw!r}")
 
 
 def parse_overrides(cls: type[BaseMethod], items) -> dict:
-    """Parse ["key=value", ...] (or a dict) into typed overrides for `cls.Params`.
+    """Parse ["key=value", ...] (or a dict) into typed overrides for `cls.Params`, aliases resolved.
 
-    Raises ValueError naming the bad key (with the valid ones) or the bad value.
+    Raises ValueError naming the bad key (with the valid ones), a key given twice, or the bad value;
+    every range check runs now, before any work.
     """
-    pairs = items.items() if isinstance(items, dict) else []
-    if not isinstance(items, dict):
+    if isinstance(items, dict):
+        pairs = list(items.items())
+    else:
         pairs = []
         for item in items or []:
             if "=" not in item:
@@ -156,8 +194,15 @@ def parse_overrides(cls: type[BaseMethod], items) -> dict:
     hints = typing.get_type_hints(cls.Params)
     out = {}
     for k, v in pairs:
-        if k not in hints:
+        name = cls.param_aliases.get(k, k)
+        if name not in hints:
             raise ValueError(f"unknown parameter {k!r} for method {cls.key!r}; valid: {', '.join(hints)}")
-        out[k] = coerce_value(k, v, hints[k])
-    cls(**out)  # runs Params.__post_init__ range checks now, before any work
+        if name in out:
+            raise ValueError(f"parameter {name!r} given twice")
+        out[name] = coerce_value(name, v, hints[name])
+    cls.make_params(**out)
     return out
+
+
+__all__ = ["BaseMethod", "COMMON_CHECKS", "all_method_handlers", "coerce_value", "get_method", "parse_overrides",
+           "register", "unregister"]

@@ -19,22 +19,7 @@ Imports only torch; no work at import time.
 import torch
 from torch.func import functional_call, grad, jvp
 
-
-class eval_mode:
-    """Context manager: `net` in eval mode inside (BN uses and keeps its running statistics)."""
-
-    def __init__(self, net: torch.nn.Module):
-        self.net = net
-
-    def __enter__(self):
-        self.flags = [(m, m.training) for m in self.net.modules()]
-        self.net.eval()
-        return self.net
-
-    def __exit__(self, *exc):
-        for m, flag in self.flags:
-            m.training = flag
-        return False
+from methods._common import eval_mode
 
 
 def flatten(tensors) -> torch.Tensor:

@@ -5,8 +5,12 @@ Lives in `methods/` (not `data/`) so the `retrain` method, and any notebook made
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 
-from methods._common import make_optimizer, make_scheduler, retain_ce_epochs
+from methods._augment import crop_flip
+from methods._loop import train_epochs
+from methods._optim import make_optimizer, make_scheduler
+from methods._reinit import reset_all
 
 
 @dataclass(frozen=True)
@@ -27,36 +31,22 @@ class Recipe:
         return asdict(self)
 
 
-def reset_weights(net: torch.nn.Module, seed: int | None = None) -> None:
-    """Re-initialise every layer with its default init, from `seed` without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        if seed is None:
-            torch.seed()
-        else:
-            torch.manual_seed(seed)
-        for module in net.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-            if hasattr(module, "reset_running_stats"):
-                module.reset_running_stats()
-
-
 def train_from_scratch(net: torch.nn.Module, loader, recipe: Recipe, seed: int | None = None) -> float:
-    """Reset `net` and train it on `loader` with `recipe`; returns the final epoch's mean loss.
+    """Re-initialise `net` and train it on `loader` with `recipe`; returns the final epoch's mean loss.
 
-    Data order comes from the loader's own generator; `seed` drives initialisation and augmentation.
+    Data order comes from the loader's own generator; `seed` (None: fresh) drives the initialisation
+    and, through a second draw of the same stream, the augmentation.
     """
-    reset_weights(net, seed)
-    device = next(net.parameters()).device
-    gen = torch.Generator(device=device)
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(seed + 1)
+    gen = torch.Generator()
+    gen.seed() if seed is None else gen.manual_seed(seed)
+    reset_all(net, int(torch.randint(2 ** 62, (1,), generator=gen)))
     opt = make_optimizer(recipe.optimizer, net.parameters(), recipe.lr, recipe.momentum,
                          recipe.weight_decay, recipe.nesterov)
     sched = make_scheduler(recipe.schedule, opt, recipe.epochs * len(loader), recipe.lr)
-    loss = retain_ce_epochs(net, loader, recipe.epochs, opt, sched, generator=gen,
-                            augment=recipe.augment, label_smoothing=recipe.label_smoothing)
+
+    def loss_fn(model, x, y):
+        return F.cross_entropy(model(crop_flip(x, gen) if recipe.augment else x), y,
+                               label_smoothing=recipe.label_smoothing)
+    losses = train_epochs(net, loader, loss_fn, opt, recipe.epochs, sched)
     net.eval()
-    return loss
+    return losses[-1]

@@ -15,8 +15,9 @@ the code's `dual_update_upon=step`). One epoch is one pass over the forget set, 
 with a fresh retain batch from a persistent iterator over `retain_loader`.
 
 Port to image classifiers and deviations from the paper/code:
-- ε. Either absolute (`epsilon`) or ε = L₀ + `epsilon_margin`, with L₀ the original model's retain
-  cross-entropy measured at entry on `eps_batches` retain batches (eval mode). The paper's relative rule
+- ε. ε = L₀ + `epsilon` (`epsilon_mode=additive`, default) or `epsilon` itself (`absolute`), with L₀ the
+  original model's retain cross-entropy measured at entry on `entry_batches` retain batches (eval mode;
+  `_entry.py`, shared with `sibl`). The paper's relative rule
   (1+α)·L₀ gives no budget when L₀ ≈ 0 (a well-fit model).
 - Over-forgetting cap (not in the paper). PDU drives every forget output to uniform. That suits TOFU's
   fictitious authors and class-wise forgetting, but on random-sample forgetting a model that never saw an
@@ -42,18 +43,24 @@ Port to image classifiers and deviations from the paper/code:
   so the flattening loss acts on exactly the function the scorer evaluates and the running statistics
   only ever see retain data, as in a retrained model. Retain forwards run in train mode.
 - One global λ, a Python float; no LR warm-up; per-step `schedule` (cosine by default) over all steps.
+  Each primal step goes through the shared step (`_loop.take_step`), so `--set sam=min rho=...`
+  makes it a SAM step on the Lagrangian (both passes; the logged losses are the first pass's).
 - `self.log_`: L₀, ε, the targets' quantiles, and per epoch λ at epoch end, the mean batch retain loss,
   whether the constraint held (mean ≤ ε), the fraction of steps within ε, the forget loss and the
   fraction of forget examples still being flattened; `lambda_steps` is λ after every step.
 
 - Entry noise (`init_noise`, not in the paper): Gaussian noise of σ = init_noise · (tensor std) on every
-  conv/linear weight at entry, after L₀ and the targets are measured (`_common.add_weight_noise_`).
+  conv/linear weight at entry, after L₀ and the targets are measured (`_noise.add_weight_noise_`).
   The scorer compares the distribution of many runs with that of retrained models; without noise
   PDU's runs differ only by batch order and F is ~0 (per-example spread over runs 0.3 vs 2.0 over
   retrained models on the cpu preset). The primal-dual loop then repairs the retain loss under its
   constraint while the gate keeps the forget outputs at unseen-data level.
 
-Tuning record (cpu preset: 16 retrained models, one retraining 61 s, so 12.3 s per run allowed;
+Current default on the cpu preset (bank 2f46b006b9d5, 16 runs, base seed 0; `python main.py --leaderboard`):
+0.0681 [95% CI 0.0618, 0.0741], F 0.109, RA 0.718, TA 0.869, 10.7% of a retraining timed beside it.
+
+Tuning record, made on an earlier bank and seeds (before every run's method and loaders had their
+own random streams; cpu preset: 16 retrained models, one retraining 61 s, so 12.3 s per run allowed;
 `python scripts/sweep.py -m pdu --runs 16 --set ... --grid ...`). Final score, F, RA/TA ratios, s/run:
     paper-like (lr 1e-3, λ₀ 1, η_λ 1, no noise)            0.0201  F 0.026  RA 0.867 TA 0.875  6.4 s
     + λ₀ 10, η_λ 5, init_noise 0.6, 6 epochs (default)    0.0643  F 0.100  RA 0.728 TA 0.880  5.8 s
@@ -66,7 +73,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods._common import add_weight_noise_, cycle, device_of, logit_margin, make_optimizer, make_scheduler, unpack
+from methods._common import cycle, device_of, unpack
+from methods._entry import entry_retain_loss, epsilon_budget, loader_statistics, quantile_targets
+from methods._iterative import TrainParams, build_optimizer, build_scheduler
+from methods._losses import logit_margin, true_label_confidence
+from methods._loop import take_step
+from methods._noise import add_weight_noise_
 from methods.BaseMethod import BaseMethod, register
 
 CAPS = ("confidence", "margin", "none")
@@ -77,58 +89,39 @@ def dual_update(lam: float, retain_loss: float, epsilon: float, step_size: float
     return max(0.0, lam + step_size * (retain_loss - epsilon))
 
 
-def true_label_confidence(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Logit-scaled confidence z_y − logsumexp_{j≠y} z_j = log p_y − log Σ_{j≠y} p_j, shape (batch,)."""
-    z_y = logits.gather(1, y[:, None])[:, 0]                                  # (batch,)
-    others = logits.scatter(1, y[:, None], float("-inf"))                     # (batch, C), true class masked
-    return z_y - torch.logsumexp(others, dim=1)
-
-
 @register("pdu")
 class PDU(BaseMethod):
     """Primal-dual unlearning: flatten forget logit margins s.t. retain CE <= epsilon (Entesari et al. 2025)."""
 
     @dataclass
-    class Params(BaseMethod.Params):
+    class Params(TrainParams):
         epochs: int = 6                    # passes over the forget set (one primal + one dual step per forget batch)
         lr: float = 1e-3                   # peak learning rate of the primal optimizer
-        optimizer: str = "adamw"           # adamw (the paper's) | sgd (momentum 0.9)
+        optimizer: str = "adamw"           # adamw (the paper's) | sgd | adam
         weight_decay: float = 0.01         # 0.01 as in PDU's TOFU run.sh
-        schedule: str = "cosine"           # per-step LR schedule: cosine | constant
         lambda0: float = 10.0              # λ₀: initial dual variable, frozen during warm-up (code's `alpha`)
         dual_lr: float = 5.0               # η_λ: dual step size (code default 1, TOFU 5)
         warmup_epochs: int = 1             # forget epochs with λ frozen at λ₀ (code default 5 of 10+)
-        epsilon: float | None = None       # absolute retain-CE budget; None: L₀ + epsilon_margin
-        epsilon_margin: float = 0.1        # δ in ε = L₀ + δ (L₀: original retain CE at entry)
-        eps_batches: int = 4               # retain batches used to measure L₀
+        epsilon: float = 0.1               # retain-CE budget: L₀ + epsilon (additive) or epsilon (absolute)
+        epsilon_mode: str = "additive"     # additive | absolute
+        entry_batches: int = 4             # retain batches used to measure L₀
         squared: bool = True               # forget loss m² (paper) or the unsquared margin m
         cap: str = "confidence"            # over-forgetting stop rule: confidence | margin | none (see docstring)
         target_noise: float = 1.0          # std of the per-example jitter added to the targets (statistic units)
-        target_batches: int = 10           # validation batches used for the target quantiles (0: all)
+        val_batches: int = 10              # validation batches used for the target quantiles (0: all)
         init_noise: float = 0.6            # σ of entry noise on conv/linear weights, relative to each tensor's std
 
         def __post_init__(self):
-            if self.epochs < 1:
-                raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-            if self.lr <= 0:
-                raise ValueError(f"lr must be > 0, got {self.lr}")
-            if self.optimizer not in ("adamw", "sgd"):
-                raise ValueError(f"optimizer must be adamw or sgd, got {self.optimizer!r}")
-            if self.schedule not in ("cosine", "constant"):
-                raise ValueError(f"schedule must be cosine or constant, got {self.schedule!r}")
             if self.cap not in CAPS:
                 raise ValueError(f"cap must be one of {', '.join(CAPS)}, got {self.cap!r}")
-            for name in ("weight_decay", "lambda0", "dual_lr", "epsilon_margin", "target_noise", "init_noise"):
+            if self.epsilon_mode not in ("additive", "absolute"):
+                raise ValueError(f"epsilon_mode must be additive or absolute, got {self.epsilon_mode!r}")
+            for name in ("lambda0", "dual_lr", "epsilon", "target_noise", "init_noise", "warmup_epochs",
+                         "val_batches"):
                 if getattr(self, name) < 0:
                     raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-            if self.epsilon is not None and self.epsilon < 0:
-                raise ValueError(f"epsilon must be >= 0 or None, got {self.epsilon}")
-            if self.warmup_epochs < 0:
-                raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
-            if self.eps_batches < 1:
-                raise ValueError(f"eps_batches must be >= 1, got {self.eps_batches}")
-            if self.target_batches < 0:
-                raise ValueError(f"target_batches must be >= 0, got {self.target_batches}")
+            if self.entry_batches < 1:
+                raise ValueError(f"entry_batches must be >= 1, got {self.entry_batches}")
 
     @classmethod
     def test_overrides(cls) -> dict:
@@ -141,53 +134,27 @@ class PDU(BaseMethod):
             return logit_margin(logits, squared=False)
         return true_label_confidence(logits, y)
 
-    @torch.no_grad()
-    def _prepare(self, net, retain_loader, forget_loader, val_loader, device, g):
-        """Eval-mode pass at entry: L₀, the forget set in memory, and the per-example cap targets."""
+    def _targets(self, net, f_stat, val_loader, g):
+        """Per-forget-example cap targets: quantile-matched validation statistics plus jitter; None for cap none."""
         p = self.params
-        net.eval()
-        total, count = 0.0, 0
-        for i, batch in enumerate(retain_loader):
-            if i >= p.eps_batches:
-                break
-            x, y = unpack(batch, device)
-            total += F.cross_entropy(net(x), y, reduction="sum").item()
-            count += len(y)
-        l0 = total / max(count, 1)
-        xs, ys, stats = [], [], []
-        for batch in forget_loader:
-            x, y = unpack(batch, device)
-            xs.append(x)
-            ys.append(y)
-            stats.append(self._statistic(net(x), y))
-        fx, fy, f_stat = torch.cat(xs), torch.cat(ys), torch.cat(stats)      # (n_f, ...), (n_f,), (n_f,)
-        batch_size = len(ys[0])
         if p.cap == "none":
-            return l0, fx, fy, None, batch_size
-        v_stat = []
-        for i, batch in enumerate(val_loader):
-            if p.target_batches and i >= p.target_batches:
-                break
-            x, y = unpack(batch, device)
-            v_stat.append(self._statistic(net(x), y))
-        v_stat = torch.cat(v_stat).float()                                    # (n_val,)
-        # quantile matching: forget example of rank r among n_f gets the val quantile (r + 0.5) / n_f
-        ranks = f_stat.argsort().argsort().float()                           # (n_f,)
-        targets = torch.quantile(v_stat, (ranks + 0.5) / len(ranks))         # (n_f,)
-        noise = torch.randn(len(targets), generator=g).to(device)
-        return l0, fx, fy, targets + p.target_noise * noise, batch_size
+            return None
+        v_stat = loader_statistics(net, val_loader, self._statistic, p.val_batches)[0]   # (n_val,)
+        targets = quantile_targets(f_stat, v_stat)                                       # (n_f,)
+        return targets + p.target_noise * torch.randn(len(targets), generator=g).to(targets.device)
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
         device = device_of(net)
-        g = self.generator("cpu")   # forget order and target jitter (the loaders bring their own shuffle)
-        l0, fx, fy, targets, bs = self._prepare(net, retain_loader, forget_loader, val_loader, device, g)
-        eps = p.epsilon if p.epsilon is not None else l0 + p.epsilon_margin
+        g = self.generator("cpu")   # forget order, target jitter and entry noise
+        l0 = entry_retain_loss(net, retain_loader, p.entry_batches)
+        eps = epsilon_budget(l0, p.epsilon, p.epsilon_mode)
+        f_stat, fx, fy = loader_statistics(net, forget_loader, self._statistic, keep_batches=True)  # (n_f,) ...
+        targets = self._targets(net, f_stat, val_loader, g)
         add_weight_noise_(net, p.init_noise, g)  # after the entry references: run-to-run spread
-        n_f = len(fy)
-        steps_per_epoch = -(-n_f // bs)
-        opt = make_optimizer(p.optimizer, net.parameters(), p.lr, momentum=0.9, weight_decay=p.weight_decay)
-        sched = make_scheduler(p.schedule, opt, p.epochs * steps_per_epoch, p.lr)
+        n_f, bs = len(fy), getattr(forget_loader, "batch_size", None) or len(fy)
+        opt = build_optimizer(p, net)
+        sched = build_scheduler(p, opt, p.epochs * -(-n_f // bs))
         retain_iter = cycle(retain_loader)
         lam = float(p.lambda0)
         log = {"L0": l0, "epsilon": eps, "lambda_steps": [], "epochs": []}
@@ -198,30 +165,30 @@ class PDU(BaseMethod):
             r_losses, f_losses, active_sum = [], [], 0.0
             for k in range(0, n_f, bs):
                 idx = perm[k:k + bs]
-                xf, yf = fx[idx], fy[idx]
-                net.eval()                               # BN frozen: forget data never enters running stats
-                zf = net(xf)                             # (b, C)
-                m = logit_margin(zf, squared=p.squared)  # (b,)
-                if targets is None:
-                    active = torch.ones_like(m)
-                else:                                    # stop rule: flatten only while above the target
-                    active = (self._statistic(zf.detach(), yf) > targets[idx]).float()
-                loss_f = (m * active).sum() / len(idx)
-                net.train()
                 xr, yr = unpack(next(retain_iter), device)
-                loss_r = F.cross_entropy(net(xr), yr)
-                loss = loss_f + lam * (loss_r - eps)     # Lagrangian; λ is a constant for the primal step
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                first = {}   # the first pass's numbers (SAM evaluates the closure twice)
+
+                def lagrangian():
+                    net.eval()                               # BN frozen: forget data never enters running stats
+                    zf = net(fx[idx])                        # (b, C)
+                    m = logit_margin(zf, squared=p.squared)  # (b,)
+                    active = (torch.ones_like(m) if targets is None  # stop rule: flatten only while above target
+                              else (self._statistic(zf.detach(), fy[idx]) > targets[idx]).float())
+                    loss_f = (m * active).sum() / len(idx)
+                    net.train()
+                    loss_r = F.cross_entropy(net(xr), yr)
+                    first.setdefault("r", loss_r.item())
+                    first.setdefault("f", loss_f.item())
+                    first.setdefault("active", active.sum().item())
+                    return loss_f + lam * (loss_r - eps)     # Lagrangian; λ is a constant for the primal step
+                take_step(opt, lagrangian)
                 sched.step()
-                r = loss_r.item()
                 if epoch >= p.warmup_epochs:
-                    lam = dual_update(lam, r, eps, p.dual_lr)
+                    lam = dual_update(lam, first["r"], eps, p.dual_lr)
                 log["lambda_steps"].append(lam)
-                r_losses.append(r)
-                f_losses.append(loss_f.item())
-                active_sum += active.sum().item()
+                r_losses.append(first["r"])
+                f_losses.append(first["f"])
+                active_sum += first["active"]
             mean_r = sum(r_losses) / len(r_losses)
             log["epochs"].append({
                 "lambda": lam, "retain_loss": mean_r, "constraint_held": mean_r <= eps,

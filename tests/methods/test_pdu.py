@@ -4,7 +4,8 @@ import copy
 import pytest
 import torch
 
-from methods.pdu import PDU, dual_update, true_label_confidence
+from methods._losses import true_label_confidence
+from methods.pdu import PDU, dual_update
 from tests.methods.toy import fitted_tiny_cnn, random_loaders
 
 
@@ -41,7 +42,7 @@ def _run(net, dict_batches=False, **overrides):
 
 def test_lambda_rises_under_impossible_epsilon(net):
     # cross-entropy is > 0, so epsilon = 0 is always violated: λ grows at every step after warm-up
-    log = _run(net, epochs=3, warmup_epochs=1, lambda0=0.5, dual_lr=1.0, epsilon=0.0)
+    log = _run(net, epochs=3, warmup_epochs=1, lambda0=0.5, dual_lr=1.0, epsilon=0.0, epsilon_mode="absolute")
     lam = log["lambda_steps"]
     assert len(lam) == 3                      # one forget batch of 32 per epoch
     assert lam[0] == 0.5                      # frozen during warm-up
@@ -52,14 +53,14 @@ def test_lambda_rises_under_impossible_epsilon(net):
 
 
 def test_lambda_falls_to_zero_when_slack(net):
-    log = _run(net, epochs=3, warmup_epochs=1, lambda0=5.0, dual_lr=1.0, epsilon=100.0)
+    log = _run(net, epochs=3, warmup_epochs=1, lambda0=5.0, dual_lr=1.0, epsilon=100.0, epsilon_mode="absolute")
     assert log["lambda_steps"] == [5.0, 0.0, 0.0]
     assert all(e["constraint_held"] and e["frac_steps_within_eps"] == 1.0 for e in log["epochs"])
     assert [e["lambda"] for e in log["epochs"]] == [5.0, 0.0, 0.0]
 
 
 def test_epsilon_is_original_retain_loss_plus_margin(net):
-    log = _run(net, epochs=1, epsilon_margin=0.25, warmup_epochs=0)
+    log = _run(net, epochs=1, epsilon=0.25, warmup_epochs=0)
     assert log["epsilon"] == pytest.approx(log["L0"] + 0.25)
     assert log["L0"] > 0
 
@@ -74,6 +75,24 @@ def test_caps_run_and_log(net, cap):
         assert log["epochs"][0]["frac_flattened"] == 1.0
 
 
+def test_confidence_cap_gates_the_flattening(net):
+    """Huge jitter puts half the targets far above every confidence (never flattened) and half far below
+    (always flattened): with the cap a fraction near one half is flattened, without it all of them."""
+    gated = _run(net, epochs=2, cap="confidence", target_noise=1e6)
+    fracs = [e["frac_flattened"] for e in gated["epochs"]]
+    assert all(0.2 <= f <= 0.8 for f in fracs), fracs
+    assert all(e["frac_flattened"] == 1.0 for e in _run(net, epochs=2, cap="none")["epochs"])
+
+
+def test_sam_option_changes_the_steps(net):
+    runs = {}
+    for sam in (None, "min"):
+        out = copy.deepcopy(net)
+        PDU(seed=0, epochs=1, sam=sam, rho=0.05).run(out, *_loaders())
+        runs[sam] = torch.cat([p.detach().flatten() for p in out.parameters()])
+    assert torch.isfinite(runs["min"]).all() and not torch.allclose(runs[None], runs["min"])
+
+
 def test_flattening_without_cap_lowers_forget_margins(net):
     forget = _loaders()[1]
     x = torch.cat([b[0] for b in forget])
@@ -84,9 +103,9 @@ def test_flattening_without_cap_lowers_forget_margins(net):
     assert after < 0.5 * before
 
 
-@pytest.mark.parametrize("bad", [{"epochs": 0}, {"lr": 0.0}, {"optimizer": "adam"}, {"cap": "uniform"},
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"lr": 0.0}, {"optimizer": "lbfgs"}, {"cap": "uniform"},
                                  {"dual_lr": -1.0}, {"epsilon": -0.1}, {"warmup_epochs": -1},
-                                 {"schedule": "onecycle"}, {"eps_batches": 0}])
+                                 {"schedule": "step"}, {"entry_batches": 0}, {"epsilon_mode": "relative"}])
 def test_params_are_checked(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         PDU(**bad)

@@ -1,10 +1,14 @@
-"""Registry and --set parsing."""
+"""Registry, aliases, broken method files, and --set parsing with the shared checks."""
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
 
 import methods
-from methods.BaseMethod import BaseMethod, register, _METHODS
+from methods.BaseMethod import BaseMethod, register, unregister
+from methods._iterative import TrainParams
+from tests.conftest import ROOT
 
 
 def test_unknown_key_lists_known():
@@ -19,35 +23,73 @@ def test_duplicate_key_rejected():
             """x"""
 
 
-def test_register_and_defaults():
-    @register("_test_tmp")
+@pytest.fixture
+def tmp_method():
+    @register("_test_tmp", aliases=("TMP", "Tmp_Alias"))
     class Tmp(BaseMethod):
         """Tmp."""
+        param_aliases = {"step_size": "lr"}
+
         @dataclass
-        class Params(BaseMethod.Params):
-            lr: float = 0.1
-            epochs: int = 2
+        class Params(TrainParams):
             opt: str = "sgd"
             flag: bool = False
             cap: int | None = None
-    try:
-        assert methods.get_method("_test_tmp") is Tmp
-        assert Tmp.defaults() == {"seed": None, "lr": 0.1, "epochs": 2, "opt": "sgd", "flag": False, "cap": None}
-        got = methods.parse_overrides(Tmp, ["lr=1", "epochs=3", "opt=adam", "flag=true", "cap=None", "seed=4"])
-        assert got == {"lr": 1.0, "epochs": 3, "opt": "adam", "flag": True, "cap": None, "seed": 4}
-        assert isinstance(got["lr"], float)
-        with pytest.raises(ValueError, match="unknown parameter 'lrr'.*valid: seed, lr"):
-            methods.parse_overrides(Tmp, ["lrr=1"])
-        with pytest.raises(ValueError, match="'epochs' expects int"):
-            methods.parse_overrides(Tmp, ["epochs=2.5"])
-        with pytest.raises(ValueError, match="'flag' expects bool"):
-            methods.parse_overrides(Tmp, ["flag=3"])
-        with pytest.raises(ValueError, match="key=value"):
-            methods.parse_overrides(Tmp, ["lr"])
-        with pytest.raises(ValueError, match="unknown parameter"):
-            Tmp(bogus=1)
-    finally:
-        _METHODS.pop("_test_tmp")
+    yield Tmp
+    unregister("_test_tmp")
+
+
+def test_lookup_is_case_insensitive_and_resolves_aliases(tmp_method):
+    for name in ("_test_tmp", "_TEST_TMP", "tmp", "TMP", "tmp_alias"):
+        assert methods.get_method(name) is tmp_method
+    with pytest.raises(ValueError, match="already registered"):
+        register("other", aliases=("tmp",))(type("Other", (BaseMethod,), {"__doc__": "x"}))
+    with pytest.raises(ValueError, match="lower case"):
+        register("Upper")
+
+
+def test_unregister_removes_key_and_aliases(tmp_method):
+    unregister("TMP")
+    for name in ("_test_tmp", "tmp", "tmp_alias"):
+        with pytest.raises(ValueError, match="unknown method"):
+            methods.get_method(name)
+    register("_test_tmp", aliases=("TMP",))(tmp_method)   # so the fixture can remove it again
+    with pytest.raises(KeyError):
+        unregister("never_registered")
+
+
+def test_parse_overrides_types_and_aliases(tmp_method):
+    got = methods.parse_overrides(tmp_method, ["step_size=1", "epochs=3", "opt=adam", "flag=true", "cap=None",
+                                               "seed=4"])
+    assert got == {"lr": 1.0, "epochs": 3, "opt": "adam", "flag": True, "cap": None, "seed": 4}
+    assert isinstance(got["lr"], float)
+    assert tmp_method(step_size=0.5).params.lr == 0.5
+    cases = [(["lrr=1"], "unknown parameter 'lrr'.*valid: seed"),
+             (["epochs=2.5"], "'epochs' expects int"),
+             (["flag=3"], "'flag' expects bool"),
+             (["lr"], "key=value"),
+             (["lr=0.1", "lr=0.2"], "'lr' given twice"),
+             (["lr=0.1", "step_size=0.2"], "'lr' given twice"),
+             (["lr=1e999"], "'lr' must be a finite number"),
+             (["lr=inf"], "'lr' must be a finite number"),
+             (["lr=nan"], "'lr' must be a finite number"),
+             (["lr=-1"], "lr must be > 0"),
+             (["momentum=-3"], "momentum must be in \\[0, 1\\)"),
+             (["momentum=1"], "momentum must be in \\[0, 1\\)"),
+             (["weight_decay=-1"], "weight_decay must be >= 0"),
+             (["optimizer=lbfgs"], "optimizer must be one of sgd, adam, adamw"),
+             (["schedule=step"], "schedule must be one of"),
+             (["sam=both"], "sam must be one of"),
+             (["rho=-0.1"], "rho must be >= 0"),
+             (["seed=-1"], "seed must be an integer in \\[0, 2\\*\\*64\\)"),
+             (["seed=18446744073709551616"], "seed must be an integer")]
+    for items, message in cases:
+        with pytest.raises(ValueError, match=message):
+            methods.parse_overrides(tmp_method, items)
+    with pytest.raises(ValueError, match="lr must be a finite number"):
+        tmp_method(lr=float("nan"))                       # the dict path is checked too
+    with pytest.raises(ValueError, match="unknown parameter"):
+        tmp_method(bogus=1)
 
 
 def test_range_checks_run_at_parse_time():
@@ -62,3 +104,21 @@ def test_every_method_file_registers_one_key():
     modules = {cls.__module__.split(".")[-1] for cls in methods.all_method_handlers().values()}
     assert files == modules
     assert len(methods.available_methods()) == len(files)
+
+
+def test_a_broken_method_file_is_reported_and_the_others_work(tmp_path):
+    """A method file with a syntax error (or a failing import) must not take down --list or other methods."""
+    import shutil
+    root = tmp_path / "kit"
+    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns(".venv", "cifar-10-batches-py", "artifacts", "results",
+                                                               ".git", "__pycache__", "submissions", "*.npy", "*.pth"))
+    (root / "methods" / "broken_syntax.py").write_text("def oops(:\n    pass\n")
+    (root / "methods" / "broken_import.py").write_text("import not_a_real_package_xyz\n")
+    out = subprocess.run([sys.executable, "main.py", "--list"], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "my_method" in out.stdout and "sibl" in out.stdout
+    assert "broken_syntax: SyntaxError in methods/broken_syntax.py line 1" in out.stdout
+    assert "broken_import: ModuleNotFoundError" in out.stdout and "not_a_real_package_xyz" in out.stdout
+    out = subprocess.run([sys.executable, "main.py", "-m", "broken_syntax"], cwd=root, capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and "failed to import: SyntaxError" in out.stderr and "Traceback" not in out.stderr

@@ -19,7 +19,7 @@ def net():
     return fitted_tiny_cnn(_loaders()[0], epochs=3, momentum=0.9)
 
 
-SMALL = dict(T=3, K=2, val_batches=1, est_batches=1, mask_batches=1, seed=0)
+SMALL = dict(T=3, K=2, val_batches=1, entry_batches=1, mask_batches=1, seed=0)
 
 
 def _run(net, dict_batches=False, **overrides):
@@ -55,7 +55,7 @@ def test_dense_mask_changes_everything(net):
 
 def test_l1_prox_keeps_change_sparser(net):
     _, free = _run(net, sparsity=0.5, gamma=0.0)
-    _, l1 = _run(net, sparsity=0.5, gamma=5.0)       # prox threshold eta_in * gamma = 0.1 per step
+    _, l1 = _run(net, sparsity=0.5, gamma=5.0)       # prox threshold inner_lr * gamma = 0.1 per step
     assert l1["changed_fraction"] < free["changed_fraction"]
 
 
@@ -68,10 +68,17 @@ def test_implicit_step_runs_cg_and_logs_residual(net):
     assert not explicit["cg_iters"]
 
 
-@pytest.mark.parametrize("hvp_mode", ["double", "jvp"])
-def test_hvp_modes_agree(net, hvp_mode):
-    out, log = _run(net, use_implicit=True, cg_iters=3, hvp_mode=hvp_mode)
-    assert log["cg_rel_residual"]
+def test_hvp_modes_give_the_same_run(net):
+    """Both exact HVP modes must give the same CG solves, hence the same weights and residuals."""
+    runs = {mode: _run(net, use_implicit=True, cg_iters=3, hvp_mode=mode) for mode in ("double", "jvp")}
+    (a, log_a), (b, log_b) = runs["double"], runs["jvp"]
+    assert log_a["cg_iters"] == log_b["cg_iters"]
+    assert log_a["cg_rel_residual"] == pytest.approx(log_b["cg_rel_residual"], rel=1e-3, abs=1e-6)
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(p, q, rtol=1e-4, atol=1e-6), n
+    explicit, _ = _run(net, use_implicit=False)
+    assert not all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), explicit.parameters())), \
+        "the implicit step changes the run"
 
 
 def test_dual_variable_projected_and_rises_under_violation(net):
@@ -83,7 +90,7 @@ def test_dual_variable_projected_and_rises_under_violation(net):
 
 
 def test_safeguard_caps_the_multiplier(net):
-    _, log = _run(net, epsilon=0.0, epsilon_mode="absolute", T=4, rho=5.0, lambda_max=1.5)
+    _, log = _run(net, epsilon=0.0, epsilon_mode="absolute", T=4, al_rho=5.0, lambda_max=1.5)
     assert max(log["lambda"]) == 1.5 and log["lambda"][-1] == 1.5
 
 
@@ -93,7 +100,7 @@ def test_clip_norm_bounds_the_outer_step(net):
     out, log = _run(net, clip_norm=1e-3, **quiet)
     assert max(log["step_norm"]) > 1e-3                               # the clip was active
     change = torch.cat([(a - b).flatten() for a, b in zip(out.parameters(), net.parameters())]).norm()
-    assert 0 < change <= SMALL["T"] * SIBL.Params.eta_theta * 1e-3 * 1.001
+    assert 0 < change <= SMALL["T"] * SIBL.Params.lr * 1e-3 * 1.001
     free, _ = _run(net, **quiet)
     change_free = torch.cat([(a - b).flatten() for a, b in zip(free.parameters(), net.parameters())]).norm()
     assert change_free > 10 * change
@@ -108,10 +115,24 @@ def test_dict_batches_give_the_same_run(net):
 
 def test_design_option_names_parse():
     over = parse_overrides(SIBL, ["sparsity=0.95", "sparsity_method=structured", "T=30", "K=15",
-                                  "use_implicit=true", "cg_iters=7", "cg_tol=1e-4", "rho=2",
+                                  "use_implicit=true", "cg_iters=7", "cg_tol=1e-4", "al_rho=2",
                                   "gamma=0", "eta_theta=0.1", "eta_in=0.01", "epsilon=0.2"])
     assert over["sparsity_method"] == "structured" and over["T"] == 30 and over["use_implicit"] is True
+    assert over["lr"] == 0.1 and over["inner_lr"] == 0.01, "the released names are aliases"
+    with pytest.raises(ValueError, match="given twice"):
+        parse_overrides(SIBL, ["eta_theta=0.1", "lr=0.1"])
     with pytest.raises(ValueError, match="sparsity_method"):
         parse_overrides(SIBL, ["sparsity_method=bogus"])
     with pytest.raises(ValueError, match="sparsity"):
         parse_overrides(SIBL, ["sparsity=1.0"])
+
+
+def test_masked_out_weights_bit_identical_with_sam(net):
+    """The inner steps go through MaskedOptimizer, also as SAM steps: frozen entries never move."""
+    out, log = _run(net, sparsity=0.7, sam="min", rho=0.05, init_noise=0.1)
+    from methods._masks import make_mask
+    masks = make_mask(net, "layerwise_magnitude", 0.7)
+    for (n, p), q in zip(net.named_parameters(), out.parameters()):
+        if p.ndim >= 2:
+            assert torch.equal(p[~masks[n]], q[~masks[n]]), n
+    assert 0 < log["changed_fraction"] <= log["mask_density"] + 1e-9

@@ -1,0 +1,45 @@
+"""The options every iterative method shares, with one name per concept, and its optimizer built from them.
+
+`SAMParams` adds SAM/ASAM to any method (`--set sam=min|max rho=0.1 adaptive=true sam_lambda=1`,
+sharp-unlearn's `--sam --rho --adaptive --lamb`); `TrainParams` adds the optimisation options
+(`epochs`, `lr`, `optimizer`, `schedule`, `momentum`, `weight_decay`). A method's `Params` derives
+from one of them and overrides the defaults it ships with; the shared range checks are in
+`BaseMethod.COMMON_CHECKS`. `build_optimizer` makes the optimizer those fields describe, wrapped in
+SAM when asked, and `build_scheduler` its per-step schedule.
+"""
+from dataclasses import dataclass
+
+from methods._optim import make_optimizer, make_scheduler
+from methods._sam import with_sam
+from methods.BaseMethod import BaseMethod
+
+
+@dataclass
+class SAMParams(BaseMethod.Params):
+    sam: str | None = None        # None (plain steps) | "min" (SAM/ASAM) | "max" (sharpness maximisation)
+    rho: float = 0.1              # SAM radius (sharp-unlearn's --rho, default 0.1)
+    adaptive: bool = False        # ASAM: perturbation scaled by |w| (Kwon et al. 2021)
+    sam_lambda: float = 1.0       # g = g0 ± sam_lambda·(g1 − g0) (sharp-unlearn's --lamb)
+
+
+@dataclass
+class TrainParams(SAMParams):
+    epochs: int = 1               # passes over the method's main loader
+    lr: float = 0.01              # peak learning rate
+    optimizer: str = "sgd"        # sgd | adam | adamw
+    schedule: str = "cosine"      # per step: cosine | onecycle | constant
+    momentum: float = 0.9         # SGD momentum (ignored by adam/adamw)
+    weight_decay: float = 5e-4
+
+
+def build_optimizer(p, net, parameters=None, lr: float | None = None):
+    """The optimizer `p` describes over `parameters` (default: all of `net`'s), SAM-wrapped if `p.sam`."""
+    opt = make_optimizer(getattr(p, "optimizer", "sgd"), list(parameters if parameters is not None
+                                                              else net.parameters()),
+                         p.lr if lr is None else lr, getattr(p, "momentum", 0.9), getattr(p, "weight_decay", 0.0))
+    return with_sam(opt, net, p.sam, p.rho, p.adaptive, p.sam_lambda)
+
+
+def build_scheduler(p, optimizer, total_steps: int):
+    """The per-step schedule `p.schedule` over `total_steps`, peaking at `p.lr`."""
+    return make_scheduler(p.schedule, optimizer, total_steps, p.lr)
