@@ -1,1 +1,1 @@
-"""Datasets, architectures, presets and the bank of original and retrained checkpoints."""
+"""Datasets, their splits and forget sets, architectures and presets (no training, no evaluation)."""

@@ -55,7 +55,7 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
     except Exception as exc:
         raise DataError(f"corrupt CIFAR-10 batch {path}: {exc}. Delete {path.parent} and re-create it.") from None
-    if len(data) != len(labels) or labels.min() < 0 or labels.max() > 9:
+    if len(data) != len(labels) or labels.min() < 0 or labels.max() >= len(CLASSES):
         raise DataError(f"corrupt CIFAR-10 batch {path}: {len(data)} images, {len(labels)} labels")
     return data, labels
 

@@ -51,7 +51,7 @@ ARCHITECTURES = {
 }
 
 
-def build_model(arch: str, num_classes: int = 10) -> nn.Module:
+def build_model(arch: str, num_classes: int) -> nn.Module:
     """A freshly initialised model of architecture `arch`."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")

@@ -1,8 +1,13 @@
-"""Presets: everything that fixes a benchmark (data subset, forget fraction, architecture, recipe, counts).
+"""Presets: everything that fixes a benchmark (data subset, forget set, architecture, recipe, counts).
 
     full   competition-faithful, for GPUs: torchvision ResNet-18 on all 50,000 images, 30 epochs
     cpu    default without a GPU: a 78k-parameter ResNet on 10,000 images, ~1 min per model on 2 cores
     tiny   for tests: a few hundred images, a tiny CNN, a handful of models; the pipeline in seconds
+
+The forget set is part of the preset: a random `forget_frac` (or `forget_size`) of the training
+subset drawn with `forget_seed`, or every image of class `forget_class` (class-wise forgetting,
+the other common protocol). `with_forget` changes it (`--forget-seed`, `--forget-frac`,
+`--forget-size`, `--forget-class`); it enters the bank's key through the split.
 """
 from dataclasses import dataclass, replace
 
@@ -13,14 +18,20 @@ from methods._training import Recipe
 class Preset:
     name: str
     arch: str
-    n_train: int | None        # training subset size (None: all 50,000)
-    n_test: int | None         # test+validation images used (None: all 10,000, split 50/50)
-    forget_frac: float         # fraction of the training subset to forget
+    n_train: int | None        # training subset size (None: all of the dataset's training images)
+    n_test: int | None         # test+validation images used (None: all, split 50/50)
+    forget_frac: float         # fraction of the training subset to forget (random draw)
     recipe: Recipe             # training recipe of the original and the retrained models
     n_retrained: int           # retrained models in the bank
     n_runs: int                # unlearning runs per method
     batch_size: int            # batch size of the loaders handed to methods
     description: str = ""
+    dataset: str = "cifar10"   # the loader in data/splits.DATASETS
+    num_classes: int = 10
+    forget_size: int | None = None    # forget exactly this many images instead of forget_frac
+    forget_seed: int = 1              # seed of the random forget draw
+    forget_class: int | None = None   # forget every image of this class instead (class-wise forgetting)
+    official_files: bool = False      # use the competition's forget_idx.npy and checkpoints from the data root
 
     def with_counts(self, runs: int | None = None, retrained: int | None = None) -> "Preset":
         """The preset with --runs / --retrained overrides applied (validated)."""
@@ -29,12 +40,58 @@ class Preset:
                 raise ValueError(f"{name} must be at least 2 (the metric compares distributions), got {v}")
         return replace(self, n_runs=runs or self.n_runs, n_retrained=retrained or self.n_retrained)
 
+    def with_forget(self, seed: int | None = None, frac: float | None = None, size: int | None = None,
+                    klass: int | None = None) -> "Preset":
+        """The preset with another forget set (validated); None keeps the preset's value."""
+        if klass is not None and (frac is not None or size is not None):
+            raise ValueError("--forget-class forgets a whole class: it cannot be combined with "
+                             "--forget-frac or --forget-size")
+        if frac is not None and size is not None:
+            raise ValueError("give --forget-frac or --forget-size, not both")
+        if frac is not None and not 0 < frac < 1:
+            raise ValueError(f"--forget-frac must be in (0, 1), got {frac}")
+        if size is not None and size < 1:
+            raise ValueError(f"--forget-size must be >= 1, got {size}")
+        if seed is not None and not 0 <= seed < 2 ** 32:
+            raise ValueError(f"--forget-seed must be in [0, 2**32), got {seed}")
+        if klass is not None and not 0 <= klass < self.num_classes:
+            raise ValueError(f"--forget-class must be in [0, {self.num_classes}), got {klass}")
+        out = self
+        if seed is not None:
+            out = replace(out, forget_seed=seed)
+        if frac is not None:
+            out = replace(out, forget_frac=frac, forget_size=None, forget_class=None)
+        if size is not None:
+            out = replace(out, forget_size=size, forget_class=None)
+        if klass is not None:
+            out = replace(out, forget_class=klass, forget_size=None)
+        return out
+
+    @property
+    def forget_protocol(self) -> str:
+        """The forget set in words, e.g. 'random 10% (seed 1)' or 'class 3'."""
+        if self.forget_class is not None:
+            return f"class {self.forget_class}"
+        amount = f"{self.forget_size} images" if self.forget_size else f"{100 * self.forget_frac:g}%"
+        return f"random {amount} (seed {self.forget_seed})"
+
+    @property
+    def tag(self) -> str:
+        """Folder name of the results: the preset's name, plus the forget protocol when not the default."""
+        base = PRESETS.get(self.name)
+        if base is None or self.forget_protocol == base.forget_protocol:
+            return self.name
+        if self.forget_class is not None:
+            return f"{self.name}-forget-class{self.forget_class}"
+        amount = f"n{self.forget_size}" if self.forget_size else f"f{self.forget_frac:g}"
+        return f"{self.name}-forget-{amount}-s{self.forget_seed}"
+
 
 PRESETS = {
     "full": Preset(
         "full", "resnet18", None, None, 0.1,
         Recipe(epochs=30, lr=0.1, batch_size=128, schedule="cosine", augment=True),
-        n_retrained=32, n_runs=32, batch_size=128,
+        n_retrained=32, n_runs=32, batch_size=128, official_files=True,
         description="starting-kit ResNet-18 on all of CIFAR-10 (GPU); raise --retrained/--runs toward 512"),
     "cpu": Preset(
         "cpu", "small_resnet", 10_000, None, 0.1,

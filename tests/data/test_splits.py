@@ -38,3 +38,25 @@ def test_loader_formats(tiny_splits):
     a = [b[1] for b in make_loader(s.retain_x, s.retain_y, 50, shuffle=True, seed=3)]
     b = [b[1] for b in make_loader(s.retain_x, s.retain_y, 50, shuffle=True, seed=3)]
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_forget_protocols(tiny_splits, data_root):
+    import pytest
+    from data.cifar10 import DataError
+    p = get_preset("tiny")
+    other_seed = make_splits(p.with_forget(seed=2), data_root)
+    assert len(other_seed.forget_idx) == len(tiny_splits.forget_idx)
+    assert set(other_seed.forget_idx) != set(tiny_splits.forget_idx)
+    assert other_seed.fingerprint() != tiny_splits.fingerprint()
+    sized = make_splits(p.with_forget(size=17), data_root)
+    assert len(sized.forget_y) == 17 and len(sized.retain_y) == p.n_train - 17
+    assert len(make_splits(p.with_forget(frac=0.2), data_root).forget_y) == 100
+    by_class = make_splits(p.with_forget(klass=3), data_root)
+    assert (by_class.forget_y == 3).all() and not (by_class.retain_y == 3).any()
+    assert by_class.protocol == "class 3" and p.with_forget(klass=3).tag == "tiny-forget-class3"
+    assert p.tag == "tiny" and p.with_forget(seed=1).tag == "tiny", "the default protocol keeps the plain tag"
+    with pytest.raises(DataError, match="only 500 images"):
+        make_splits(p.with_forget(size=500), data_root)
+    with pytest.raises(DataError, match="labels reach 9, but preset 'tiny' has 5 classes"):
+        from dataclasses import replace
+        make_splits(replace(p, num_classes=5), data_root)
