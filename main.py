@@ -12,31 +12,33 @@ Writes results/<preset>/<method>.json and a .npz of the raw statistics beside it
 """
 import argparse
 import dataclasses
-import os
 import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 import methods
-from data.bank import Bank
 from data.cifar10 import DataError
 from data.presets import PRESETS, get_preset
 from data.splits import make_splits
-from eval.io import write_json, write_npz
-from eval.runner import MethodFailed, evaluate_runs
-from eval.scoring import METRICS, summarize
+from eval.harness.bank import Bank, artifacts_home
+from eval.harness.runs import evaluate_runs
+from eval.harness.seeds import SEED_LIMIT
+from eval.harness.unlearn import MethodFailed
+from eval.io import check_writable, file_lock, remove_orphans, write_json, write_npz
+from eval.scoring import EFFICIENCY_LIMIT, METRICS, summarize
+
+INTERRUPTED = "interrupted; rerun the same command to resume (finished models and runs are kept)"
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Machine-unlearning starter kit: score a method like the "
                                 "NeurIPS 2023 competition.", add_help=add_help)
-    p.add_argument("-m", "--method", type=str, default=None, help="method key (see --list)")
+    p.add_argument("-m", "--method", type=str, default=None, help="method key or alias, any case (see --list)")
     p.add_argument("-p", "--phase", choices=("dev", "test"), default="dev",
                    help="dev: score locally on CIFAR-10 (default); test: make the Kaggle submission notebook")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -44,9 +46,16 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override method hyperparameters, e.g. --set epochs=3 lr=0.01")
-    p.add_argument("--seed", type=int, default=0, help="base seed of the unlearning runs (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="base seed of the unlearning runs' seed tree, in [0, 2**63) (default 0)")
     p.add_argument("--runs", type=int, default=None, help="unlearning runs (default: the preset's)")
     p.add_argument("--retrained", type=int, default=None, help="retrained models in the bank (default: the preset's)")
+    f = p.add_argument_group("forget set (default: the preset's, a random 10%%; each choice is its own bank)")
+    f.add_argument("--forget-seed", type=int, default=None, help="seed of the random forget draw (default: 1)")
+    f.add_argument("--forget-frac", type=float, default=None, help="fraction of the training subset to forget")
+    f.add_argument("--forget-size", type=int, default=None, help="number of training images to forget")
+    f.add_argument("--forget-class", type=int, default=None, metavar="K",
+                   help="class-wise forgetting: forget every training image of class K")
     p.add_argument("--metric", choices=METRICS, default="official",
                    help="official: the organizers' scorer (default); mlrc: MLRC-Bench's simpler variant")
     p.add_argument("--bootstrap", type=int, default=20,
@@ -89,14 +98,41 @@ def _print_methods() -> None:
     width = max(map(len, handlers))
     for key, cls in handlers.items():
         flag = "" if cls.valid_entry else "  [reference, not a valid entry]"
-        print(f"  {key:<{width}}  {cls.summary()}{flag}")
+        alias = f"  (also: {', '.join(cls.aliases)})" if cls.aliases else ""
+        print(f"  {key:<{width}}  {cls.summary()}{alias}{flag}")
+    broken = methods.broken_methods()
+    if broken:
+        print("method files that failed to import (fix them to use them; the others work):")
+        for name, reason in broken.items():
+            print(f"  {name}: {reason}")
 
 
-def report(key: str, preset, res: dict, params: dict) -> str:
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _runtime_line(res: dict, valid_entry: bool) -> str:
+    rt = f"{res['runtime_mean_s']:.2f} s per run"
+    limit = f"limit {100 * EFFICIENCY_LIMIT:.0f}%"
+    verdict = ("reference row, exempt from the limit" if not valid_entry
+               else f"REJECTED ({limit}): final score 0" if res["rejected"] else f"ok ({limit})")
+    if res["time_ratio"] is not None:
+        rt += (f" = {_pct(res['time_ratio'])} of one retraining timed beside the runs "
+               f"({res['retrain_time_s']:.1f} s): {verdict}")
+        if res["manifest_time_ratio"] is not None:
+            rt += (f"\n{'':23}{_pct(res['manifest_time_ratio'])} of the bank's recorded retraining time "
+                   f"({res['manifest_retrain_time_s']:.1f} s; depends on the load when the bank was built)")
+    elif res["manifest_time_ratio"] is not None:
+        rt += (f" = {_pct(res['manifest_time_ratio'])} of the bank's recorded retraining time "
+               f"({res['manifest_retrain_time_s']:.1f} s): {verdict}")
+    return rt
+
+
+def report(cls, preset, res: dict, params: dict) -> str:
     """The human-readable result block."""
     a = res["accuracy"]
-    lines = [f"method {key} · preset {preset.name} · {res['n_runs']} runs vs {res['n_retrained']} retrained "
-             f"models · {res['n_forget']} forget examples · metric {res['metric']}",
+    lines = [f"method {cls.key} · preset {preset.tag} · {res['n_runs']} runs vs {res['n_retrained']} retrained "
+             f"models · {res['n_forget']} forget examples ({preset.forget_protocol}) · metric {res['metric']}",
              f"params: {', '.join(f'{k}={v}' for k, v in params.items())}",
              "",
              f"{'accuracy':<12}{'retain':>9}{'forget':>9}{'test':>9}{'val':>9}"]
@@ -114,14 +150,7 @@ def report(key: str, preset, res: dict, params: dict) -> str:
         spread = f" ± {res['score_std']:.4f}  (bootstrap 95% CI {lo:.4f}–{hi:.4f})"
     lines.append(f"score                  {res['score']:.4f}{spread}")
     if res["runtime_mean_s"] is not None:
-        ratio = res["time_ratio"]
-        rt = f"{res['runtime_mean_s']:.2f} s per run"
-        if ratio is not None:
-            verdict = ("REJECTED (limit 20%): final score 0" if res["rejected"]
-                       else "ok (limit 20%)" if methods.get_method(key).valid_entry
-                       else "reference row, exempt from the limit")
-            rt += f" = {100 * ratio:.1f}% of one retraining ({res['retrain_time_s']:.1f} s): {verdict}"
-        lines.append(f"runtime                {rt}")
+        lines.append(f"runtime                {_runtime_line(res, cls.valid_entry)}")
     lines.append(f"FINAL SCORE            {res['final_score']:.4f}")
     return "\n".join(lines)
 
@@ -133,18 +162,45 @@ def _device_and_preset(parser, args):
         "cpu" if args.device == "auto" else args.device)
     try:
         preset = get_preset(args.preset or ("full" if device == "cuda" else "cpu"))
-        return device, preset.with_counts(args.runs, args.retrained)
+        preset = preset.with_counts(args.runs, args.retrained)
+        return device, preset.with_forget(args.forget_seed, args.forget_frac, args.forget_size, args.forget_class)
     except ValueError as exc:
         parser.error(str(exc))
 
 
-def _test_phase(args, overrides: dict) -> int:
+def _check_outputs(parser, *folders) -> None:
+    """Fail before any work if an output folder is a file or cannot be written."""
+    for folder, what in folders:
+        try:
+            check_writable(folder, what)
+        except OSError as exc:
+            parser.error(str(exc))
+
+
+def _progress(args):
+    return (lambda it, **kw: it) if args.quiet else (lambda it, **kw: tqdm(it, **kw))
+
+
+def _on_wait():
+    print("waiting: another process holds the lock of a model or run needed here; its result will be reused",
+          file=sys.stderr, flush=True)
+
+
+def _bank(args, preset, device):
+    splits = make_splits(preset, args.data_root)
+    bank = Bank(preset, splits, home=args.home, data_root=args.data_root, device=device)
+    bank.ensure(preset.n_retrained, progress=_progress(args), on_wait=_on_wait)
+    return splits, bank
+
+
+def _test_phase(parser, args, overrides: dict) -> int:
     """-p test: write submissions/<method>/ (notebook + kernel-metadata.json), optionally push it."""
     from notebook_utils import NotebookError, write_submission
+    _check_outputs(parser, (args.submissions_dir, "--submissions-dir"))
+    key = methods.get_method(args.method).key
     try:
-        info = write_submission(args.method, overrides, Path(args.submissions_dir) / args.method,
-                                kaggle_user=args.kaggle_user, machine_shape=args.machine_shape,
-                                push=args.push)
+        info = write_submission(key, overrides, Path(args.submissions_dir) / key, kaggle_user=args.kaggle_user,
+                                machine_shape=args.machine_shape, push=args.push)
     except NotebookError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -155,37 +211,98 @@ def _test_phase(args, overrides: dict) -> int:
 
 def _leaderboard(parser, args) -> int:
     """--leaderboard: every named method on the same preset and bank."""
-    from eval.leaderboard import run_leaderboard
-    names = args.leaderboard or methods.available_methods()
+    from eval.harness.leaderboard import run_leaderboard
+    names = args.leaderboard or [*methods.available_methods(), *methods.broken_methods()]
     for name in names:
         try:
             methods.get_method(name)
         except ValueError as exc:
-            parser.error(str(exc))
+            if name.lower() not in methods.broken_methods():   # a broken file is reported as a failed row
+                parser.error(str(exc))
     device, preset = _device_and_preset(parser, args)
-    progress = (lambda it, **kw: it) if args.quiet else (lambda it, **kw: tqdm(it, **kw))
+    _check_outputs(parser, (artifacts_home(args.home), "artifacts folder (--home)"),
+                   (args.results_dir, "--results-dir"))
     try:
-        splits = make_splits(preset, args.data_root)
-        bank = Bank(preset, splits, home=args.home, data_root=args.data_root, device=device)
-        bank.ensure(preset.n_retrained, progress=progress)
+        splits, bank = _bank(args, preset, device)
+        out = run_leaderboard(names, preset, splits, bank, results_dir=Path(args.results_dir), seed=args.seed,
+                              metric=args.metric, bootstrap=args.bootstrap, progress=_progress(args),
+                              on_wait=_on_wait)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    out = run_leaderboard(names, preset, splits, bank, results_dir=Path(args.results_dir), seed=args.seed,
-                          metric=args.metric, bootstrap=args.bootstrap, progress=progress)
     print(out["markdown"])
     print(f"\nwrote {', '.join(str(p) for p in out['files'])}")
     return 0
 
 
-def main(argv=None) -> int:
-    parser = get_args_parser()
-    args = parser.parse_args(argv)
-    warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
+def _write_result(out_dir: Path, key: str, record: dict, arrays: dict | None) -> Path:
+    """Write <key>.json (+ .npz) on success, or <key>.failed.json on failure, keeping the last good result."""
+    with file_lock(out_dir / f".{key}.lock"):
+        names = (f"{key}.json", f"{key}.npz", f"{key}.failed.json")
+        for name in names:
+            remove_orphans(out_dir / name)
+        if record["status"] != "ok":
+            write_json(out_dir / f"{key}.failed.json", record)
+            return out_dir / f"{key}.failed.json"
+        write_npz(out_dir / f"{key}.npz", **arrays)
+        write_json(out_dir / f"{key}.json", record)
+        (out_dir / f"{key}.failed.json").unlink(missing_ok=True)
+        return out_dir / f"{key}.json"
+
+
+def _score_one(parser, args, cls, overrides: dict) -> int:
+    """-m NAME: build or reuse the bank, run the method R times, print and write its score."""
+    device, preset = _device_and_preset(parser, args)
+    out_dir = Path(args.results_dir) / preset.tag
+    _check_outputs(parser, (artifacts_home(args.home), "artifacts folder (--home)"), (out_dir, "--results-dir"))
+    params = cls.make_params(**overrides)
+    if "seed" in overrides:
+        print(f"note: --set seed={overrides['seed']} gives every run the same seed; runs differing only by "
+              f"loader order may score low (the scorer needs run-to-run randomness)", file=sys.stderr)
+    print(f"preset {preset.tag}: {preset.description}; forget set: {preset.forget_protocol}", flush=True)
+    t0 = time.perf_counter()
+    base = {"method": cls.key, "preset": preset.name, "tag": preset.tag, "forget": preset.forget_protocol,
+            "params": dataclasses.asdict(params), "commit": _commit()}
+    try:
+        splits, bank = _bank(args, preset, device)
+        runs = evaluate_runs(cls, params, preset, splits, bank, seed=args.seed, dict_batches=args.dict_batches,
+                             progress=_progress(args), on_wait=_on_wait)
+        retrained = bank.retrained_outputs(preset.n_retrained)
+        original = bank.outputs("original")
+        manifest_time = bank.manifest_retrain_time(preset.n_retrained)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except MethodFailed as exc:
+        path = _write_result(out_dir, cls.key, {**base, "status": "failed", "reason": exc.reason}, None)
+        kept = " (the previous result beside it is kept)" if (out_dir / f"{cls.key}.json").exists() else ""
+        print(f"FAILED: {exc}\nwrote {path}{kept}", file=sys.stderr)
+        return 1
+    res, arrays = summarize(runs, retrained, original, splits.forget_y.numpy(), metric=args.metric,
+                            run_times=runs["time_s"], reference_times=runs["reference_retrain_s"],
+                            manifest_retrain_time=manifest_time, valid_entry=cls.valid_entry,
+                            bootstrap=args.bootstrap, seed=args.seed)
+    print()
+    print(report(cls, preset, res, base["params"]))
+    path = _write_result(out_dir, cls.key, {
+        **base, "status": "ok", "valid_entry": cls.valid_entry, "seed": args.seed,
+        "dict_batches": args.dict_batches, "bank": {"key": bank.key, "dir": str(bank.dir)},
+        "run_dir": runs["run_dir"], "run_times_s": runs["time_s"], "reference_retrain_s": runs["reference_retrain_s"],
+        "run_logs": runs["logs"], **res, "torch": str(torch.__version__), "device": device,
+        "wall_time_s": time.perf_counter() - t0}, arrays)
+    print(f"\nwrote {path} (+ .npz with the raw statistics)")
+    return 0
+
+
+def _main(parser, args) -> int:
     if args.list:
         print("registered methods:")
         _print_methods()
         return 0
+    if not 0 <= args.seed < SEED_LIMIT:
+        parser.error(f"--seed must be in [0, 2**63), got {args.seed}")
+    if args.bootstrap < 0:
+        parser.error("--bootstrap must be >= 0")
     if args.leaderboard is not None:
         return _leaderboard(parser, args)
     if args.method is None:
@@ -198,52 +315,20 @@ def main(argv=None) -> int:
         overrides = methods.parse_overrides(cls, args.set)
     except (ValueError, TypeError) as exc:
         parser.error(f"--set: {exc}")
-    if args.bootstrap < 0:
-        parser.error("--bootstrap must be >= 0")
     if args.phase == "test":
-        return _test_phase(args, overrides)
-    device, preset = _device_and_preset(parser, args)
-    if "seed" in overrides:
-        print(f"note: --set seed={overrides['seed']} gives every run the same seed; runs differing only by "
-              f"loader order may score low (the scorer needs run-to-run randomness)", file=sys.stderr)
+        return _test_phase(parser, args, overrides)
+    return _score_one(parser, args, cls, overrides)
 
-    progress = (lambda it, **kw: it) if args.quiet else (lambda it, **kw: tqdm(it, **kw))
-    params = dataclasses.asdict(cls(**overrides).params)
-    print(f"preset {preset.name}: {preset.description}", flush=True)
-    t0 = time.perf_counter()
+
+def main(argv=None) -> int:
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
     try:
-        splits = make_splits(preset, args.data_root)
-        bank = Bank(preset, splits, home=args.home, data_root=args.data_root, device=device)
-        bank.ensure(preset.n_retrained, progress=progress)
-        runs = evaluate_runs(args.method, overrides, preset, splits, bank, seed=args.seed,
-                             dict_batches=args.dict_batches, progress=progress)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except MethodFailed as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        write_json(Path(args.results_dir) / preset.name / f"{args.method}.json",
-                   {"method": args.method, "preset": preset.name, "params": params, "status": "failed",
-                    "reason": exc.reason, "commit": _commit()})
-        return 1
-    retrained = bank.retrained_outputs(preset.n_retrained)
-    res, arrays = summarize(runs, retrained, bank.outputs("original"), splits.forget_y.numpy(),
-                            metric=args.metric, run_times=runs["time_s"],
-                            retrain_time=bank.retrain_time(preset.n_retrained),
-                            valid_entry=cls.valid_entry, bootstrap=args.bootstrap, seed=args.seed)
-    print()
-    print(report(args.method, preset, res, params))
-    out = Path(args.results_dir) / preset.name
-    write_npz(out / f"{args.method}.npz", **arrays)
-    write_json(out / f"{args.method}.json", {
-        "method": args.method, "status": "ok", "preset": preset.name, "params": params,
-        "valid_entry": cls.valid_entry, "seed": args.seed, "dict_batches": args.dict_batches,
-        "bank": {"key": bank.key, "dir": str(bank.dir)}, "run_dir": runs["run_dir"],
-        "run_times_s": runs["time_s"], "run_logs": runs["logs"], **res,
-        "commit": _commit(), "torch": str(torch.__version__), "device": device,
-        "wall_time_s": time.perf_counter() - t0})
-    print(f"\nwrote {out / (args.method + '.json')} (+ .npz with the raw statistics)")
-    return 0
+        return _main(parser, args)
+    except KeyboardInterrupt:
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

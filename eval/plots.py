@@ -13,17 +13,17 @@ matplotlib.use("Agg")   # files only, never a window; set here, before pyplot is
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from eval.io import _atomic_bytes  # noqa: E402
+from eval.io import write_bytes  # noqa: E402
 
 REFERENCE_COLOR = "0.55"
-MIN_RUNTIME_S = 1e-3   # runtimes below this (e.g. `none`) are drawn at it on the log axis
+MIN_TIME_RATIO = 1e-5  # time ratios below this (e.g. `none`) are drawn at it on the log axis
 
 
 def _save(fig, path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    _atomic_bytes(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())
     return Path(path)
 
 
@@ -32,27 +32,26 @@ def _colors(n: int) -> list:
     return [cmap(i % 10) for i in range(n)]
 
 
-def score_vs_runtime(table, path, *, retrain_time_s=None, limit=0.2) -> Path:
-    """Final score (with its 95% CI) against runtime per run, log x; the efficiency limit as a line.
+def score_vs_runtime(table, path, *, limit=0.2) -> Path:
+    """Final score (with its 95% CI) against runtime as a fraction of one retraining, log x; the limit as a line.
 
-    `table` needs columns method, reference, final_score, final_ci_lo, final_ci_hi, runtime_s.
+    `table` needs columns method, reference, final_score, final_ci_lo, final_ci_hi, time_ratio (run
+    time over a retraining timed beside it).
     """
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = iter(_colors(len(table)))
     for r in table.itertuples():
-        x = max(float(r.runtime_s), MIN_RUNTIME_S)
+        x = max(float(r.time_ratio), MIN_TIME_RATIO) if np.isfinite(r.time_ratio) else MIN_TIME_RATIO
         c = REFERENCE_COLOR if r.reference else next(colors)
         lo, hi = r.final_ci_lo, r.final_ci_hi
         yerr = None if np.isnan(lo) else [[max(r.final_score - lo, 0)], [max(hi - r.final_score, 0)]]
         ax.errorbar([x], [r.final_score], yerr=yerr, fmt="o", color=c, capsize=3,
                     mfc="white" if r.reference else c)
         ax.annotate(r.method, (x, r.final_score), xytext=(5, 4), textcoords="offset points", fontsize=8)
-    if retrain_time_s:
-        ax.axvline(limit * retrain_time_s, color="crimson", ls="--", lw=1)
-        ax.text(limit * retrain_time_s, ax.get_ylim()[1], f" {100 * limit:.0f}% of one retraining",
-                color="crimson", fontsize=8, va="top")
+    ax.axvline(limit, color="crimson", ls="--", lw=1)
+    ax.text(limit, ax.get_ylim()[1], f" {100 * limit:.0f}% of one retraining", color="crimson", fontsize=8, va="top")
     ax.set_xscale("log")
-    ax.set_xlabel(f"runtime per run (s, log scale; below {MIN_RUNTIME_S:g} s drawn at it)")
+    ax.set_xlabel(f"runtime per run / one retraining timed beside it (log; below {MIN_TIME_RATIO:g} drawn at it)")
     ax.set_ylabel("final score (95% bootstrap CI)")
     ax.set_title("Final score vs runtime")
     ax.grid(alpha=0.3, which="both")

@@ -1,6 +1,6 @@
 """From stored outputs to the competition's numbers: statistics, F, ratios, final score, spread.
 
-Pure functions over arrays; `eval.runner` produces the arrays, `main.py` prints the result.
+Pure functions over arrays; `eval.harness` produces the arrays, `main.py` prints the result.
 """
 import numpy as np
 
@@ -28,13 +28,40 @@ def epsilons_and_points(u: np.ndarray, r: np.ndarray, metric: str = "official") 
     return eps, mlrc.mlrc_epsilon_points(eps)
 
 
+def efficiency(run_times, reference_times=None, manifest_retrain_time=None, valid_entry: bool = True) -> dict:
+    """The efficiency rule: a run slower than `EFFICIENCY_LIMIT` of one retraining is rejected.
+
+    `run_times` (runs,) are the runs' wall times; `reference_times` (runs,) the retraining time
+    estimated beside each run (a slice of the preset's retraining timed in the same process just
+    before and after it), which the verdict uses: time_ratio = sum(run times) / sum(references).
+    `manifest_retrain_time` (the bank's median recorded training time) gives a second figure,
+    `manifest_time_ratio`, and the verdict only when no reference was timed. Reference rows
+    (`valid_entry` False) are never rejected.
+    """
+    times = np.asarray(run_times if run_times is not None else [], dtype=float)
+    refs = np.asarray(reference_times if reference_times is not None else [], dtype=float)
+    out = {"runtime_mean_s": float(times.mean()) if times.size else None,
+           "runtime_std_s": float(times.std()) if times.size else None,
+           "retrain_time_s": float(refs.mean()) if refs.size else None,
+           "manifest_retrain_time_s": manifest_retrain_time}
+    out["time_ratio"] = float(times.sum() / refs.sum()) if times.size and refs.size == times.size else None
+    out["manifest_time_ratio"] = (float(times.mean() / manifest_retrain_time)
+                                  if times.size and manifest_retrain_time else None)
+    out["time_basis"] = ("timed beside the runs" if out["time_ratio"] is not None else
+                         "bank manifest" if out["manifest_time_ratio"] is not None else None)
+    ratio = out["time_ratio"] if out["time_ratio"] is not None else out["manifest_time_ratio"]
+    out["rejected"] = bool(valid_entry and ratio is not None and ratio > EFFICIENCY_LIMIT)
+    return out
+
+
 def summarize(unlearned: dict, retrained: dict, original: dict, forget_y: np.ndarray, *,
-              metric: str = "official", run_times=None, retrain_time=None, valid_entry: bool = True,
-              bootstrap: int = 0, seed: int = 0) -> dict:
+              metric: str = "official", run_times=None, reference_times=None, manifest_retrain_time=None,
+              valid_entry: bool = True, bootstrap: int = 0, seed: int = 0) -> dict:
     """All reported numbers for one method.
 
     `unlearned` and `retrained` map output names to arrays with a leading model axis
     (`forget_logits` (m, n_forget, C) and `acc_*` (m,)); `original` holds one model's outputs.
+    Timing arguments: see `efficiency`.
     """
     u = statistic(unlearned["forget_logits"], forget_y, metric)       # (runs, n_forget)
     r = statistic(retrained["forget_logits"], forget_y, metric)       # (retrained, n_forget)
@@ -52,13 +79,7 @@ def summarize(unlearned: dict, retrained: dict, original: dict, forget_y: np.nda
            "forget_gap": acc["forget_unlearned"] - acc["forget_retrained"], "accuracy": acc,
            "n_runs": int(len(u)), "n_retrained": int(len(r)), "n_forget": int(u.shape[1]),
            "epsilon_mean": float(eps.mean()), "epsilon_median": float(np.median(eps))}
-    times = np.asarray(run_times if run_times is not None else [], dtype=float)
-    out["runtime_mean_s"] = float(times.mean()) if times.size else None
-    out["runtime_std_s"] = float(times.std()) if times.size else None
-    out["retrain_time_s"] = retrain_time
-    ratio = (out["runtime_mean_s"] / retrain_time) if (times.size and retrain_time) else None
-    out["time_ratio"] = ratio
-    out["rejected"] = bool(valid_entry and ratio is not None and ratio > EFFICIENCY_LIMIT)
+    out.update(efficiency(run_times, reference_times, manifest_retrain_time, valid_entry))
     out["final_score"] = 0.0 if out["rejected"] else score
     if bootstrap:
         out.update(bootstrap_score(unlearned, u, r, retrained, metric, bootstrap, seed, score=score, points=points))

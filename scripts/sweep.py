@@ -1,7 +1,7 @@
 """Hyperparameter sweep: score a method over a grid of `--set` values and print one table.
 
     python scripts/sweep.py -m pdu --grid lr=3e-4,1e-3 dual_lr=1,5 --runs 8
-    python scripts/sweep.py -m sibl --grid eta_theta=0.02,0.05 --set T=8 --preset cpu --out /tmp/sw
+    python scripts/sweep.py -m sibl --grid lr=0.02,0.05 --set T=8 --preset cpu --out /tmp/sw
 
 Every configuration goes through `main.py` (same bank, same cached runs: re-running a sweep only
 computes what is new) and writes its JSON under `--out`; the table (pandas) is printed as markdown
@@ -19,8 +19,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import main as cli  # noqa: E402
+import methods  # noqa: E402
+from eval.io import write_text  # noqa: E402
 
-COLUMNS = ["final_score", "score", "F", "ra_ratio", "ta_ratio", "forget_gap", "runtime_mean_s", "time_ratio"]
+COLUMNS = ["final_score", "score", "F", "ra_ratio", "ta_ratio", "forget_gap", "runtime_mean_s", "time_ratio",
+           "manifest_time_ratio"]
 
 
 def grid(items: list[str]) -> list[dict]:
@@ -44,7 +47,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results/sweeps")
     args, extra = p.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
-    out = Path(args.out) / args.preset / args.method
+    try:
+        key = methods.get_method(args.method).key
+    except ValueError as exc:
+        p.error(str(exc))
+    out = Path(args.out) / args.preset / key
     rows = []
     for i, point in enumerate(grid(args.grid)):
         sets = args.set + [f"{k}={v}" for k, v in point.items()]
@@ -55,9 +62,9 @@ def main(argv=None) -> int:
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
             rc = cli.main(argv_i)
-        result = res_dir / args.preset / f"{args.method}.json"
+        result = next(res_dir.glob(f"*/{key}.json"), None)   # results/<preset tag>/<key>.json
         row = {"point": " ".join(f"{k}={v}" for k, v in point.items()) or "(defaults)"}
-        if rc == 0 and result.exists():
+        if rc == 0 and result is not None:
             d = json.loads(result.read_text())
             row.update({c: d.get(c) for c in COLUMNS})
             row["acc_forget"] = d["accuracy"]["forget_unlearned"]
@@ -68,9 +75,8 @@ def main(argv=None) -> int:
             print(f"    failed (exit {rc})", flush=True)
         rows.append(row)
     table = pd.DataFrame(rows)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "sweep.csv", index=False)
-    print(f"\nmethod {args.method} · preset {args.preset} · {args.runs} runs · fixed: {' '.join(args.set) or '-'}")
+    write_text(out / "sweep.csv", table.to_csv(index=False))
+    print(f"\nmethod {key} · preset {args.preset} · {args.runs} runs · fixed: {' '.join(args.set) or '-'}")
     print(table.to_markdown(index=False, floatfmt=".4f"))
     return 0
 

@@ -42,7 +42,7 @@ def tiny_splits(data_root):
 
 @pytest.fixture(scope="session")
 def tiny_bank(tiny_splits, home, data_root):
-    from data.bank import Bank
+    from eval.harness.bank import Bank
     from data.presets import get_preset
     bank = Bank(get_preset("tiny"), tiny_splits, home=home, data_root=data_root)
     bank.ensure(get_preset("tiny").n_retrained)

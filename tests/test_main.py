@@ -1,11 +1,12 @@
 """End to end on the tiny preset, and the CLI's answers to bad input."""
 import json
+import os
 from dataclasses import dataclass
 
 import pytest
 
 import main as cli
-from methods.BaseMethod import BaseMethod, register, _METHODS
+from methods.BaseMethod import BaseMethod, register, unregister
 
 
 @pytest.fixture
@@ -68,8 +69,17 @@ def test_list(capsys):
     (["-m", "my_method", "--set", "epochz=3"], "unknown parameter 'epochz'"),
     (["-m", "my_method", "--set", "epochs=abc"], "'epochs' expects int"),
     (["-m", "my_method", "--set", "lr=-1"], "lr must be > 0"),
+    (["-m", "my_method", "--set", "lr=1e999"], "'lr' must be a finite number"),
+    (["-m", "my_method", "--set", "lr=nan"], "'lr' must be a finite number"),
+    (["-m", "my_method", "--set", "momentum=-3"], "momentum must be in \\[0, 1\\)"),
+    (["-m", "my_method", "--set", "lr=0.1", "lr=0.2"], "'lr' given twice"),
+    (["-m", "my_method", "--seed", "-1"], "--seed must be in \\[0, 2\\*\\*63\\)"),
+    (["-m", "my_method", "--seed", str(2 ** 70)], "--seed must be in"),
     (["-m", "my_method", "--runs", "1"], "--runs must be at least 2"),
     (["-m", "my_method", "--preset", "huge"], "invalid choice: 'huge'"),
+    (["-m", "my_method", "--preset", "tiny", "--forget-frac", "1.5"], "--forget-frac must be in \\(0, 1\\)"),
+    (["-m", "my_method", "--preset", "tiny", "--forget-class", "10"], "--forget-class must be in \\[0, 10\\)"),
+    (["-m", "my_method", "--preset", "tiny", "--forget-class", "1", "--forget-size", "5"], "cannot be combined"),
     ([], "choose a method"),
 ])
 def test_bad_input_exits_cleanly(args, message, capsys):
@@ -94,7 +104,7 @@ def test_missing_data_message(tmp_path, home, monkeypatch, capsys):
 
 @dataclass
 class _P(BaseMethod.Params):
-    mode: str = "raise"
+    mode: str = "raise"        # raise | nan | exit | ok
 
 
 @pytest.fixture
@@ -105,19 +115,83 @@ def broken_method():
         Params = _P
 
         def run(self, net, retain_loader, forget_loader, val_loader):
+            import sys
+
+            import torch
             if self.params.mode == "raise":
                 raise RuntimeError("boom")
-            import torch
+            if self.params.mode == "exit":
+                sys.exit(3)
             with torch.no_grad():
                 for p in net.parameters():
-                    p.fill_(float("nan"))
+                    if self.params.mode == "nan":
+                        p.fill_(float("nan"))
+                    else:
+                        p.add_(0.01 * torch.randn(p.shape, generator=self.generator()))
     yield
-    _METHODS.pop("_broken")
+    unregister("_broken")
 
 
-@pytest.mark.parametrize("mode, reason", [("raise", "RuntimeError: boom"), ("nan", "NaN")])
-def test_failing_method_is_reported(run, broken_method, mode, reason, capsys):
+@pytest.mark.parametrize("mode, reason", [("raise", "RuntimeError: boom"), ("nan", "NaN"),
+                                          ("exit", "called sys.exit(3)")])
+def test_failing_method_is_reported_and_the_last_good_result_kept(run, broken_method, mode, reason, capsys):
+    assert run("-m", "_broken", "--set", "mode=ok") == 0
+    good_json, good_npz = (run.results / "_broken.json").read_bytes(), (run.results / "_broken.npz").read_bytes()
     assert run("-m", "_broken", "--set", f"mode={mode}") == 1
-    assert reason in capsys.readouterr().err
-    r = _result(run, "_broken")
-    assert r["status"] == "failed" and reason in r["reason"]
+    err = capsys.readouterr().err
+    assert reason in err and "previous result beside it is kept" in err and "Traceback" not in err
+    failed = json.loads((run.results / "_broken.failed.json").read_text())
+    assert failed["status"] == "failed" and reason in failed["reason"]
+    assert (run.results / "_broken.json").read_bytes() == good_json, "the good result is not overwritten"
+    assert (run.results / "_broken.npz").read_bytes() == good_npz
+    assert run("-m", "_broken", "--set", "mode=ok") == 0
+    assert not (run.results / "_broken.failed.json").exists(), "a success clears the stale failure"
+
+
+def test_results_dir_naming_a_file_is_refused_before_any_work(tmp_path, home, data_root, capsys, monkeypatch):
+    import eval.harness.bank as bank_module
+    monkeypatch.setattr(bank_module.Bank, "ensure", lambda *a, **k: pytest.fail("work started"))
+    blocker = tmp_path / "results"
+    blocker.write_text("I am a file")
+    for flag, path in (("--results-dir", blocker), ("--home", blocker / "sub")):
+        args = ["-m", "my_method", "--preset", "tiny", "--quiet", "--data-root", str(data_root), "--home", str(home),
+                "--results-dir", str(tmp_path / "ok"), flag, str(path)]
+        with pytest.raises(SystemExit) as e:
+            cli.main(args)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "is a file, not a folder" in err or "not writable" in err, err
+        assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores folder permissions")
+def test_read_only_artifacts_folder_is_refused_before_any_work(tmp_path, data_root, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    with pytest.raises(SystemExit):
+        cli.main(["-m", "none", "--preset", "tiny", "--home", str(ro), "--data-root", str(data_root)])
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_ctrl_c_says_how_to_resume(run, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "evaluate_runs", interrupted)
+    assert run("-m", "my_method") == 130
+    err = capsys.readouterr().err
+    assert "interrupted; rerun the same command to resume" in err and "Traceback" not in err
+
+
+def test_aliases_and_case_resolve_on_the_cli(run):
+    assert run("-m", "MY_METHOD", "--set", "epochs=1") == 0
+    assert _result(run, "my_method")["params"]["epochs"] == 1
+
+
+def test_forget_protocol_options_make_their_own_bank(run, tiny_bank, capsys):
+    assert run("-m", "none", "--forget-class", "3", "--runs", "2", "--retrained", "2") == 0
+    out = capsys.readouterr().out
+    assert "forget set: class 3" in out
+    r = json.loads((run.results.parent / "tiny-forget-class3" / "none.json").read_text())
+    assert r["bank"]["key"] != tiny_bank.key and r["forget"] == "class 3"
+    assert r["accuracy"]["forget_retrained"] < 0.05, "retrained without class 3, they (almost) never predict it"

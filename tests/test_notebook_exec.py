@@ -26,7 +26,7 @@ pytest.importorskip("ipykernel")
 ROOT = Path(__file__).resolve().parents[1]
 N = 2
 AVAILABLE = methods.available_methods()
-EXECUTED = [k for k in ("my_method", "sibl", "pdu", "salun", "retrain") if k in AVAILABLE]
+EXECUTED = [k for k in ("my_method", "sibl", "pdu", "retrain") if k in AVAILABLE]
 #: small settings so each notebook runs in seconds on ResNet-18 on a CPU (the test's only concern is
 #: that the code runs; methods' own test_overrides() are applied first)
 FAST = {"my_method": {"epochs": 1}, "retrain": {"epochs": 1}, "pdu": {"epochs": 1}, "sibl": {"T": 1, "K": 1}}

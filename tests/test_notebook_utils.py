@@ -193,7 +193,7 @@ def test_py_literal_round_trips():
 @pytest.fixture
 def fake_root(tmp_path):
     (tmp_path / "methods").mkdir()
-    for name in ("__init__.py", "BaseMethod.py", "_common.py"):
+    for name in ("__init__.py", "BaseMethod.py", "_registry.py", "_common.py"):
         shutil.copy(ROOT / "methods" / name, tmp_path / "methods" / name)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "__init__.py").write_text("")
@@ -234,7 +234,7 @@ class Fake(BaseMethod):
     ("from ._common import unpack", "relative import"),
     ("try:\n    from methods._common import unpack\nexcept ImportError:\n    pass", "inside a block"),
     ("X = __file__", "__file__"),
-    ("def get_method(key):\n    return None", r"clash on 'get_method'.*BaseMethod\.py"),
+    ("def get_method(key):\n    return None", r"clash on 'get_method'.*_registry\.py"),
     ("if __name__ == '__main__':\n    print(1)", "__name__"),
     ("try:\n    pass\nexcept* ValueError:\n    pass", "newer than Python 3.10"),
 ])
@@ -257,7 +257,7 @@ def test_dependency_order_each_module_once_and_aliases(fake_root):
     root = fake_root("fake", METHOD.format(imports="import numpy as np\nfrom methods._b import b_helper\n"
                                                    "from methods._a import a_helper as helper_a"))
     code, mods = nu.inline_source("methods.fake", root)
-    assert [m.name for m in mods] == ["methods.BaseMethod", "methods._common", "methods._a", "methods._b",
+    assert [m.name for m in mods] == ["methods._registry", "methods.BaseMethod", "methods._common", "methods._a", "methods._b",
                                       "methods.fake"]
     assert "from methods" not in code and "import numpy as np" in code and "import torch" in code
     assert "loop_forever = cycle" in code and "helper_a = a_helper" in code

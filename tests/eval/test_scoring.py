@@ -1,5 +1,6 @@
 """The score's bootstrap interval."""
 import numpy as np
+import pytest
 
 from eval import scoring
 
@@ -24,3 +25,28 @@ def test_bootstrap_interval_contains_the_score():
     assert out["score_bootstrap_bias"] < 0       # the bias this interval exists to remove
     assert lo <= out["score"] <= hi
     assert lo >= 0
+
+
+def test_efficiency_rule_uses_the_reference_timed_beside_the_runs():
+    e = scoring.efficiency([3.0, 3.0], reference_times=[10.0, 20.0], manifest_retrain_time=100.0)
+    assert e["time_ratio"] == 0.2 and not e["rejected"]                   # 6 / 30: at the limit is allowed
+    assert e["manifest_time_ratio"] == 0.03 and e["time_basis"] == "timed beside the runs"
+    slow = scoring.efficiency([3.0, 3.1], reference_times=[10.0, 20.0], manifest_retrain_time=1000.0)
+    assert slow["rejected"], "the verdict follows the side-by-side ratio, not the bank's record"
+    assert not scoring.efficiency([30.0], [10.0], valid_entry=False)["rejected"], "reference rows are exempt"
+    fallback = scoring.efficiency([30.0], None, manifest_retrain_time=100.0)
+    assert fallback["time_ratio"] is None and fallback["rejected"] and fallback["time_basis"] == "bank manifest"
+    unknown = scoring.efficiency([30.0], None, None)
+    assert not unknown["rejected"] and unknown["time_basis"] is None
+
+
+def test_summarize_zeroes_the_final_score_of_a_rejected_method():
+    rng = np.random.default_rng(1)
+    y = np.zeros(100, dtype=int)
+    unlearned, retrained = _outputs(rng, 8, 100, 0.3), _outputs(rng, 8, 100, 0.0)
+    original = {k: v[0] for k, v in retrained.items()}
+    ok, _ = scoring.summarize(unlearned, retrained, original, y, run_times=[1.0] * 8, reference_times=[10.0] * 8)
+    rejected, _ = scoring.summarize(unlearned, retrained, original, y, run_times=[5.0] * 8,
+                                    reference_times=[10.0] * 8)
+    assert ok["final_score"] == ok["score"] > 0 and ok["time_ratio"] == pytest.approx(0.1)
+    assert rejected["rejected"] and rejected["final_score"] == 0.0 and rejected["score"] == ok["score"]

@@ -8,11 +8,14 @@ import pytest
 
 import methods
 from data.presets import get_preset
-from eval import leaderboard, runner
-from methods.BaseMethod import _METHODS, BaseMethod, register
+from eval.harness import leaderboard, row, runs
+from methods.BaseMethod import BaseMethod, register, unregister
 
 FAIL_KEY = "lb_test_always_fails"
 FILES = ["leaderboard.csv", "leaderboard.md", *leaderboard.PLOTS]
+
+
+EXIT_KEY = "lb_test_exits"
 
 
 def _register_failing():
@@ -22,6 +25,14 @@ def _register_failing():
 
         def run(self, net, retain_loader, forget_loader, val_loader):
             raise RuntimeError("deliberate failure")
+
+    @register(EXIT_KEY)
+    class Exits(BaseMethod):
+        """Calls sys.exit() on purpose (leaderboard test)."""
+
+        def run(self, net, retain_loader, forget_loader, val_loader):
+            import sys
+            sys.exit("bye")
 
 
 def _small() -> dict:
@@ -40,7 +51,8 @@ def first(tiny_splits, tiny_bank, tmp_path_factory):
         out = leaderboard.run_leaderboard(names, get_preset("tiny"), tiny_splits, tiny_bank,
                                           results_dir=results, bootstrap=5, overrides=_small())
     finally:
-        _METHODS.pop(FAIL_KEY, None)
+        unregister(FAIL_KEY)
+        unregister(EXIT_KEY)
     # a snapshot: the cache test below rewrites the files in the same folder
     out["csv_text"] = (results / "tiny" / "leaderboard.csv").read_text()
     return out, results / "tiny", names
@@ -59,13 +71,14 @@ def test_all_files_written(first):
 def test_csv_schema_and_reference_rows(first):
     out, folder, names = first
     t = pd.read_csv(io.StringIO(out["csv_text"]))
-    assert list(t.columns) == leaderboard.COLUMNS
-    assert set(t["method"]) == set(names) | {FAIL_KEY}
+    assert list(t.columns) == row.COLUMNS
+    assert set(t["method"]) == set(names) | {FAIL_KEY, EXIT_KEY}
     assert set(t["status"]) <= {"ok", "failed"}
     ok = t[t["status"] == "ok"].set_index("method")
     assert {"none", "retrain", "my_method"} <= set(ok.index)
     for col in ("final_score", "score", "F", "ra_ratio", "ta_ratio", "acc_forget", "forget_gap", "tow",
-                "tow_mia", "mia", "runtime_s", "time_ratio", "final_ci_lo", "final_ci_hi"):
+                "tow_mia", "mia", "runtime_s", "time_ratio", "final_ci_lo", "final_ci_hi", "retrain_time_s",
+                "manifest_retrain_time_s", "manifest_time_ratio"):
         assert np.isfinite(ok[col].astype(float)).all(), col
     assert ((ok["F"] >= 0) & (ok["F"] <= 1)).all() and (ok["final_ci_lo"] <= ok["final_ci_hi"]).all()
     assert ((ok["tow"] > 0) & (ok["tow"] <= 1) & (ok["mia"] >= 0) & (ok["mia"] <= 1)).all()
@@ -86,7 +99,15 @@ def test_failing_method_reported_others_finish(first):
     assert "RuntimeError: deliberate failure" in t.loc[FAIL_KEY, "reason"]
     assert (t.loc[t["status"] == "failed", "reason"].str.len() > 0).all()
     assert "deliberate failure" in out["markdown"]
+    assert t.loc[EXIT_KEY, "status"] == "failed" and "called sys.exit('bye')" in t.loc[EXIT_KEY, "reason"]
     assert FAIL_KEY not in methods.available_methods()
+
+
+def test_retrain_costs_about_one_retraining_by_the_clock(first):
+    """The efficiency rule's clock times slices of the same recipe: a real retraining must read ~100%."""
+    t = first[0]["table"].set_index("method")
+    assert 0.4 < t.loc["retrain", "time_ratio"] < 2.5, t.loc["retrain", "time_ratio"]
+    assert t.loc["retrain", "efficiency"] == "exempt"
 
 
 def test_cached_rows_reused_and_keyed_by_params(first, tiny_splits, tiny_bank, monkeypatch):
@@ -95,11 +116,11 @@ def test_cached_rows_reused_and_keyed_by_params(first, tiny_splits, tiny_bank, m
     ok = t.loc[t["status"] == "ok", "method"].tolist()
     calls = []
 
-    def no_runs(key, *args, **kwargs):
-        calls.append(key)
+    def no_runs(cls, *args, **kwargs):
+        calls.append(cls.key)
         raise AssertionError("run_once called")
 
-    monkeypatch.setattr(runner, "run_once", no_runs)
+    monkeypatch.setattr(runs, "run_once", no_runs)
     # `none` and `retrain` are added even when not named
     names = [m for m in ok if m not in leaderboard.REFERENCES]
     again = leaderboard.run_leaderboard(names, get_preset("tiny"), tiny_splits, tiny_bank,

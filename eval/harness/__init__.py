@@ -1,0 +1,13 @@
+"""Orchestration: the one place that joins data, methods and metrics.
+
+    bank.py, bank_models.py   the reference bank (original + retrained models), built, cached, locked
+    unlearn.py                one unlearning run: its loaders, its random streams, its outputs
+    runs.py                   a method's R runs, cached and resumable, timed beside a retraining slice
+    timing.py                 the retraining slice (the efficiency rule's reference, same process)
+    seeds.py                  the seed tree: one independent stream per consumer
+    fingerprint.py            cache keys from the code a cache depends on (import closure, syntax tree)
+    row.py, leaderboard.py    a method's leaderboard row; the leaderboard's table, text and plots
+
+Nothing outside this package (and `main.py`, `scripts/`) imports it; it imports `data`, `methods`
+and the metric modules of `eval`.
+"""

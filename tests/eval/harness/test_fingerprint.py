@@ -1,0 +1,47 @@
+"""Cache keys follow the code a cache depends on: found from imports, blind to comments and docstrings."""
+import shutil
+
+import pytest
+
+from eval.harness.fingerprint import code_fingerprint, import_closure
+from tests.conftest import ROOT
+
+BANK_CODE = ["eval.harness.bank_models"]
+
+
+@pytest.fixture
+def kit(tmp_path):
+    """A copy of the project's code (no data, no artifacts) that a test may edit."""
+    for name in ("methods", "data", "eval"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "cifar-10-*"))
+    return tmp_path
+
+
+def test_bank_key_covers_the_model_definitions_and_training_code_found_from_imports():
+    closure = import_closure(BANK_CODE)
+    for module in ("data.models", "data.splits", "methods._training", "methods._loop", "eval.outputs"):
+        assert module in closure
+    for module in ("methods.sibl", "methods.BaseMethod", "eval.io", "eval.scoring"):
+        assert module not in closure, f"{module} does not change a bank model"
+
+
+def test_comments_and_docstrings_do_not_change_the_key_code_does(kit):
+    before = code_fingerprint(BANK_CODE, kit)
+    models = kit / "data" / "models.py"
+    text = models.read_text()
+    models.write_text(text.replace('"""Architectures', '"""Reworded: architectures', 1)
+                      .replace("        super().__init__()", "        super().__init__()  # a new comment", 1))
+    assert code_fingerprint(BANK_CODE, kit) == before
+    models.write_text(text.replace("nn.AdaptiveAvgPool2d(1)", "nn.AdaptiveMaxPool2d(1)", 1))
+    assert code_fingerprint(BANK_CODE, kit) != before, "a changed model definition must invalidate its banks"
+
+
+def test_a_run_key_covers_its_own_method_not_the_others(kit):
+    roots = ["methods.MyMethod", "eval.harness.unlearn"]
+    before = code_fingerprint(roots, kit)
+    sibl = kit / "methods" / "sibl.py"
+    sibl.write_text(sibl.read_text().replace("MARGIN_TARGETS = (", "MARGIN_TARGETS_X = 1\nMARGIN_TARGETS = (", 1))
+    assert code_fingerprint(roots, kit) == before
+    loop = kit / "methods" / "_loop.py"
+    loop.write_text(loop.read_text() + "\n\nEXTRA = 1\n")
+    assert code_fingerprint(roots, kit) != before, "a shared block the method imports is part of its key"
