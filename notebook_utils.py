@@ -7,7 +7,8 @@ The competition's test phase runs a notebook, offline, against the hidden CASIA-
 notebook is made from `run-unlearn-finetune.ipynb` (the competition's template, in this repository)
 by replacing its `unlearning` cell with everything the method needs, pasted as source text:
 
-1. `methods/BaseMethod.py` (the registry and the contract; stdlib + torch only);
+1. `methods/BaseMethod.py` (the contract and the parameter checks) and `methods/_registry.py` (the
+   registry), stdlib + torch only;
 2. every project module the method's file imports, transitively (`from methods.X import name`,
    single-line, at the top of the file), each once, in dependency order, with those import lines
    removed (an `import a as b` becomes `b = a`) and third-party imports kept;
