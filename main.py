@@ -61,7 +61,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=20,
                    help="bootstrap resamples for the score's spread (default 20; 0 disables)")
     p.add_argument("--dict-batches", action="store_true",
-                   help="feed Kaggle-style {'image', 'age_group'} dict batches instead of tuples")
+                   help="feed Kaggle-style {'image', 'age_group'} dict batches instead of tuples "
+                        "(always on for the kaggle* presets)")
     p.add_argument("--data-root", type=str, default=None,
                    help="folder holding cifar-10-batches-py (default: $UNLEARN_DATA or ./data)")
     p.add_argument("--home", type=str, default=None,
@@ -78,6 +79,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="Kaggle accelerator, e.g. NvidiaTeslaT4 (default: Kaggle's, a P100)")
     k.add_argument("--push", action="store_true",
                    help="push the notebook with the kaggle CLI (needs it installed and authenticated)")
+    k.add_argument("--rehearse", action="store_true",
+                   help="run the generated notebook here on a Kaggle-layout copy of a test-phase preset "
+                        "(default kaggle with a GPU, kaggle-cpu without), score its submission.zip and compare "
+                        "it with -m NAME on the same preset")
+    k.add_argument("--checkpoints", type=int, default=None,
+                   help="checkpoints the rehearsal makes (default: the preset's number of runs)")
     lb = p.add_argument_group("leaderboard")
     lb.add_argument("--leaderboard", nargs="*", default=None, metavar="NAME",
                     help="evaluate these methods (default: all registered) on one preset and bank and write "
@@ -155,13 +162,14 @@ def report(cls, preset, res: dict, params: dict) -> str:
     return "\n".join(lines)
 
 
-def _device_and_preset(parser, args):
+def _device_and_preset(parser, args, defaults=("full", "cpu")):
+    """The device and the preset (with --runs/--retrained/--forget-*); `defaults`: with and without a GPU."""
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
         "cpu" if args.device == "auto" else args.device)
     try:
-        preset = get_preset(args.preset or ("full" if device == "cuda" else "cpu"))
+        preset = get_preset(args.preset or (defaults[0] if device == "cuda" else defaults[1]))
         preset = preset.with_counts(args.runs, args.retrained)
         return device, preset.with_forget(args.forget_seed, args.forget_frac, args.forget_size, args.forget_class)
     except ValueError as exc:
@@ -194,9 +202,11 @@ def _bank(args, preset, device):
 
 
 def _test_phase(parser, args, overrides: dict) -> int:
-    """-p test: write submissions/<method>/ (notebook + kernel-metadata.json), optionally push it."""
+    """-p test: write submissions/<method>/ (notebook + kernel-metadata.json), optionally push it or rehearse it."""
     from notebook_utils import NotebookError, write_submission
     _check_outputs(parser, (args.submissions_dir, "--submissions-dir"))
+    if args.rehearse:
+        return _rehearse(parser, args, methods.get_method(args.method), overrides)
     key = methods.get_method(args.method).key
     try:
         info = write_submission(key, overrides, Path(args.submissions_dir) / key, kaggle_user=args.kaggle_user,
@@ -207,6 +217,62 @@ def _test_phase(parser, args, overrides: dict) -> int:
     for line in info.get("messages", []):
         print(line)
     return 0
+
+
+def _rehearsal_table(res: dict) -> str:
+    rows = []
+    for name, r in (("submission.zip (notebook)", res["notebook"]), ("-m (the kit's runs)", res["kit"])):
+        lo, hi = r.get("score_ci95", (float("nan"), float("nan")))
+        a = r["accuracy"]
+        rows.append(f"| {name} | {r['score']:.4f} [{lo:.4f}, {hi:.4f}] | {r['F']:.4f} | {r['ra_ratio']:.3f} | "
+                    f"{r['ta_ratio']:.3f} | {a['forget_unlearned']:.3f} | {r['runtime_mean_s']:.2f} | "
+                    f"{_pct(r['time_ratio'])} |")
+    head = ("| source | score [95% CI] | F | RA ratio | TA ratio | forget acc | s / checkpoint | % retrain |\n"
+            "|---|---|---|---|---|---|---|---|")
+    return "\n".join([head, *rows])
+
+
+def _rehearse(parser, args, cls, overrides: dict) -> int:
+    """-p test --rehearse: run the notebook on a Kaggle-layout copy of a test-phase preset and score it."""
+    from eval.harness.rehearsal import check_preset, rehearse_submission
+    from notebook_utils import NotebookError, NotebookFailed
+    device, preset = _device_and_preset(parser, args, defaults=("kaggle", "kaggle-cpu"))
+    try:
+        check_preset(preset)
+    except ValueError as exc:
+        parser.error(str(exc))
+    n = args.checkpoints or preset.n_runs
+    if n < 2:
+        parser.error(f"--checkpoints must be at least 2 (the metric compares distributions), got {n}")
+    if args.bootstrap < 1:
+        parser.error("--rehearse compares 95% intervals: --bootstrap must be >= 1")
+    out_dir = Path(args.submissions_dir) / cls.key / f"rehearsal-{preset.tag}"
+    results = Path(args.results_dir) / preset.tag
+    _check_outputs(parser, (artifacts_home(args.home), "artifacts folder (--home)"), (out_dir, "--submissions-dir"),
+                   (results, "--results-dir"))
+    print(f"rehearsal of {cls.key} on preset {preset.tag} ({preset.description}); {n} checkpoints", flush=True)
+    try:
+        splits, bank = _bank(args, preset, device)
+        res = rehearse_submission(cls, overrides, preset.with_counts(runs=n), splits, bank, out_dir, seed=args.seed,
+                                  metric=args.metric, bootstrap=args.bootstrap, progress=_progress(args),
+                                  on_wait=_on_wait)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except NotebookFailed as exc:
+        print(f"REHEARSAL FAILED: {exc}\nthe executed notebook is in {out_dir}", file=sys.stderr)
+        return 1
+    except (NotebookError, MethodFailed) as exc:
+        print(f"REHEARSAL FAILED: {exc}", file=sys.stderr)
+        return 1
+    print()
+    print(_rehearsal_table(res))
+    for line in res["problems"]:
+        print(f"PROBLEM: {line}")
+    print(f"\n{res['verdict']}")
+    write_json(results / f"{cls.key}.rehearsal.json", {k: v for k, v in res.items()})
+    print(f"wrote {results / (cls.key + '.rehearsal.json')}; the notebook and its outputs are in {out_dir}")
+    return 0 if res["agree"] and not res["problems"] else 1
 
 
 def _leaderboard(parser, args) -> int:
@@ -226,7 +292,7 @@ def _leaderboard(parser, args) -> int:
         splits, bank = _bank(args, preset, device)
         out = run_leaderboard(names, preset, splits, bank, results_dir=Path(args.results_dir), seed=args.seed,
                               metric=args.metric, bootstrap=args.bootstrap, progress=_progress(args),
-                              on_wait=_on_wait)
+                              dict_batches=args.dict_batches or preset.dict_batches, on_wait=_on_wait)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -256,6 +322,7 @@ def _score_one(parser, args, cls, overrides: dict) -> int:
     out_dir = Path(args.results_dir) / preset.tag
     _check_outputs(parser, (artifacts_home(args.home), "artifacts folder (--home)"), (out_dir, "--results-dir"))
     params = cls.make_params(**overrides)
+    dict_batches = args.dict_batches or preset.dict_batches
     if "seed" in overrides:
         print(f"note: --set seed={overrides['seed']} gives every run the same seed; runs differing only by "
               f"loader order may score low (the scorer needs run-to-run randomness)", file=sys.stderr)
@@ -265,7 +332,7 @@ def _score_one(parser, args, cls, overrides: dict) -> int:
             "params": dataclasses.asdict(params), "commit": _commit()}
     try:
         splits, bank = _bank(args, preset, device)
-        runs = evaluate_runs(cls, params, preset, splits, bank, seed=args.seed, dict_batches=args.dict_batches,
+        runs = evaluate_runs(cls, params, preset, splits, bank, seed=args.seed, dict_batches=dict_batches,
                              progress=_progress(args), on_wait=_on_wait)
         retrained = bank.retrained_outputs(preset.n_retrained)
         original = bank.outputs("original")
@@ -286,7 +353,7 @@ def _score_one(parser, args, cls, overrides: dict) -> int:
     print(report(cls, preset, res, base["params"]))
     path = _write_result(out_dir, cls.key, {
         **base, "status": "ok", "valid_entry": cls.valid_entry, "seed": args.seed,
-        "dict_batches": args.dict_batches, "bank": {"key": bank.key, "dir": str(bank.dir)},
+        "dict_batches": dict_batches, "bank": {"key": bank.key, "dir": str(bank.dir)},
         "run_dir": runs["run_dir"], "run_times_s": runs["time_s"], "reference_retrain_s": runs["reference_retrain_s"],
         "run_logs": runs["logs"], **res, "torch": str(torch.__version__), "device": device,
         "wall_time_s": time.perf_counter() - t0}, arrays)

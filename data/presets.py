@@ -1,8 +1,23 @@
 """Presets: everything that fixes a benchmark (data subset, forget set, architecture, recipe, counts).
 
-    full   competition-faithful, for GPUs: torchvision ResNet-18 on all 50,000 images, 30 epochs
-    cpu    default without a GPU: a 78k-parameter ResNet on 10,000 images, ~1 min per model on 2 cores
+Dev phase (the starting kit's CIFAR-10 setting: normalized images, tuple batches of 128):
+
+    full   for GPUs: torchvision ResNet-18 on all 50,000 images, 30 epochs SGD with augmentation
+    cpu    default without a GPU: a 78k-parameter ResNet on 10,000 images, ~15-60 s per model on 2 cores
     tiny   for tests: a few hundred images, a tiny CNN, a handful of models; the pipeline in seconds
+
+Test phase, as the organizers trained the models a submission meets (google-deepmind/
+unlearning_evaluation `train_lib.py`, `surf.py`; competition.md §1.8): torchvision ResNet-18, float
+images in 0-255 (not normalized), Adam lr 1e-4, weight decay 5e-3, cosine schedule, class-weighted
+cross-entropy, the best-validation checkpoint (retrained models: from epoch 20 of 30 on; the
+original: any epoch), a 2% forget set, dict batches {"image", "age_group"} of 64. CASIA-SURF faces
+are not available, so CIFAR-10 stands in for them, and its forget set is drawn at random (the faces'
+forget set holds every image of 15 people; CIFAR-10 has no identities). The cosine schedule steps
+per batch (the organizers': per epoch over 30 epochs).
+
+    kaggle       GPU scale: all 50,000 images, 30 epochs
+    kaggle-cpu   4,000 images, 15 epochs (best from epoch 10): one ResNet-18 in about 90 s on 2 cores
+    kaggle-tiny  for tests: 1,000 images, 3 epochs
 
 The forget set is part of the preset: a random `forget_frac` (or `forget_size`) of the training
 subset drawn with `forget_seed`, or every image of class `forget_class` (class-wise forgetting,
@@ -32,6 +47,8 @@ class Preset:
     forget_seed: int = 1              # seed of the random forget draw
     forget_class: int | None = None   # forget every image of this class instead (class-wise forgetting)
     official_files: bool = False      # use the competition's forget_idx.npy and checkpoints from the data root
+    normalize: bool = True            # the starting kit's normalization; False: float pixels in 0-255 (Kaggle)
+    dict_batches: bool = False        # loaders yield {"image", "age_group"} dicts (Kaggle), else tuples
 
     def with_counts(self, runs: int | None = None, retrained: int | None = None) -> "Preset":
         """The preset with --runs / --retrained overrides applied (validated)."""
@@ -76,15 +93,25 @@ class Preset:
         return f"random {amount} (seed {self.forget_seed})"
 
     @property
+    def default_forget(self) -> bool:
+        """Whether the forget protocol is the named preset's own (not changed by `with_forget`)."""
+        base = PRESETS.get(self.name)
+        return base is None or self.forget_protocol == base.forget_protocol
+
+    @property
     def tag(self) -> str:
         """Folder name of the results: the preset's name, plus the forget protocol when not the default."""
-        base = PRESETS.get(self.name)
-        if base is None or self.forget_protocol == base.forget_protocol:
+        if self.default_forget:
             return self.name
         if self.forget_class is not None:
             return f"{self.name}-forget-class{self.forget_class}"
         amount = f"n{self.forget_size}" if self.forget_size else f"f{self.forget_frac:g}"
         return f"{self.name}-forget-{amount}-s{self.forget_seed}"
+
+
+def _kaggle_recipe(epochs: int, best_from: int) -> Recipe:
+    return Recipe(epochs=epochs, lr=1e-4, batch_size=64, optimizer="adam", weight_decay=5e-3, schedule="cosine",
+                  class_weighted=True, best_from_epoch=best_from)
 
 
 PRESETS = {
@@ -103,6 +130,20 @@ PRESETS = {
         Recipe(epochs=6, lr=0.1, batch_size=50, schedule="onecycle"),
         n_retrained=4, n_runs=3, batch_size=50,
         description="test preset: 500 images, a tiny CNN, 4 retrained models"),
+    "kaggle": Preset(
+        "kaggle", "resnet18", None, None, 0.02, _kaggle_recipe(30, 20),
+        n_retrained=32, n_runs=32, batch_size=64, normalize=False, dict_batches=True,
+        description="the organizers' test-phase recipe on all of CIFAR-10 (GPU): ResNet-18, 0-255 inputs, "
+                    "2% forget; raise --retrained/--runs toward 512"),
+    "kaggle-cpu": Preset(
+        "kaggle-cpu", "resnet18", 4000, 2000, 0.02, _kaggle_recipe(15, 10),
+        n_retrained=16, n_runs=16, batch_size=64, normalize=False, dict_batches=True,
+        description="the test-phase recipe on a 4,000-image subset: ResNet-18, 0-255 inputs, 80 forget images, "
+                    "15 epochs"),
+    "kaggle-tiny": Preset(
+        "kaggle-tiny", "resnet18", 1000, 400, 0.02, _kaggle_recipe(3, 1),
+        n_retrained=4, n_runs=3, batch_size=64, normalize=False, dict_batches=True,
+        description="test preset of the test phase: ResNet-18 on 1,000 images in 0-255, 3 epochs"),
 }
 
 

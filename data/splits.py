@@ -12,13 +12,16 @@
 import hashlib
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
 
 from data.cifar10 import DataError, load_cifar10, resolve_root
-from data.presets import PRESETS, Preset
+
+if TYPE_CHECKING:   # a type only: what a split is made of is the preset's fields, not presets.py's code
+    from data.presets import Preset
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
@@ -42,7 +45,7 @@ class DictDataset(Dataset):
 
 @dataclass
 class Splits:
-    """Normalised float tensors of each split, (n, 3, 32, 32), with int64 labels."""
+    """Float tensors of each split, (n, 3, 32, 32), normalised or in 0-255, with int64 labels."""
     retain_x: torch.Tensor
     retain_y: torch.Tensor
     forget_x: torch.Tensor
@@ -57,6 +60,7 @@ class Splits:
     official_forget: bool
     num_classes: int = 10
     protocol: str = ""         # the forget protocol in words (Preset.forget_protocol)
+    normalized: bool = True    # False: float pixels in 0-255 (the Kaggle presets)
 
     @property
     def train_x(self):
@@ -68,7 +72,7 @@ class Splits:
 
     def fingerprint(self) -> str:
         """Hash of the split indices and pixel data: part of the bank's cache key."""
-        h = hashlib.sha256(self.protocol.encode())
+        h = hashlib.sha256(self.protocol.encode())   # the pixels below differ with normalization too
         for a in (self.train_idx, self.forget_idx, self.retain_x.numpy()[:, :, ::4, ::4],
                   self.forget_x.numpy()[:, :, ::4, ::4], self.test_x.numpy()[:, :, ::4, ::4],
                   self.retain_y.numpy(), self.forget_y.numpy(), self.test_y.numpy(), self.val_y.numpy()):
@@ -76,20 +80,20 @@ class Splits:
         return h.hexdigest()[:16]
 
 
-def normalize(x_uint8: np.ndarray) -> torch.Tensor:
-    """uint8 (n, 3, 32, 32) -> normalised float32 tensor."""
+def normalize(x_uint8: np.ndarray, enabled: bool = True) -> torch.Tensor:
+    """uint8 (n, 3, 32, 32) -> float32 tensor: normalised as the starting kit does, or 0-255 when not enabled."""
+    if not enabled:
+        return torch.from_numpy(x_uint8).float()
     x = torch.from_numpy(x_uint8).float().div_(255)
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
-def _forget_indices(preset: Preset, y: np.ndarray, root) -> tuple[np.ndarray, bool]:
+def _forget_indices(preset: "Preset", y: np.ndarray, root) -> tuple[np.ndarray, bool]:
     """Indices into the training subset of the forget set, and whether they are the official ones."""
     official_path = root / "forget_idx.npy"
-    default = PRESETS.get(preset.name)
-    if (preset.official_files and official_path.exists() and default is not None
-            and preset.forget_protocol == default.forget_protocol):
+    if preset.official_files and official_path.exists() and preset.default_forget:
         try:
             idx = np.sort(np.load(official_path).astype(np.int64))
         except Exception as exc:
@@ -109,7 +113,7 @@ def _forget_indices(preset: Preset, y: np.ndarray, root) -> tuple[np.ndarray, bo
     return np.sort(np.random.default_rng(preset.forget_seed).choice(len(y), n_forget, replace=False)), False
 
 
-def make_splits(preset: Preset, data_root=None, download: bool = True) -> Splits:
+def make_splits(preset: "Preset", data_root=None, download: bool = True) -> Splits:
     """Build the preset's retain / forget / test / validation splits."""
     if preset.dataset not in DATASETS:
         raise DataError(f"unknown dataset {preset.dataset!r}; known: {', '.join(DATASETS)}")
@@ -137,13 +141,15 @@ def make_splits(preset: Preset, data_root=None, download: bool = True) -> Splits
     test_i, val_i = np.array(test_half.indices), np.array(val_half.indices)
     if preset.n_test is not None:
         test_i, val_i = test_i[: preset.n_test // 2], val_i[: preset.n_test // 2]
+    norm = preset.normalize
     return Splits(
-        retain_x=normalize(x[~is_forget]), retain_y=torch.from_numpy(y[~is_forget]),
-        forget_x=normalize(x[is_forget]), forget_y=torch.from_numpy(y[is_forget]),
-        test_x=normalize(raw["test_x"][test_i]), test_y=torch.from_numpy(raw["test_y"][test_i]),
-        val_x=normalize(raw["test_x"][val_i]), val_y=torch.from_numpy(raw["test_y"][val_i]),
+        retain_x=normalize(x[~is_forget], norm), retain_y=torch.from_numpy(y[~is_forget]),
+        forget_x=normalize(x[is_forget], norm), forget_y=torch.from_numpy(y[is_forget]),
+        test_x=normalize(raw["test_x"][test_i], norm), test_y=torch.from_numpy(raw["test_y"][test_i]),
+        val_x=normalize(raw["test_x"][val_i], norm), val_y=torch.from_numpy(raw["test_y"][val_i]),
         forget_idx=forget_idx, train_idx=train_idx, official_data=raw["official"],
-        official_forget=official_forget, num_classes=preset.num_classes, protocol=preset.forget_protocol)
+        official_forget=official_forget, num_classes=preset.num_classes, protocol=preset.forget_protocol,
+        normalized=norm)
 
 
 def make_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,

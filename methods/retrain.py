@@ -2,7 +2,8 @@
 
 Not a valid competition entry (it costs a full retraining, far above the efficiency limit) and
 exempt from the efficiency rule: it shows the ceiling of the score at the bank's size. Fields left
-at None take the preset's recipe, which the evaluator passes through `configure`.
+at None take the preset's recipe, which the evaluator passes through `configure`; a recipe that
+keeps the best-validation checkpoint (the Kaggle presets) selects it on `val_loader`, as the bank does.
 """
 from dataclasses import dataclass, replace
 
@@ -30,5 +31,5 @@ class Retrain(BaseMethod):
             raise ValueError("retrain needs the preset's training recipe: call configure(recipe) first")
         changes = {k: v for k, v in (("epochs", self.params.epochs), ("lr", self.params.lr)) if v is not None}
         self.log_["final_train_loss"] = train_from_scratch(net, retain_loader, replace(recipe, **changes),
-                                                           seed=self.params.seed)
+                                                           seed=self.params.seed, val_loader=val_loader)
         net.eval()

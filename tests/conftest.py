@@ -47,3 +47,16 @@ def tiny_bank(tiny_splits, home, data_root):
     bank = Bank(get_preset("tiny"), tiny_splits, home=home, data_root=data_root)
     bank.ensure(get_preset("tiny").n_retrained)
     return bank
+
+
+@pytest.fixture(scope="session")
+def kaggle_tiny(home, data_root):
+    """The test-phase tiny preset: its splits (0-255 pixels) and its bank of ResNet-18s, built once."""
+    from data.presets import get_preset
+    from data.splits import make_splits
+    from eval.harness.bank import Bank
+    preset = get_preset("kaggle-tiny")
+    splits = make_splits(preset, data_root)
+    bank = Bank(preset, splits, home=home, data_root=data_root)
+    bank.ensure(preset.n_retrained)
+    return preset, splits, bank

@@ -2,10 +2,13 @@
 
 The original trains on the whole training subset, retrained model i on the retain set only, each
 with the preset's recipe and its own streams from the seed tree (`seeds.bank_streams`: one for
-initialisation and augmentation, one for the loader's order). `model_outputs` gives the logits
+initialisation and augmentation, one for the loader's order). A recipe that keeps the best-validation
+checkpoint selects it on the validation split: for retrained models from `best_from_epoch` on, for
+the original from any epoch, as the organizers' `train_lib.py` does. `model_outputs` gives the logits
 and accuracies that are cached beside each checkpoint.
 """
 import time
+from dataclasses import replace
 
 import torch
 
@@ -34,9 +37,13 @@ def train_bank_model(preset, splits, name: str, device) -> tuple[torch.nn.Module
     streams = bank_streams(model_index(name))
     x, y = (splits.train_x, splits.train_y) if name == "original" else (splits.retain_x, splits.retain_y)
     net = prepare(build_model(preset.arch, preset.num_classes), device)
-    loader = make_loader(x, y, preset.recipe.batch_size, shuffle=True, seed=streams["order"])
+    recipe = preset.recipe
+    if name == "original" and recipe.best_from_epoch is not None:
+        recipe = replace(recipe, best_from_epoch=0)
+    loader = make_loader(x, y, recipe.batch_size, shuffle=True, seed=streams["order"])
+    val = make_loader(splits.val_x, splits.val_y, 1000) if recipe.best_from_epoch is not None else None
     t0 = time.perf_counter()
-    train_from_scratch(net, loader, preset.recipe, seed=streams["init"])
+    train_from_scratch(net, loader, recipe, seed=streams["init"], val_loader=val)
     return net, {"seeds": streams, "train_time_s": time.perf_counter() - t0, "device": str(device),
                  "threads": torch.get_num_threads()}
 

@@ -2,9 +2,9 @@
 
 `code_fingerprint(["eval.harness.bank_models"])` hashes every project module that the named
 modules import, transitively, found by reading their `import` statements (nothing is listed by
-hand). A package's `__init__` counts only where it is imported itself (`import methods`): the
-`__init__` that Python runs on the way to `methods._training` imports every method file, none of
-which changes how a bank model trains.
+hand; imports under `if TYPE_CHECKING:` never run and do not count). A package's `__init__` counts
+only where it is imported itself (`import methods`): the `__init__` that Python runs on the way to
+`methods._training` imports every method file, none of which changes how a bank model trains.
 Each module enters as its syntax tree with docstrings removed (`ast.dump`), so comments,
 docstrings and formatting do not invalidate a bank that took an hour, while any change to code
 does, a model definition included. Imports made at run time (`importlib.import_module`, as
@@ -33,11 +33,28 @@ def _tree(module: str, root: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node of `tree` except those under `if TYPE_CHECKING:` (type-only imports never run)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            todo += node.orelse
+            continue
+        todo += list(ast.iter_child_nodes(node))
+
+
 def _imported(module: str, tree: ast.Module, root: Path) -> set[str]:
     """Project modules that `tree` (the source of `module`) imports, anywhere in it."""
     package = module if _path(module, root).name == "__init__.py" else module.rpartition(".")[0]
     found = set()
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):

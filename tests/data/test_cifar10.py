@@ -1,5 +1,4 @@
 """The CIFAR-10 loader: local copies, checksums, missing and corrupt data."""
-import pickle
 import shutil
 
 import numpy as np

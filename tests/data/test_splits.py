@@ -4,7 +4,7 @@ import torch
 from torch.utils.data import random_split
 
 from data.presets import get_preset
-from data.splits import MEAN, make_loader, make_splits
+from data.splits import make_loader, make_splits
 
 
 def test_tiny_splits(tiny_splits):

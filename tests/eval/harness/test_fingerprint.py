@@ -45,3 +45,9 @@ def test_a_run_key_covers_its_own_method_not_the_others(kit):
     loop = kit / "methods" / "_loop.py"
     loop.write_text(loop.read_text() + "\n\nEXTRA = 1\n")
     assert code_fingerprint(roots, kit) != before, "a shared block the method imports is part of its key"
+
+
+def test_type_only_imports_do_not_count(kit):
+    splits = kit / "data" / "splits.py"
+    assert "TYPE_CHECKING" in splits.read_text()
+    assert "data.presets" not in import_closure(["data.splits"], kit), "splits only names Preset as a type"
