@@ -58,7 +58,7 @@ PROJECT_MODULES = frozenset({"methods", "data", "eval", "main", "notebook_utils"
 KAGGLE_PYTHON = (3, 10)  # the competition's image ran Python 3.10
 BASE_MODULE = "methods.BaseMethod"
 TRAINING_MODULE = "methods._training"  # holds `Recipe`, for methods that override `configure`
-RECIPE_PRESET = "full"  # the competition-faithful preset whose recipe `configure` receives in a notebook
+RECIPE_PRESET = "kaggle"  # the test-phase preset whose recipe `configure` receives in a notebook
 PARAMETER_NAMES = ("N_CHECKPOINTS", "DATA_DIR", "OUTPUT_DIR", "REQUIRE_GPU")
 #: names the generated unlearning cell itself binds.
 _CELL_NAMES = frozenset({"METHOD_KEY", "METHOD_PARAMS", "RECIPE", "unlearning"})
@@ -376,7 +376,8 @@ def _overrides_configure(cls) -> bool:
     return getattr(cls, "configure", None) is not BaseMethod.configure
 
 
-def method_cell_source(key: str, overrides=None, reserved: dict[str, str] | None = None) -> str:
+def method_cell_source(key: str, overrides=None, reserved: dict[str, str] | None = None,
+                       recipe_preset: str = RECIPE_PRESET) -> str:
     """The source of the generated `unlearning` cell for method `key` (see the module docstring)."""
     cls, values = resolve_params(key, overrides)
     module = cls.__module__
@@ -401,9 +402,9 @@ def method_cell_source(key: str, overrides=None, reserved: dict[str, str] | None
     call_configure = ""
     if configure:
         from data.presets import get_preset
-        recipe = get_preset(RECIPE_PRESET).recipe
+        recipe = get_preset(recipe_preset).recipe
         fields = ", ".join(f"{k}={py_literal(v, 'Recipe.' + k)}" for k, v in recipe.to_dict().items())
-        tail.append(f"# `{key}` overrides configure(): it gets the `{RECIPE_PRESET}` preset's training recipe "
+        tail.append(f"# `{key}` overrides configure(): it gets the `{recipe_preset}` preset's training recipe "
                     f"(the loaders' batch size, 64, wins over batch_size here).\nRECIPE = Recipe({fields})")
         call_configure = "    method.configure(RECIPE)\n"
     tail.append(
@@ -490,15 +491,18 @@ def check_notebook(nb) -> None:
 
 def build_notebook(key: str, overrides=None, *, n_checkpoints: int = N_CHECKPOINTS,
                    data_dir: str = KAGGLE_DATA_DIR, output_dir: str = KAGGLE_OUTPUT_DIR,
-                   require_gpu: bool = True):
-    """The submission notebook for method `key` with `overrides` (validated, checked, not written)."""
+                   require_gpu: bool = True, recipe_preset: str = RECIPE_PRESET):
+    """The submission notebook for method `key` with `overrides` (validated, checked, not written).
+
+    `recipe_preset` names the preset whose training recipe a method that overrides `configure`
+    (`retrain`) receives."""
     nb = load_template()
     unlearning = _cell(nb, "unlearning")
     reserved: dict[str, str] = {n: "assign" for n in _CELL_NAMES}
     for cell in nb.cells:
         if cell.cell_type == "code" and cell is not unlearning:
             reserved.update(_top_level_bindings(ast.parse(cell.source).body))
-    unlearning.source = method_cell_source(key, overrides, reserved)
+    unlearning.source = method_cell_source(key, overrides, reserved, recipe_preset)
     cls, values = resolve_params(key, overrides)
     rel = _rel(_module_path(cls.__module__, ROOT), ROOT)
     rows = "\n".join(f"| `{k}` | `{py_literal(v).replace('|', '¦')}` |" for k, v in values.items())
@@ -520,6 +524,44 @@ def build_notebook(key: str, overrides=None, *, n_checkpoints: int = N_CHECKPOIN
             cell.outputs, cell.execution_count = [], None
     check_notebook(nb)
     return nb
+
+
+class NotebookFailed(NotebookError):
+    """The notebook raised while running; `cell` is the failing cell's id and `error` its last line."""
+
+    def __init__(self, cell: str, error: str):
+        super().__init__(f"the notebook failed in cell {cell!r}: {error}")
+        self.cell, self.error = cell, error
+
+
+def execute_notebook(nb, data_dir, output_dir, work_dir, *, n_checkpoints: int, timeout: int = 7200):
+    """Run `nb` with nbclient as Kaggle would (no GPU required), in `work_dir`; returns the executed notebook.
+
+    The parameters cell is set to `n_checkpoints`, `data_dir` and `output_dir`; the project is not
+    importable from the kernel (PYTHONPATH removed). Raises `NotebookFailed` naming the cell and the error.
+    """
+    import nbclient
+    from nbclient.exceptions import CellExecutionError
+    set_parameters(nb, N_CHECKPOINTS=int(n_checkpoints), DATA_DIR=str(data_dir), OUTPUT_DIR=str(output_dir),
+                   REQUIRE_GPU=False)
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                     resources={"metadata": {"path": str(work_dir)}})
+    try:
+        client.execute(env=env)
+    except CellExecutionError as exc:
+        failed = next((c for c in nb.cells if c.cell_type == "code" and any(
+            o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+        raise NotebookFailed(failed.get("id", "?") if failed is not None else "?",
+                             f"{exc.ename}: {exc.evalue}") from None
+    return nb
+
+
+def cell_text_output(nb, cell_id: str) -> str:
+    """The printed text of one executed cell."""
+    cell = next((c for c in nb.cells if c.get("id") == cell_id), None)
+    return "".join(o.get("text", "") for o in (cell.get("outputs", []) if cell else []) if o.get("name") == "stdout")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ Additions (not in the released code):
 
 Defaults are retuned for CNNs (the LLM ones, lr 1e-4 for 20 steps, do not move a CNN) on the cpu
 preset within its efficiency budget; the record is in scripts/tune_sibl.md (made on an earlier bank
-and seeds). Current default on the cpu preset (bank 2f46b006b9d5, 16 runs; `python main.py
+and seeds). Current default on the cpu preset (bank 93c7d75ab094, 16 runs; `python main.py
 --leaderboard`): 0.0814 [95% CI 0.0554, 0.0992] at base seed 0, 0.0921 and 0.0878 at seeds 1 and 2
 (`--seed`); 4 of the 16 seed-0 runs end below 45% retain accuracy, the instability the released
 method shows too (2 of 16 before the streams were split). The inner steps use the shared loop

@@ -1,8 +1,10 @@
-"""Generated notebooks run end to end (nbclient) against a mock /kaggle/input tree, as Kaggle would run them.
+"""Generated notebooks run end to end (nbclient) against a Kaggle-layout input tree, as Kaggle would run them.
 
-The mock tree: 30 small RGB PNGs under images/<a>/<b>.png, retain/forget/validation CSVs with
-image_id, age_group, age, person_id, and a ResNet-18 `original_model.pth`. The parameters cell is
-edited to 2 checkpoints, the mock paths and no GPU requirement.
+The tree is the `kaggle-tiny` preset's, written by the rehearsal (`eval/harness/rehearsal.py`): 1,200
+CIFAR-10 PNGs under images/<a>/<b>.png (980 retain rows: 15 full batches of 64 and a partial one),
+retain/forget/validation CSVs with image_id, age_group, age, person_id, and an `original_model.pth`
+trained on those 0-255 pixels with the organizers' recipe. The parameters cell is edited to 2
+checkpoints, the tree's paths and no GPU requirement.
 """
 import io
 import os
@@ -11,7 +13,6 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -38,24 +39,10 @@ def _overrides(key):
 
 
 @pytest.fixture(scope="module")
-def kaggle_input(tmp_path_factory):
-    """A mock /kaggle/input/neurips-2023-machine-unlearning/ tree."""
-    root = tmp_path_factory.mktemp("kaggle-input") / "neurips-2023-machine-unlearning"
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(30):
-        a, b = f"{i // 10:04d}", f"{i:05d}"
-        (root / "images" / a).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / "images" / a / f"{b}.png")
-        rows.append({"image_id": f"{a}-{b}", "age_group": i % 10, "age": int(rng.integers(18, 80)),
-                     "person_id": i // 3})
-    table = pd.DataFrame(rows)
-    table.iloc[:18].to_csv(root / "retain.csv", index=False)
-    table.iloc[18:24].to_csv(root / "forget.csv", index=False)
-    table.iloc[24:].to_csv(root / "validation.csv", index=False)
-    torch.manual_seed(0)
-    torch.save(resnet18(weights=None, num_classes=10).state_dict(), root / "original_model.pth")
-    return root
+def kaggle_input(kaggle_tiny):
+    """The kaggle-tiny preset's /kaggle/input/neurips-2023-machine-unlearning/ tree."""
+    from eval.harness.rehearsal import write_input_tree
+    return write_input_tree(*kaggle_tiny)
 
 
 def _execute(nb, data_dir, tmp_path):
@@ -102,6 +89,7 @@ def test_generated_notebook_runs_end_to_end(key, kaggle_input, tmp_path):
     states = _check_submission(_execute(nb, kaggle_input, tmp_path))
     if key != "none":
         assert any(not torch.equal(original[k], v) for k, v in states[0].items()), "the method changed nothing"
+        assert any(not torch.equal(states[0][k], v) for k, v in states[1].items()), "the two runs are identical"
 
 
 def test_template_runs_end_to_end(kaggle_input, tmp_path):
@@ -126,16 +114,18 @@ def test_dataset_helpers_give_unnormalized_dict_batches(kaggle_input):
         if cell.id in ("imports", "parameters", "accelerator", "dataset"):
             exec(compile(cell.source, cell.id, "exec"), ns)
     retain, forget, val = ns["get_dataset"](64)
-    assert [len(dl.dataset) for dl in (retain, forget, val)] == [18, 6, 6]
+    assert [len(dl.dataset) for dl in (retain, forget, val)] == [980, 20, 200]
     assert all(dl.batch_size == 64 and isinstance(dl.sampler, torch.utils.data.RandomSampler)
                for dl in (retain, forget, val))
     batch = next(iter(retain))
     assert set(batch) >= {"image", "age_group", "image_id", "age", "person_id"}
     x, y = batch["image"], batch["age_group"]
-    assert x.dtype == torch.float32 and x.shape == (18, 3, 32, 32) and y.dtype == torch.int64
+    assert x.dtype == torch.float32 and x.shape == (64, 3, 32, 32) and y.dtype == torch.int64
+    assert [len(b["age_group"]) for b in retain][-1] == 980 % 64, "a partial last batch"
     assert x.min() >= 0 and x.max() <= 255 and x.max() > 1  # raw pixel values, no normalization
     assert set(y.tolist()) <= set(range(10))
     # the pixel values are exactly the PNG's
-    i = batch["image_id"].index("0000-00003")
-    png = np.array(Image.open(kaggle_input / "images" / "0000" / "00003.png"))
+    i, image_id = 0, batch["image_id"][0]
+    a, b = image_id.split("-")
+    png = np.array(Image.open(kaggle_input / "images" / a / f"{b}.png"))
     assert torch.equal(x[i], torch.from_numpy(png).permute(2, 0, 1).float())

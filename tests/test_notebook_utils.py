@@ -146,13 +146,13 @@ def test_overrides_are_baked_and_checked():
         nu.build_notebook("no_such_method")
 
 
-def test_retrain_gets_the_full_recipe():
+def test_retrain_gets_the_test_phase_recipe():
     from data.presets import get_preset
     src = _cell(nu.build_notebook("retrain"), "unlearning").source
     assert "method.configure(RECIPE)" in src and "class Recipe" in src
     ns = {"__name__": "nbtest_retrain"}
     exec(compile(src, "<retrain>", "exec"), ns)
-    assert ns["RECIPE"].to_dict() == get_preset("full").recipe.to_dict()
+    assert ns["RECIPE"].to_dict() == get_preset("kaggle").recipe.to_dict()
     assert "configure" not in _cell(nu.build_notebook("my_method"), "unlearning").source.split("entry point")[1]
 
 
