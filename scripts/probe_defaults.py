@@ -1,0 +1,62 @@
+"""Does a method survive a preset? Each method's runs from the preset's original, with their accuracies.
+
+    python scripts/probe_defaults.py --preset kaggle-cpu -m my_method pdu sibl --runs 2
+    python scripts/probe_defaults.py --preset kaggle-cpu -m my_method --set lr=0.001
+
+A quick check before a full evaluation or a rehearsal: for every run it prints whether the weights
+and logits stay finite and the retain / forget / test accuracies beside the original's. A retain
+accuracy far below the original's means the method's settings do not suit that network. Runs use
+the same seed tree as `main.py` (base seed 1000, so they never reuse a cached evaluation's runs).
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import methods  # noqa: E402
+from data.presets import PRESETS, get_preset  # noqa: E402
+from data.splits import make_splits  # noqa: E402
+from eval.harness.bank import Bank  # noqa: E402
+from eval.harness.unlearn import MethodFailed, run_once  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("-m", "--methods", nargs="+", required=True)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="kaggle-cpu")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every method")
+    p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--home", default=None, help="artifacts folder (default: $UNLEARN_HOME or ./artifacts)")
+    p.add_argument("--data-root", default=None)
+    args = p.parse_args(argv)
+    preset = get_preset(args.preset)
+    splits = make_splits(preset, args.data_root)
+    bank = Bank(preset, splits, home=args.home, data_root=args.data_root)
+    bank.ensure(0)   # the original is all a probe needs
+    o = bank.outputs("original")
+    print(f"{'':28}{'finite':>8}{'retain':>9}{'forget':>9}{'test':>9}{'s':>8}")
+    print(f"{'original':28}{'':>8}{float(o['acc_retain']):>9.3f}{float(o['acc_forget']):>9.3f}"
+          f"{float(o['acc_test']):>9.3f}")
+    for key in args.methods:
+        try:
+            cls = methods.get_method(key)
+            params = cls.make_params(**methods.parse_overrides(cls, args.set))
+        except ValueError as exc:
+            print(f"{key:28}  skipped: {exc}")
+            continue
+        for i in range(args.runs):
+            t0 = time.perf_counter()
+            try:
+                outs = run_once(cls, params, preset, splits, bank, 1000, i, preset.dict_batches)
+            except MethodFailed as exc:
+                print(f"{cls.key + f' run {i}':28}  failed: {exc.reason}")
+                continue
+            print(f"{cls.key + f' run {i}':28}{'yes':>8}{float(outs['acc_retain']):>9.3f}"
+                  f"{float(outs['acc_forget']):>9.3f}{float(outs['acc_test']):>9.3f}"
+                  f"{time.perf_counter() - t0:>8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
