@@ -26,11 +26,12 @@ from data.cifar10 import DataError
 from data.presets import PRESETS, get_preset
 from data.splits import make_splits
 from eval.harness.bank import Bank, artifacts_home
+from eval.harness.row import References, summarize_runs
 from eval.harness.runs import evaluate_runs
 from eval.harness.seeds import SEED_LIMIT
 from eval.harness.unlearn import MethodFailed
 from eval.io import check_writable, file_lock, remove_orphans, write_json, write_npz
-from eval.scoring import EFFICIENCY_LIMIT, METRICS, summarize
+from eval.scoring import EFFICIENCY_LIMIT, METRICS
 
 INTERRUPTED = "interrupted; rerun the same command to resume (finished models and runs are kept)"
 
@@ -334,9 +335,7 @@ def _score_one(parser, args, cls, overrides: dict) -> int:
         splits, bank = _bank(args, preset, device)
         runs = evaluate_runs(cls, params, preset, splits, bank, seed=args.seed, dict_batches=dict_batches,
                              progress=_progress(args), on_wait=_on_wait)
-        retrained = bank.retrained_outputs(preset.n_retrained)
-        original = bank.outputs("original")
-        manifest_time = bank.manifest_retrain_time(preset.n_retrained)
+        refs = References(bank, preset.n_retrained, splits.forget_y, splits.test_y)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -345,10 +344,8 @@ def _score_one(parser, args, cls, overrides: dict) -> int:
         kept = " (the previous result beside it is kept)" if (out_dir / f"{cls.key}.json").exists() else ""
         print(f"FAILED: {exc}\nwrote {path}{kept}", file=sys.stderr)
         return 1
-    res, arrays = summarize(runs, retrained, original, splits.forget_y.numpy(), metric=args.metric,
-                            run_times=runs["time_s"], reference_times=runs["reference_retrain_s"],
-                            manifest_retrain_time=manifest_time, valid_entry=cls.valid_entry,
-                            bootstrap=args.bootstrap, seed=args.seed)
+    res, arrays = summarize_runs(runs, refs, valid_entry=cls.valid_entry, metric=args.metric,
+                                 bootstrap=args.bootstrap, seed=args.seed)
     print()
     print(report(cls, preset, res, base["params"]))
     path = _write_result(out_dir, cls.key, {

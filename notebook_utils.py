@@ -42,6 +42,8 @@ from pathlib import Path
 
 import nbformat
 
+from eval.io import write_text
+
 ROOT = Path(__file__).resolve().parent
 TEMPLATE = ROOT / "run-unlearn-finetune.ipynb"
 COMPETITION = "neurips-2023-machine-unlearning"
@@ -364,7 +366,7 @@ def resolve_params(key: str, overrides=None):
         raise NotebookError(str(exc)) from None
     try:
         parsed = methods.parse_overrides(cls, overrides or {})
-        params = cls(**parsed).params
+        params = cls.make_params(**parsed)
     except (ValueError, TypeError) as exc:
         raise NotebookError(f"method {key!r}: {exc}") from None
     values = {f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.init}
@@ -534,11 +536,13 @@ class NotebookFailed(NotebookError):
         self.cell, self.error = cell, error
 
 
-def execute_notebook(nb, data_dir, output_dir, work_dir, *, n_checkpoints: int, timeout: int = 7200):
+def execute_notebook(nb, data_dir, output_dir, work_dir, *, n_checkpoints: int, timeout: int = 7200,
+                     threads: int | None = None):
     """Run `nb` with nbclient as Kaggle would (no GPU required), in `work_dir`; returns the executed notebook.
 
     The parameters cell is set to `n_checkpoints`, `data_dir` and `output_dir`; the project is not
-    importable from the kernel (PYTHONPATH removed). Raises `NotebookFailed` naming the cell and the error.
+    importable from the kernel (PYTHONPATH removed); `threads` sets the kernel's OMP_NUM_THREADS.
+    Raises `NotebookFailed` naming the cell and the error.
     """
     import nbclient
     from nbclient.exceptions import CellExecutionError
@@ -546,6 +550,8 @@ def execute_notebook(nb, data_dir, output_dir, work_dir, *, n_checkpoints: int, 
                    REQUIRE_GPU=False)
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                      resources={"metadata": {"path": str(work_dir)}})
     try:
@@ -624,12 +630,6 @@ def submit_command(kernel_id: str, version, key: str) -> str:
             f'-m "{key}"')
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def push_kernel(out_dir: Path, timeout: int = 600) -> tuple[str | None, str]:
     """`kaggle kernels push -p out_dir`; returns (version or None, the CLI's output). NotebookError on failure."""
     exe = shutil.which("kaggle")
@@ -662,19 +662,18 @@ def write_submission(key: str, overrides, out_dir, *, kaggle_user: str | None = 
     "version": str | None, "params": dict}.
     """
     nb = build_notebook(key, overrides)
-    _, values = resolve_params(key, overrides)
+    cls, values = resolve_params(key, overrides)
     user = kaggle_username(kaggle_user)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     nb_path = out_dir / f"{key}.ipynb"
     meta = kernel_metadata(key, user, nb_path.name, machine_shape)
     meta_path = out_dir / "kernel-metadata.json"
-    _write_atomic(nb_path, nbformat.writes(nb) + "\n")
-    _write_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
+    write_text(nb_path, nbformat.writes(nb) + "\n")
+    write_text(meta_path, json.dumps(meta, indent=2) + "\n")
     kernel_id = meta["id"]
     messages = [f"wrote {nb_path}  (method {key}: {', '.join(f'{k}={v!r}' for k, v in values.items())})",
                 f"wrote {meta_path}  (kernel {kernel_id}, GPU on, internet off)"]
-    cls, _ = resolve_params(key, overrides)
     if not cls.valid_entry:
         messages.append(f"note: {key!r} is a reference row, not a valid competition entry")
     if values.get("seed") is not None:

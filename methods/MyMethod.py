@@ -12,8 +12,8 @@ sized for the `cpu` preset's efficiency budget (a run must stay under 20% of one
 starting kit used 5 epochs at lr 0.1 on ResNet-18). Any `--set sam=min rho=...` turns the steps into
 SAM steps.
 
-On the cpu preset (bank 93c7d75ab094, 16 runs; `python main.py -m my_method`): 0.0213 [95% CI 0.0199,
-0.0225], F 0.021, RA 1.004, TA 1.003, 15.3% of a retraining timed beside it.
+On the cpu preset (bank 339ce6ad7fae, 16 runs; `python main.py -m my_method`): 0.0213 [95% CI 0.0199,
+0.0225], F 0.021, RA 1.004, TA 1.003, 15.2% of a retraining timed beside it.
 """
 from dataclasses import dataclass
 

@@ -33,7 +33,10 @@ class TrainParams(SAMParams):
 
 
 def build_optimizer(p, net, parameters=None, lr: float | None = None):
-    """The optimizer `p` describes over `parameters` (default: all of `net`'s), SAM-wrapped if `p.sam`."""
+    """The optimizer `p` describes over `parameters` (default: all of `net`'s), SAM-wrapped if `p.sam`.
+
+    Fields `p` lacks take plain SGD's values (a `SAMParams` method such as `sibl`: SGD, momentum 0.9,
+    no weight decay); `lr` overrides `p.lr` (`sibl`'s inner steps use `inner_lr`)."""
     opt = make_optimizer(getattr(p, "optimizer", "sgd"), list(parameters if parameters is not None
                                                               else net.parameters()),
                          p.lr if lr is None else lr, getattr(p, "momentum", 0.9), getattr(p, "weight_decay", 0.0))

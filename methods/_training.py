@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from methods._augment import crop_flip
-from methods._common import eval_mode, num_classes, unpack
+from methods._common import num_classes, unpack
+from methods._entry import loader_statistics
 from methods._loop import train_steps
 from methods._optim import make_optimizer, make_scheduler
 from methods._reinit import reset_all
@@ -47,17 +48,19 @@ def class_weights(loader, n_classes: int, device) -> torch.Tensor:
     return torch.where(counts > 0, 1.0 / counts.clamp_min(1), torch.zeros(())).to(device)
 
 
-@torch.no_grad()
 def loader_accuracy(net: torch.nn.Module, loader) -> float:
     """Accuracy of `net` (eval mode) over `loader`."""
-    device = next(net.parameters()).device
-    correct = total = 0
-    with eval_mode(net):
-        for batch in loader:
-            x, y = unpack(batch, device)
-            correct += int((net(x).argmax(1) == y).sum())
-            total += len(y)
-    return correct / max(total, 1)
+    hits = loader_statistics(net, loader, lambda logits, y: (logits.argmax(1) == y).float())[0]   # (n,)
+    return int(hits.sum()) / len(hits)
+
+
+def recipe_loss(recipe: Recipe, generator: torch.Generator, weight: torch.Tensor | None = None):
+    """The recipe's per-batch loss as `loss_fn(net, x, y)`: crop+flip from `generator` if it augments,
+    cross-entropy with the class `weight`s and its label smoothing."""
+    def loss_fn(model, x, y):
+        return F.cross_entropy(model(crop_flip(x, generator) if recipe.augment else x), y, weight=weight,
+                               label_smoothing=recipe.label_smoothing)
+    return loss_fn
 
 
 def train_from_scratch(net: torch.nn.Module, loader, recipe: Recipe, seed: int | None = None,
@@ -79,10 +82,7 @@ def train_from_scratch(net: torch.nn.Module, loader, recipe: Recipe, seed: int |
     select = recipe.best_from_epoch is not None
     if select and val_loader is None:
         raise ValueError("this recipe keeps the best-validation checkpoint: pass val_loader")
-
-    def loss_fn(model, x, y):
-        return F.cross_entropy(model(crop_flip(x, gen) if recipe.augment else x), y, weight=weight,
-                               label_smoothing=recipe.label_smoothing)
+    loss_fn = recipe_loss(recipe, gen, weight)
     best, best_acc, loss = None, -1.0, float("nan")
     for epoch in range(recipe.epochs):
         loss = train_steps(net, loader, loss_fn, opt, sched)

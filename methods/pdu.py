@@ -56,8 +56,8 @@ Port to image classifiers and deviations from the paper/code:
   retrained models on the cpu preset). The primal-dual loop then repairs the retain loss under its
   constraint while the gate keeps the forget outputs at unseen-data level.
 
-Current default on the cpu preset (bank 93c7d75ab094, 16 runs, base seed 0; `python main.py --leaderboard`):
-0.0681 [95% CI 0.0618, 0.0741], F 0.109, RA 0.718, TA 0.869, 10.7% of a retraining timed beside it.
+Current default on the cpu preset (bank 339ce6ad7fae, 16 runs, base seed 0; `python main.py --leaderboard`):
+0.0681 [95% CI 0.0618, 0.0741], F 0.109, RA 0.718, TA 0.869, 10.8% of a retraining timed beside it.
 
 Tuning record, made on an earlier bank and seeds (before every run's method and loaders had their
 own random streams; cpu preset: 16 retrained models, one retraining 61 s, so 12.3 s per run allowed;

@@ -7,7 +7,6 @@ trained on those 0-255 pixels with the organizers' recipe. The parameters cell i
 checkpoints, the tree's paths and no GPU requirement.
 """
 import io
-import os
 import zipfile
 from pathlib import Path
 
@@ -47,14 +46,9 @@ def kaggle_input(kaggle_tiny):
 
 def _execute(nb, data_dir, tmp_path):
     """Run `nb` with the mock data; returns the working directory (where submission.zip lands)."""
-    work, out = tmp_path / "working", tmp_path / "tmp"
-    work.mkdir()
-    nu.set_parameters(nb, N_CHECKPOINTS=N, DATA_DIR=str(data_dir), OUTPUT_DIR=str(out), REQUIRE_GPU=False)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the project must not be importable
-    env["OMP_NUM_THREADS"] = "1"  # the test machine is shared: oversubscribed threads are far slower
-    client = nbclient.NotebookClient(nb, timeout=240, kernel_name="python3",
-                                     resources={"metadata": {"path": str(work)}})
-    client.execute(env=env)
+    work = tmp_path / "working"
+    # one thread: the test machine is shared, and oversubscribed threads are far slower
+    nu.execute_notebook(nb, data_dir, tmp_path / "tmp", work, n_checkpoints=N, timeout=240, threads=1)
     return work
 
 

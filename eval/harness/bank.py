@@ -42,10 +42,6 @@ def artifacts_home(home=None) -> Path:
     return Path(home or os.environ.get("UNLEARN_HOME") or "artifacts")
 
 
-def _quiet():
-    pass
-
-
 class Bank:
     """Original and retrained checkpoints of one preset, with their cached outputs."""
 
@@ -93,10 +89,10 @@ class Bank:
                 return False
         return True
 
-    def ensure(self, n_retrained: int, progress=lambda it, **kw: it, on_wait=_quiet) -> None:
+    def ensure(self, n_retrained: int, progress=lambda it, **kw: it, on_wait=None) -> None:
         """Train (or reuse) the original and `n_retrained` retrained models and cache their outputs.
 
-        `on_wait()` is called when another process holds a model's lock (it is building that model).
+        `on_wait()`, if given, is called when another process holds a model's lock (it is building it).
         """
         names = ["original"] + self.retrained_names(n_retrained)
         todo = [n for n in names if not self._complete(n)]
@@ -135,9 +131,15 @@ class Bank:
             manifest["models"].setdefault(name, {}).update(entry)
             write_json(self.manifest_path, manifest)
 
-    def _read_or_rebuild_manifest(self) -> dict:
+    def _read_manifest(self) -> dict | None:
+        """manifest.json if it is readable and belongs to this bank, else None."""
         manifest = read_json(self.manifest_path, default=None)
-        if isinstance(manifest, dict) and manifest.get("key") == self.key and isinstance(manifest.get("models"), dict):
+        ok = isinstance(manifest, dict) and manifest.get("key") == self.key and isinstance(manifest.get("models"), dict)
+        return manifest if ok else None
+
+    def _read_or_rebuild_manifest(self) -> dict:
+        manifest = self._read_manifest()
+        if manifest is not None:
             return manifest
         models = {}
         for ckpt in sorted((self.dir / "models").glob("*.pt")):
@@ -153,8 +155,8 @@ class Bank:
 
     def manifest(self) -> dict:
         """Accuracies and training times per model; rebuilt from the checkpoints when missing or unreadable."""
-        manifest = read_json(self.manifest_path, default=None)
-        if isinstance(manifest, dict) and manifest.get("key") == self.key and isinstance(manifest.get("models"), dict):
+        manifest = self._read_manifest()
+        if manifest is not None:
             return manifest
         with file_lock(self.dir / "locks" / "manifest.lock"):
             manifest = self._read_or_rebuild_manifest()

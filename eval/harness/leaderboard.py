@@ -43,10 +43,6 @@ def _identity(it, **kw):
     return it
 
 
-def _quiet():
-    pass
-
-
 def normalized_scores(scores, none_score: float, retrain_score: float) -> np.ndarray:
     """``(score - none) / (retrain - none)``; NaN when the denominator is 0 or not finite."""
     scores = np.asarray(scores, dtype=float)
@@ -260,7 +256,7 @@ def _plots(t, arrays, refs, out_dir, *, preset, metric, loss_method):
 def run_leaderboard(names, preset, splits, bank, *, results_dir="results", seed: int = 0,
                     metric: str = "official", bootstrap: int = 20, progress=_identity,
                     overrides: dict | None = None, loss_method: str | None = None,
-                    dict_batches: bool = False, on_wait=_quiet) -> dict:
+                    dict_batches: bool = False, on_wait=None) -> dict:
     """Evaluate `names` (plus `none` and `retrain`) on one preset and bank; write the leaderboard.
 
     Parameters

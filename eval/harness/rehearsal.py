@@ -107,15 +107,10 @@ def checkpoint_seconds(printed: str) -> float | None:
     return int(seconds) / max(int(done), 1)
 
 
-def rehearsal_dirs(out_dir) -> dict:
-    """Working folder (where submission.zip lands) and checkpoint folder of a rehearsal under `out_dir`."""
-    out_dir = Path(out_dir)
-    return {"work": out_dir / "working", "checkpoints": out_dir / "tmp"}
-
-
 def fresh_dirs(out_dir) -> dict:
-    """`rehearsal_dirs`, emptied first (a rehearsal always starts clean)."""
-    dirs = rehearsal_dirs(out_dir)
+    """The working folder (where submission.zip lands) and the checkpoint folder of a rehearsal under
+    `out_dir`, emptied first (a rehearsal always starts clean)."""
+    dirs = {"work": Path(out_dir) / "working", "checkpoints": Path(out_dir) / "tmp"}
     for path in dirs.values():
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
@@ -145,7 +140,7 @@ def intervals_agree(a, b, step: float = 0.0) -> bool:
 
 def rehearse_submission(cls, overrides: dict, preset, splits, bank, out_dir, *, seed: int = 0,
                         metric: str = "official", bootstrap: int = 20, progress=lambda it, **kw: it,
-                        on_wait=lambda: None) -> dict:
+                        on_wait=None) -> dict:
     """Build the notebook of `cls` with `overrides`, run it for `preset.n_runs` checkpoints on the
     Kaggle-layout copy of `bank`'s data, score `submission.zip` and the kit's own runs alike.
 
@@ -154,9 +149,9 @@ def rehearse_submission(cls, overrides: dict, preset, splits, bank, out_dir, *, 
     """
     import nbformat
 
+    from eval.harness.row import References, summarize_runs
     from eval.harness.runs import evaluate_runs
     from eval.harness.timing import RetrainClock
-    from eval.scoring import summarize
     from notebook_utils import build_notebook, cell_text_output, execute_notebook
     n = preset.n_runs
     data_dir = write_input_tree(preset, splits, bank)
@@ -181,20 +176,16 @@ def rehearse_submission(cls, overrides: dict, preset, splits, bank, out_dir, *, 
         problems.append(f"{len(states) - sub['n_finite']} of {len(states)} checkpoints give non-finite logits")
     if sub["n_distinct"] < len(states):
         problems.append(f"only {sub['n_distinct']} distinct checkpoints among {len(states)}: identical runs score 0")
-    retrained = bank.retrained_outputs(preset.n_retrained)
-    original = bank.outputs("original")
-    manifest = bank.manifest_retrain_time(preset.n_retrained)
-    forget_y = splits.forget_y.numpy()
-    common = dict(metric=metric, manifest_retrain_time=manifest, valid_entry=cls.valid_entry, bootstrap=bootstrap,
-                  seed=seed)
-    notebook = summarize(sub, retrained, original, forget_y, run_times=[per_ckpt] * len(states),
-                         reference_times=[reference] * len(states), **common)[0]
+    refs = References(bank, preset.n_retrained, splits.forget_y, splits.test_y)
+    common = dict(valid_entry=cls.valid_entry, metric=metric, bootstrap=bootstrap, seed=seed)
+    sub["time_s"] = np.full(len(states), per_ckpt)
+    sub["reference_retrain_s"] = np.full(len(states), reference)
+    notebook = summarize_runs(sub, refs, **common)[0]
     params = cls.make_params(**overrides)
     runs = evaluate_runs(cls, params, preset, splits, bank, seed=seed, dict_batches=True, progress=progress,
                          on_wait=on_wait)
-    kit = summarize(runs, retrained, original, forget_y, run_times=runs["time_s"],
-                    reference_times=runs["reference_retrain_s"], **common)[0]
-    step = score_step(kit, len(forget_y))
+    kit = summarize_runs(runs, refs, **common)[0]
+    step = score_step(kit, len(refs.forget_y))
     agree = intervals_agree(notebook["score_ci95"], kit["score_ci95"], step)
     verdict = (f"the notebook and the kit agree: their 95% intervals overlap (within the score's step {step:.4f}, "
                f"one forget example's points)" if agree else

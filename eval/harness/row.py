@@ -71,12 +71,19 @@ def _nan(x):
     return np.nan if x is None else x
 
 
+def summarize_runs(runs: dict, refs: References, *, valid_entry: bool, metric: str = "official",
+                   bootstrap: int = 0, seed: int = 0):
+    """`eval.scoring.summarize` of runs stacked as `runs.evaluate_runs` gives them (with `time_s` and
+    `reference_retrain_s` per run) against the bank's references; returns (summary, arrays)."""
+    return summarize(runs, refs.retrained, refs.original, refs.forget_y, metric=metric, run_times=runs["time_s"],
+                     reference_times=runs.get("reference_retrain_s"), manifest_retrain_time=refs.manifest_retrain_time,
+                     valid_entry=valid_entry, bootstrap=bootstrap, seed=seed)
+
+
 def score_method(valid_entry: bool, runs: dict, refs: References, *, metric: str, bootstrap: int, seed: int):
     """The CSV row (without status bookkeeping) and the arrays the plots need, from a method's runs."""
-    summary, arrays = summarize(runs, refs.retrained, refs.original, refs.forget_y, metric=metric,
-                                run_times=runs["time_s"], reference_times=runs.get("reference_retrain_s"),
-                                manifest_retrain_time=refs.manifest_retrain_time, valid_entry=valid_entry,
-                                bootstrap=bootstrap, seed=seed)
+    summary, arrays = summarize_runs(runs, refs, valid_entry=valid_entry, metric=metric, bootstrap=bootstrap,
+                                     seed=seed)
     acc = summary["accuracy"]
     fl, tl = refs.losses(runs)                                          # (runs, n_forget), (runs, n_test)
     mia_r, mia_o = refs.mia()
@@ -111,4 +118,5 @@ def score_method(valid_entry: bool, runs: dict, refs: References, *, metric: str
     return row, plot_arrays, summary
 
 
-__all__ = ["COLUMNS", "EFFICIENCY_LIMIT", "References", "efficiency_label", "mia_or_nan", "score_method"]
+__all__ = ["COLUMNS", "EFFICIENCY_LIMIT", "References", "efficiency_label", "mia_or_nan", "score_method",
+           "summarize_runs"]

@@ -17,16 +17,12 @@ from eval.harness.unlearn import run_key, run_once
 from eval.io import file_lock, read_npz, remove_orphans, write_npz
 
 
-def _quiet():
-    pass
-
-
 def evaluate_runs(cls, params, preset, splits, bank, *, seed: int = 0, dict_batches: bool = False,
-                  progress=lambda it, **kw: it, on_wait=_quiet) -> dict:
+                  progress=lambda it, **kw: it, on_wait=None) -> dict:
     """Run (or reload) `preset.n_runs` runs of method `cls` with `params`; arrays stacked over runs.
 
     Returns the outputs of `run_once` stacked along a leading run axis, plus `logs` (one dict per
-    run) and `run_dir`. `on_wait()` is called when another process holds a run's lock.
+    run) and `run_dir`. `on_wait()`, if given, is called when another process holds a run's lock.
     """
     rk = run_key(cls, params, preset, bank, seed, dict_batches)
     run_dir = bank.dir / "runs" / f"{cls.key}-{rk}"

@@ -12,15 +12,14 @@ import itertools
 import time
 
 import torch
-import torch.nn.functional as F
 
 from data.models import build_model
 from data.splits import make_loader
 from eval.harness.bank_models import prepare
-from methods._augment import crop_flip
 from methods._common import cycle
 from methods._loop import train_steps
 from methods._optim import make_optimizer
+from methods._training import class_weights, recipe_loss
 
 SLICE_STEPS = 12        # timed optimizer steps per slice
 WARMUP_STEPS = 2        # untimed steps first (allocations, lazy init)
@@ -37,11 +36,8 @@ class RetrainClock:
         self.batches = cycle(loader)
         self.opt = make_optimizer(self.recipe.optimizer, self.net.parameters(), self.recipe.lr * 0.01,
                                   self.recipe.momentum, self.recipe.weight_decay, self.recipe.nesterov)
-        self.gen = torch.Generator().manual_seed(0)
-
-    def _loss(self, net, x, y):
-        x = crop_flip(x, self.gen) if self.recipe.augment else x
-        return F.cross_entropy(net(x), y, label_smoothing=self.recipe.label_smoothing)
+        weight = class_weights(loader, preset.num_classes, device) if self.recipe.class_weighted else None
+        self._loss = recipe_loss(self.recipe, torch.Generator().manual_seed(0), weight)   # the bank's own loss
 
     def _sync(self):
         if self.device.type == "cuda":
