@@ -16,7 +16,7 @@ forget set holds every image of 15 people; CIFAR-10 has no identities). The cosi
 per batch (the organizers': per epoch over 30 epochs).
 
     kaggle       GPU scale: all 50,000 images, 30 epochs
-    kaggle-cpu   4,000 images, 15 epochs (best from epoch 10): one ResNet-18 in about 90 s on 2 cores
+    kaggle-cpu   4,000 images, 15 epochs (best from epoch 10): one model costs ~6x a `cpu` model
     kaggle-tiny  for tests: 1,000 images, 3 epochs
 
 The forget set is part of the preset: a random `forget_frac` (or `forget_size`) of the training
