@@ -55,6 +55,7 @@ COMMON_CHECKS = {
     "sam": _in((None, "min", "max")),
     "rho": (lambda v: v >= 0, ">= 0"),
     "sam_lambda": (lambda v: v >= 0, ">= 0"),
+    "max_update": (lambda v: v >= 0, ">= 0 (0: no cap)"),
 }
 
 

@@ -156,5 +156,5 @@ def restore_masked_(net: torch.nn.Module, masks: dict, reference: dict) -> None:
     """Set every entry outside the mask back to `reference` exactly (masked weights do not move)."""
     with torch.no_grad():
         for n, p in net.named_parameters():
-            if n in masks and n in reference and not bool(masks[n].all()):
-                p.copy_(torch.where(masks[n], p, reference[n]))
+            if n in masks and n in reference:
+                torch.where(masks[n], p, reference[n], out=p)   # in place: one pass, no temporary

@@ -82,13 +82,28 @@ Additions (not in the released code):
   finite at the same score (0.0904 vs 0.0911, within the bootstrap interval); λ_max = 3, or
   `clip_norm=10`, repair more (RA ratio 0.81) but forget less (F 0.10, score 0.079). None restores
   the released unbounded ascent.
-- `init_noise` adds Gaussian noise (σ = init_noise · std of each conv/linear weight) to the
-  masked-in entries at entry (`_noise.add_weight_noise_`, from `self.generator()`). The scorer
-  compares distributions over runs: without it the per-example statistic varies 0.2-0.4 across runs
-  against 2.0 across retrained models on the cpu preset, and F stays near my_method's. The mask
-  then decides which part of the network is re-randomised and repaired on the retain set.
+- Entry noise on the masked-in entries (`_noise`, from `self.generator()`): the scorer compares
+  distributions over runs, and without it the per-example statistic varies 0.2-0.4 across runs
+  against 2.0 across retrained models on the cpu preset, and F stays near my_method's. The mask then
+  decides which part of the network is re-randomised and repaired on the retain set. Its σ (relative
+  to each tensor's std, at most `init_noise`) is calibrated to raise the retain loss (batch
+  statistics, `entry_batches` batches) by `noise_rise` nats, because a fixed σ = 1.0 that the cpu
+  preset's small ResNet repairs leaves the Kaggle ResNet-18 beyond repair; `noise_rise=0` restores
+  the fixed σ.
+- Step cap (`max_update`, `_trust`): the inner heavy-ball steps (through `build_optimizer`) and the
+  hand-made outer step each move every tensor by at most 0.1% of its norm per step. Without it the
+  released-style step sizes gave non-finite weights on the Kaggle ResNet-18 (inner SGD at 0.02 is
+  beyond its edge of stability; outer steps of norm up to 5e5), with it the runs there stay finite
+  and keep 86-89% retain accuracy (`scripts/probe_defaults.py --preset kaggle-cpu -m sibl`). The log
+  counts capped inner steps (`inner_capped`) and outer steps (`outer_capped`).
 - `schedule=cosine` decays both step sizes over the T outer iterations (better retain accuracy,
   lower F on the cpu preset; `constant`, the released behaviour, is the default).
+
+On the kaggle-cpu preset (bank f2ada233959c, 16 runs; `python main.py -m sibl --preset kaggle-cpu`):
+0.0972 [95% CI 0.0801, 0.1304], F 0.145, retain / forget / test accuracy 0.767 / 0.490 / 0.382
+(retrained 1.000 / 0.398 / 0.438), 14.5% of a retraining timed beside it; its notebook's 16
+checkpoints score 0.1004. T=12 K=8, the earlier default, scored 0.1276 there but cost 26.4%
+(rejected), so the test phase sets the budget: T=8 K=6.
 
 Defaults are retuned for CNNs (the LLM ones, lr 1e-4 for 20 steps, do not move a CNN) on the cpu
 preset within its efficiency budget; the record is in scripts/tune_sibl.md (made on an earlier bank
@@ -117,7 +132,8 @@ from methods._loop import batch_cross_entropy, train_steps
 from methods._masked import MaskedOptimizer
 from methods._masks import METHODS as MASK_METHODS
 from methods._masks import changed_fraction, make_mask, mask_density, restore_masked_
-from methods._noise import add_weight_noise_
+from methods._noise import add_weight_noise_, calibrated_weight_noise_
+from methods._trust import cap_update_
 from methods.BaseMethod import BaseMethod, register
 
 MARGIN_TARGETS = ("val_sorted", "val_median", "zero")
@@ -125,12 +141,18 @@ MARGIN_TARGETS = ("val_sorted", "val_median", "zero")
 
 @torch.no_grad()
 def _prox_l1_(params, theta0, threshold: float) -> None:
-    """Proximal step of threshold·‖θ − θ0‖₁ in place: soft-threshold each change towards θ0."""
+    """Proximal step of threshold·‖θ − θ0‖₁ in place: soft-threshold each change towards θ0.
+
+    θ0 + (d − clamp(d, ±t)) with d = θ − θ0: exactly θ0 where |d| ≤ t (d − d is 0), d ∓ t beyond;
+    list-wide `torch._foreach_*` ops, since on ResNet-18 this runs after every step on 11M weights."""
     if threshold <= 0:
         return
-    for q, q0 in zip(params, theta0):
-        d = q - q0
-        q.copy_(q0 + d.sign() * (d.abs() - threshold).clamp_min(0))
+    d = torch._foreach_sub(params, theta0)
+    c = torch._foreach_clamp_min(d, -threshold)
+    torch._foreach_clamp_max_(c, threshold)
+    torch._foreach_sub_(d, c)
+    torch._foreach_add_(d, theta0)
+    torch._foreach_copy_(params, d)
 
 
 @register("sibl")
@@ -150,8 +172,8 @@ class SIBL(BaseMethod):
         epsilon: float = 0.1             # retain CE budget: ε = L0 + epsilon (additive) or epsilon (absolute)
         epsilon_mode: str = "additive"   # additive | absolute
         entry_batches: int = 2           # retain batches that estimate L0 at entry
-        T: int = 12                      # outer (forget) iterations
-        K: int = 8                       # inner masked retain steps per outer iteration
+        T: int = 8                       # outer (forget) iterations
+        K: int = 6                       # inner masked retain steps per outer iteration
         lr: float = 0.01                 # outer step size, plain masked SGD (released: eta_theta)
         inner_lr: float = 0.02           # inner step size, masked heavy-ball SGD (released: eta_in)
         momentum: float = 0.9            # inner heavy-ball momentum
@@ -170,7 +192,8 @@ class SIBL(BaseMethod):
         margin_label: bool = True        # margin at the true label z_y − mean z (False: max z − mean z, released)
         squared: bool = True             # squared hinge on the logit margin (PDU); False: unsquared (released)
         val_batches: int = 4             # validation batches giving the unseen-data margin target
-        init_noise: float = 1.0          # σ of entry noise on masked-in weights, relative to each tensor's std
+        init_noise: float = 1.0          # largest σ of entry noise on masked-in weights, relative to each tensor's std
+        noise_rise: float = 1.5          # σ calibrated to raise the retain loss by this much (nats); 0: σ = init_noise
 
         def __post_init__(self):
             if not 0.0 <= self.sparsity < 1.0:
@@ -192,7 +215,7 @@ class SIBL(BaseMethod):
             for name in ("inner_lr", "al_rho", "cg_tol"):
                 if getattr(self, name) <= 0:
                     raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-            for name in ("gamma", "lambda0", "init_noise", "epsilon", "clip_norm"):
+            for name in ("gamma", "lambda0", "init_noise", "epsilon", "clip_norm", "noise_rise"):
                 if getattr(self, name) < 0:
                     raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
             if self.lambda_max is not None and not self.lambda_max >= self.lambda0:
@@ -285,12 +308,17 @@ class SIBL(BaseMethod):
 
         masks = self._build_mask(net, 1, None, gen, forget_it, val_margins, device)
         flat_mask = flatten([masks[n] for n in names]).to(params[0].dtype)       # (n_params,)
-        add_weight_noise_(net, p.init_noise, gen, masks)
+        if p.noise_rise > 0:
+            noise = calibrated_weight_noise_(net, retain_it, p.entry_batches, p.noise_rise, p.init_noise, gen, masks)
+        else:
+            add_weight_noise_(net, p.init_noise, gen, masks)
+            noise = {"sigma": p.init_noise}
         inner = build_optimizer(p, net, params, lr=p.inner_lr)   # heavy-ball SGD, no weight decay; SAM if asked
         inner_opt = MaskedOptimizer(inner, net, masks)
         lam = p.lambda0
         beta = p.beta if p.beta is not None else max(p.K, 1) * p.inner_lr
-        log = {"L0": l0, "epsilon_abs": eps, "val_margin_median": float(val_margins.median()),
+        log = {"L0": l0, "epsilon_abs": eps, "val_margin_median": float(val_margins.median()), "noise": noise,
+               "outer_capped": 0,
                "lambda": [], "constraint": [], "forget_loss": [], "step_norm": [], "cg_iters": [], "cg_rel_residual": [],
                "cg_fallbacks": 0}
 
@@ -324,9 +352,12 @@ class SIBL(BaseMethod):
             if p.clip_norm > 0 and h_norm > p.clip_norm:
                 h = h * (p.clip_norm / h_norm)
             with torch.no_grad():
+                before = [q.detach().clone() for q in params] if p.max_update > 0 else None
                 for q, step in zip(params, unflatten(h, params)):
                     q.sub_(outer_lr * step)
                 _prox_l1_(params, theta0_list, outer_lr * p.gamma)
+                if before is not None:   # the inner steps' cap, on the hand-made outer step too
+                    log["outer_capped"] += cap_update_(params, before, p.max_update) > 0
             restore_masked_(net, masks, theta0)
             with torch.no_grad():
                 c_new = F.cross_entropy(net(xr), yr).item() - eps
@@ -337,6 +368,7 @@ class SIBL(BaseMethod):
             log["constraint"].append(c_new)
             log["forget_loss"].append(lf.item())
 
+        log["inner_capped"] = getattr(inner, "capped_steps", 0)
         log["mask_density"] = mask_density(masks, net, p.mask_1d)
         log["changed_fraction"] = changed_fraction(net, theta0)
         self.log_ = log

@@ -35,7 +35,8 @@ def net():
 
 
 def _run(net, dict_batches=False, **overrides):
-    method = PDU(seed=0, **overrides)
+    """A run with one step per forget batch and epoch (min_steps 0 unless given)."""
+    method = PDU(seed=0, **{"min_steps": 0, **overrides})
     method.run(copy.deepcopy(net), *_loaders(dict_batches))
     return method.log_
 
@@ -50,6 +51,18 @@ def test_lambda_rises_under_impossible_epsilon(net):
     assert [e["constraint_held"] for e in log["epochs"]] == [False, False, False]
     assert log["constraint_held_final"] is False
     assert log["epsilon"] == 0.0
+
+
+def test_a_small_forget_set_is_revisited_until_min_steps(net):
+    log = _run(net, epochs=2, warmup_epochs=1, min_steps=7)   # 1 forget batch: ceil(7 / 1) = 7 passes
+    assert log["forget_epochs"] == 7 and len(log["lambda_steps"]) == 7 and len(log["epochs"]) == 7
+    assert _run(net, epochs=2, min_steps=1)["forget_epochs"] == 2, "epochs is a floor too"
+
+
+def test_noise_is_never_above_init_noise_and_zero_rise_means_fixed(net):
+    # (the calibration itself: tests/methods/test_scale_robust.py; this net is near chance already)
+    assert _run(net, epochs=1, noise_rise=1e6, init_noise=0.3)["noise"]["sigma"] == 0.3
+    assert _run(net, epochs=1, noise_rise=0.0, init_noise=0.3)["noise"] == {"sigma": 0.3}
 
 
 def test_lambda_falls_to_zero_when_slack(net):
@@ -98,7 +111,7 @@ def test_flattening_without_cap_lowers_forget_margins(net):
     x = torch.cat([b[0] for b in forget])
     before = (lambda z: (z.max(1).values - z.mean(1)).mean())(net(x).detach())
     unlearned = copy.deepcopy(net)
-    PDU(seed=0, epochs=10, lr=0.01, cap="none", lambda0=0.0, dual_lr=0.0).run(unlearned, *_loaders())
+    PDU(seed=0, epochs=10, lr=0.01, cap="none", lambda0=0.0, dual_lr=0.0, max_update=0.0).run(unlearned, *_loaders())
     after = (lambda z: (z.max(1).values - z.mean(1)).mean())(unlearned(x).detach())
     assert after < 0.5 * before
 
