@@ -540,12 +540,13 @@ def execute_notebook(nb, data_dir, output_dir, work_dir, *, n_checkpoints: int, 
                      threads: int | None = None):
     """Run `nb` with nbclient as Kaggle would (no GPU required), in `work_dir`; returns the executed notebook.
 
-    The parameters cell is set to `n_checkpoints`, `data_dir` and `output_dir`; the project is not
-    importable from the kernel (PYTHONPATH removed); `threads` sets the kernel's OMP_NUM_THREADS.
-    Raises `NotebookFailed` naming the cell and the error.
+    The parameters cell is set to `n_checkpoints`, `data_dir` and `output_dir` (made absolute: the
+    kernel runs in `work_dir`); the project is not importable from the kernel (PYTHONPATH removed);
+    `threads` sets the kernel's OMP_NUM_THREADS. Raises `NotebookFailed` naming the cell and the error.
     """
     import nbclient
     from nbclient.exceptions import CellExecutionError
+    data_dir, output_dir, work_dir = (Path(d).resolve() for d in (data_dir, output_dir, work_dir))
     set_parameters(nb, N_CHECKPOINTS=int(n_checkpoints), DATA_DIR=str(data_dir), OUTPUT_DIR=str(output_dir),
                    REQUIRE_GPU=False)
     Path(work_dir).mkdir(parents=True, exist_ok=True)

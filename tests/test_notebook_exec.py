@@ -4,7 +4,10 @@ The tree is the `kaggle-tiny` preset's, written by the rehearsal (`eval/harness/
 CIFAR-10 PNGs under images/<a>/<b>.png (980 retain rows: 15 full batches of 64 and a partial one),
 retain/forget/validation CSVs with image_id, age_group, age, person_id, and an `original_model.pth`
 trained on those 0-255 pixels with the organizers' recipe. The parameters cell is edited to 2
-checkpoints, the tree's paths and no GPU requirement.
+checkpoints, the tree's paths and no GPU requirement. Every method runs at the defaults it submits
+(issue 10: reduced test settings had hidden NaN and collapsed submissions), except `retrain`, whose
+defaults are the 30-epoch Kaggle recipe (minutes per checkpoint here; `tests/methods/test_shipped_defaults.py`
+runs it at the tiny preset's recipe).
 """
 import io
 import zipfile
@@ -27,14 +30,22 @@ ROOT = Path(__file__).resolve().parents[1]
 N = 2
 AVAILABLE = methods.available_methods()
 EXECUTED = [k for k in ("my_method", "sibl", "pdu", "retrain") if k in AVAILABLE]
-#: small settings so each notebook runs in seconds on ResNet-18 on a CPU (the test's only concern is
-#: that the code runs; methods' own test_overrides() are applied first)
-FAST = {"my_method": {"epochs": 1}, "retrain": {"epochs": 1}, "pdu": {"epochs": 1}, "sibl": {"T": 1, "K": 1}}
+#: the only reduced setting: retrain's 30 epochs (see the module docstring)
+FAST = {"retrain": {"epochs": 1}}
 
 
 def _overrides(key):
-    cls = methods.get_method(key)
-    return {**(cls.test_overrides() if hasattr(cls, "test_overrides") else {}), **FAST.get(key, {})}
+    return FAST.get(key, {})
+
+
+def _retain_accuracy(state, splits) -> float:
+    net = resnet18(weights=None, num_classes=10)
+    net.load_state_dict(state)
+    net.eval()
+    with torch.no_grad():
+        hits = sum(int((net(x).argmax(1) == y).sum()) for x, y in
+                   zip(splits.retain_x.split(256), splits.retain_y.split(256)))
+    return hits / len(splits.retain_y)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +59,7 @@ def _execute(nb, data_dir, tmp_path):
     """Run `nb` with the mock data; returns the working directory (where submission.zip lands)."""
     work = tmp_path / "working"
     # one thread: the test machine is shared, and oversubscribed threads are far slower
-    nu.execute_notebook(nb, data_dir, tmp_path / "tmp", work, n_checkpoints=N, timeout=240, threads=1)
+    nu.execute_notebook(nb, data_dir, tmp_path / "tmp", work, n_checkpoints=N, timeout=900, threads=1)
     return work
 
 
@@ -70,7 +81,7 @@ def _check_submission(work):
 
 
 @pytest.mark.parametrize("key", EXECUTED)
-def test_generated_notebook_runs_end_to_end(key, kaggle_input, tmp_path):
+def test_generated_notebook_runs_end_to_end(key, kaggle_input, kaggle_tiny, tmp_path):
     original = torch.load(kaggle_input / "original_model.pth")
     if key == "my_method":  # the folder `python main.py -m my_method -p test` writes, as a user would run it
         import main as cli
@@ -84,6 +95,11 @@ def test_generated_notebook_runs_end_to_end(key, kaggle_input, tmp_path):
     if key != "none":
         assert any(not torch.equal(original[k], v) for k, v in states[0].items()), "the method changed nothing"
         assert any(not torch.equal(states[0][k], v) for k, v in states[1].items()), "the two runs are identical"
+    splits = kaggle_tiny[1]
+    before = _retain_accuracy(original, splits)
+    for i, state in enumerate(states):   # not collapsed: at least halfway from chance to the original
+        after = _retain_accuracy(state, splits)
+        assert after >= 0.1 + 0.5 * (before - 0.1), f"{key} run {i}: retain accuracy {after:.3f} (original {before:.3f})"
 
 
 def test_template_runs_end_to_end(kaggle_input, tmp_path):
@@ -91,11 +107,12 @@ def test_template_runs_end_to_end(kaggle_input, tmp_path):
     _check_submission(_execute(nb, kaggle_input, tmp_path))
 
 
-def test_mock_run_writes_an_empty_submission(kaggle_input, tmp_path):
+def test_mock_run_writes_an_empty_submission(kaggle_input, tmp_path, monkeypatch):
     mock = tmp_path / "mock-input"
     mock.mkdir()
     (mock / "empty.txt").write_text("")
-    work = _execute(nu.build_notebook("my_method"), mock, tmp_path)
+    monkeypatch.chdir(tmp_path)   # relative folders, as `--home artifacts` gives the rehearsal: made absolute
+    work = _execute(nu.build_notebook("my_method"), Path("mock-input"), Path("."))
     assert (work / "submission.zip").stat().st_size == 0
     assert not (tmp_path / "tmp").exists()
 

@@ -1,5 +1,6 @@
 """The test phase: the Kaggle-faithful tiny preset, its input tree, the notebook's self-check, and --rehearse."""
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -66,10 +67,13 @@ def test_intervals_agree_at_the_scores_resolution():
     assert rehearsal.score_step({"ra_ratio": 1.0, "ta_ratio": 0.5}, 20) == 0.025
 
 
-def test_rehearsal_end_to_end(kaggle_tiny, home, data_root, tmp_path, capsys):
-    """The whole path on the tiny preset. Whether 3 checkpoints agree with 3 runs is left to chance
-    (the notebook's runs are freshly random, as on Kaggle); the exit code must say which it was."""
-    rc = _rehearse(home, data_root, tmp_path, "-m", "my_method", "--set", "lr=0.001", "epochs=1")
+def test_rehearsal_end_to_end(kaggle_tiny, home, data_root, tmp_path, capsys, monkeypatch):
+    """The whole path on the tiny preset, my_method at its shipped defaults, with a relative --home (as
+    `--home artifacts` gives; the notebook runs in another folder). Whether 3 checkpoints agree with 3
+    runs is left to chance (the notebook's runs are freshly random, as on Kaggle); the exit code must say
+    which it was."""
+    monkeypatch.chdir(tmp_path)
+    rc = _rehearse(os.path.relpath(home, tmp_path), data_root, tmp_path, "-m", "my_method")
     out = capsys.readouterr().out
     assert "submission.zip (notebook)" in out and "-m (the kit's runs)" in out
     r = json.loads((tmp_path / "results" / "kaggle-tiny" / "my_method.rehearsal.json").read_text())
