@@ -75,7 +75,8 @@ On the kaggle-cpu preset (bank f2ada233959c, 16 runs; `python main.py -m pdu --p
 0.398 / 0.438), 11.9% of a retraining timed beside it; its notebook's 16 checkpoints score 0.0718.
 
 Current default on the cpu preset (bank 339ce6ad7fae, 16 runs, base seed 0; `python main.py --leaderboard`):
-0.0681 [95% CI 0.0618, 0.0741], F 0.109, RA 0.718, TA 0.869, 10.8% of a retraining timed beside it.
+0.0737 [95% CI 0.0664, 0.0783], F 0.122, RA 0.710, TA 0.850, 8.7% of a retraining timed beside it
+(`python main.py -m pdu`; 0.0681 [0.0618, 0.0741] before the calibrated noise, min_steps and step cap).
 
 Tuning record, made on an earlier bank and seeds (before every run's method and loaders had their
 own random streams; cpu preset: 16 retrained models, one retraining 61 s, so 12.3 s per run allowed;

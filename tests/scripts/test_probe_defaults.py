@@ -24,6 +24,6 @@ def test_probe_prints_a_row_per_run(kaggle_tiny, home, data_root, capsys):
 
 
 def test_probe_reports_a_diverging_method(kaggle_tiny, home, data_root, capsys):
-    assert _probe().main(["-m", "my_method", "--preset", "kaggle-tiny", "--runs", "1", "--set", "lr=1e30",
+    assert _probe().main(["-m", "my_method", "--preset", "kaggle-tiny", "--runs", "1", "--set", "lr=1e30", "max_update=0",
                           "epochs=1", "--home", str(home), "--data-root", str(data_root)]) == 0
     assert "failed: the unlearned model gives NaN or infinite logits" in capsys.readouterr().out

@@ -45,7 +45,7 @@ def test_the_notebook_stops_on_a_diverging_method(kaggle_tiny, tmp_path):
     """A method whose checkpoints are NaN never reaches submission.zip: the notebook names the run."""
     preset, splits, bank = kaggle_tiny
     root = rehearsal.write_input_tree(preset, splits, bank)
-    nb = nu.build_notebook("my_method", {"lr": 1e30, "epochs": 1})
+    nb = nu.build_notebook("my_method", {"lr": 1e30, "epochs": 1, "max_update": 0.0})   # uncapped: diverges
     with pytest.raises(nu.NotebookFailed, match="run 0: the unlearned model has non-finite weights") as info:
         nu.execute_notebook(nb, root, tmp_path / "tmp", tmp_path / "working", n_checkpoints=2)
     assert info.value.cell == "submission"
