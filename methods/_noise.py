@@ -1,11 +1,12 @@
-"""Gaussian weight noise, the run-to-run spread the scorer needs, fixed or calibrated. Imports only torch.
+"""Gaussian weight noise, the run-to-run spread the scorer needs, fixed or calibrated. Imports torch and `_common`.
 
 `add_weight_noise_` adds noise of a fixed size relative to each tensor's std. The same σ does very
 different damage to different networks: σ = 0.6 raises the retain loss of the `cpu` preset's small
 ResNet by about 1.5 nats (batch statistics), that of the Kaggle ResNet-18 by about 3.1, beyond
 chance (`scripts/probe_defaults.py` and the methods' docstrings give the numbers). `calibrated_weight_noise_`
 fixes the damage instead: it draws one random direction and scales it, by bisection on a few retain
-batches, to the σ ≤ `max_scale` at which the retain loss rises by `target_rise`.
+batches, to the σ ≤ `max_scale` at which the retain loss rises by `target_rise`. `entry_noise_` is the
+choice between the two that `pdu` and `sibl` expose as `noise_rise` / `init_noise`.
 """
 import math
 
@@ -101,3 +102,13 @@ def calibrated_weight_noise_(net: torch.nn.Module, loader, n_batches: int, targe
         sigma = math.exp(hi)
         after = loss_at(sigma)
     return {"sigma": sigma, "loss_before": before, "loss_after": after}
+
+
+def entry_noise_(net: torch.nn.Module, retain_batches, n_batches: int, noise_rise: float, init_noise: float,
+                 generator: torch.Generator | None = None, masks: dict | None = None) -> dict:
+    """A method's entry noise: calibrated to a retain-loss rise of `noise_rise` (σ <= init_noise), or, with
+    noise_rise 0, the fixed σ = init_noise. Returns at least {"sigma"} for the method's log."""
+    if noise_rise > 0:
+        return calibrated_weight_noise_(net, retain_batches, n_batches, noise_rise, init_noise, generator, masks)
+    add_weight_noise_(net, init_noise, generator, masks)
+    return {"sigma": init_noise}

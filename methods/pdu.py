@@ -97,7 +97,7 @@ from methods._entry import entry_retain_loss, epsilon_budget, loader_statistics,
 from methods._iterative import TrainParams, build_optimizer, build_scheduler
 from methods._losses import logit_margin, true_label_confidence
 from methods._loop import take_step
-from methods._noise import add_weight_noise_, calibrated_weight_noise_
+from methods._noise import entry_noise_
 from methods.BaseMethod import BaseMethod, register
 
 CAPS = ("confidence", "margin", "none")
@@ -164,14 +164,6 @@ class PDU(BaseMethod):
         targets = quantile_targets(f_stat, v_stat)                                       # (n_f,)
         return targets + p.target_noise * torch.randn(len(targets), generator=g).to(targets.device)
 
-    def _add_noise(self, net, retain_iter, g) -> dict:
-        """Entry noise: fixed σ = init_noise, or calibrated to a retain-loss rise of noise_rise (σ <= init_noise)."""
-        p = self.params
-        if p.noise_rise <= 0:
-            add_weight_noise_(net, p.init_noise, g)
-            return {"sigma": p.init_noise}
-        return calibrated_weight_noise_(net, retain_iter, p.entry_batches, p.noise_rise, p.init_noise, g)
-
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
         device = device_of(net)
@@ -181,7 +173,8 @@ class PDU(BaseMethod):
         f_stat, fx, fy = loader_statistics(net, forget_loader, self._statistic, keep_batches=True)  # (n_f,) ...
         targets = self._targets(net, f_stat, val_loader, g)
         retain_iter = cycle(retain_loader)
-        noise = self._add_noise(net, retain_iter, g)   # after the entry references: run-to-run spread
+        # after the entry references: run-to-run spread
+        noise = entry_noise_(net, retain_iter, p.entry_batches, p.noise_rise, p.init_noise, g)
         n_f, bs = len(fy), getattr(forget_loader, "batch_size", None) or len(fy)
         n_epochs = max(p.epochs, -(-p.min_steps // -(-n_f // bs)))   # forget passes
         opt = build_optimizer(p, net)

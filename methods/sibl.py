@@ -133,7 +133,7 @@ from methods._loop import batch_cross_entropy, train_steps
 from methods._masked import MaskedOptimizer
 from methods._masks import METHODS as MASK_METHODS
 from methods._masks import changed_fraction, make_mask, mask_density, restore_masked_
-from methods._noise import add_weight_noise_, calibrated_weight_noise_
+from methods._noise import entry_noise_
 from methods._trust import cap_update_
 from methods.BaseMethod import BaseMethod, register
 
@@ -309,11 +309,7 @@ class SIBL(BaseMethod):
 
         masks = self._build_mask(net, 1, None, gen, forget_it, val_margins, device)
         flat_mask = flatten([masks[n] for n in names]).to(params[0].dtype)       # (n_params,)
-        if p.noise_rise > 0:
-            noise = calibrated_weight_noise_(net, retain_it, p.entry_batches, p.noise_rise, p.init_noise, gen, masks)
-        else:
-            add_weight_noise_(net, p.init_noise, gen, masks)
-            noise = {"sigma": p.init_noise}
+        noise = entry_noise_(net, retain_it, p.entry_batches, p.noise_rise, p.init_noise, gen, masks)
         inner = build_optimizer(p, net, params, lr=p.inner_lr)   # heavy-ball SGD, no weight decay; SAM if asked
         inner_opt = MaskedOptimizer(inner, net, masks)
         lam = p.lambda0
