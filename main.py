@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 
 import methods
 from data.cifar10 import DataError
-from data.presets import PRESETS, get_preset
-from data.splits import make_splits
+from data.presets import FORGET_SETS, PRESETS, get_preset
 from eval.harness.bank import Bank, artifacts_home
+from eval.harness.forget_sets import build_splits
 from eval.harness.row import References, summarize_runs
 from eval.harness.runs import evaluate_runs
 from eval.harness.seeds import SEED_LIMIT
@@ -57,8 +57,15 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     f.add_argument("--forget-size", type=int, default=None, help="number of training images to forget")
     f.add_argument("--forget-class", type=int, default=None, metavar="K",
                    help="class-wise forgetting: forget every training image of class K")
+    f.add_argument("--forget-set", choices=FORGET_SETS, default=None,
+                   help="random (default) or the examples chosen by memorization (RUM): mem-high, mem-mid, mem-low, "
+                        "mem-mix; the evaluator estimates memorization first with the preset's half-subset models "
+                        "(cached; eval/harness/memorization.py)")
     p.add_argument("--metric", choices=METRICS, default="official",
-                   help="official: the organizers' scorer (default); mlrc: MLRC-Bench's simpler variant")
+                   help="what F in F x RA ratio x TA ratio is: official: the organizers' scorer (default); "
+                        "mlrc: MLRC-Bench's simpler variant; ulira: 1 - 2|U-LiRA accuracy - 0.5|; klom: the mean "
+                        "over forget examples of a KLoM-based lower bound on 1 - total variation (README, "
+                        "'How the score is computed'). ToW, U-LiRA and KLoM are reported whatever the choice")
     p.add_argument("--bootstrap", type=int, default=20,
                    help="bootstrap resamples for the score's spread (default 20; 0 disables)")
     p.add_argument("--dict-batches", action="store_true",
@@ -146,12 +153,22 @@ def report(cls, preset, res: dict, params: dict) -> str:
              f"{'accuracy':<12}{'retain':>9}{'forget':>9}{'test':>9}{'val':>9}"]
     for who in ("original", "retrained", "unlearned"):
         lines.append(f"{who:<12}" + "".join(f"{a[f'{s}_{who}']:>9.4f}" for s in ("retain", "forget", "test", "val")))
+    f_note = {"ulira": "1 - 2|U-LiRA accuracy - 0.5|",
+              "klom": "mean over examples of a KLoM lower bound on 1 - total variation"}.get(
+        res["metric"], f"mean epsilon {res['epsilon_mean']:.2f}")
     lines += ["",
-              f"forgetting quality F   {res['F']:.4f}   (mean epsilon {res['epsilon_mean']:.2f}; "
+              f"forgetting quality F   {res['F']:.4f}   ({f_note}; "
               f"compare with `retrain`: F's ceiling depends on the number of models)",
               f"retain accuracy ratio  {res['ra_ratio']:.4f}",
               f"test accuracy ratio    {res['ta_ratio']:.4f}",
-              f"forget accuracy gap    {res['forget_gap']:+.4f}   (unlearned - retrained)"]
+              f"forget accuracy gap    {res['forget_gap']:+.4f}   (unlearned - retrained)",
+              f"ToW                    {res['tow']:.4f}   (ToW-MIA {res['tow_mia']:.4f}; 1 = retrain-like)",
+              f"loss MIA               {res['mia']:.4f}   (retrained {res['mia_retrained']:.4f}, "
+              f"original {res['mia_original']:.4f})",
+              f"U-LiRA accuracy        {res['ulira_acc']:.4f}   (0.5: runs indistinguishable from retrained "
+              f"models; 1: always told apart)",
+              f"KLoM p50 / p95 / p99   {res['klom_p50']:.3g} / {res['klom_p95']:.3g} / {res['klom_p99']:.3g}   "
+              f"(nats, 0 ideal; compare with `retrain`)"]
     spread = ""
     if "score_std" in res:
         lo, hi = res["score_ci95"]
@@ -172,7 +189,8 @@ def _device_and_preset(parser, args, defaults=("full", "cpu")):
     try:
         preset = get_preset(args.preset or (defaults[0] if device == "cuda" else defaults[1]))
         preset = preset.with_counts(args.runs, args.retrained)
-        return device, preset.with_forget(args.forget_seed, args.forget_frac, args.forget_size, args.forget_class)
+        return device, preset.with_forget(args.forget_seed, args.forget_frac, args.forget_size, args.forget_class,
+                                          args.forget_set)
     except ValueError as exc:
         parser.error(str(exc))
 
@@ -196,7 +214,13 @@ def _on_wait():
 
 
 def _bank(args, preset, device):
-    splits = make_splits(preset, args.data_root)
+    info = {}
+    splits = build_splits(preset, args.data_root, home=args.home, device=device, progress=_progress(args),
+                          on_wait=_on_wait, info=info)
+    if info:
+        print(f"memorization: {info['models']} half-subset models ({info['model_seconds']:.0f} s each), "
+              f"per-example estimates in {info['estimates']}; forget set mean mem {info['forget_mem_mean']:.3f} "
+              f"(training subset {info['all_mem_mean']:.3f})", flush=True)
     bank = Bank(preset, splits, home=args.home, data_root=args.data_root, device=device)
     bank.ensure(preset.n_retrained, progress=_progress(args), on_wait=_on_wait)
     return splits, bank

@@ -22,7 +22,11 @@ per batch (the organizers': per epoch over 30 epochs).
 The forget set is part of the preset: a random `forget_frac` (or `forget_size`) of the training
 subset drawn with `forget_seed`, or every image of class `forget_class` (class-wise forgetting,
 the other common protocol). `with_forget` changes it (`--forget-seed`, `--forget-frac`,
-`--forget-size`, `--forget-class`); it enters the bank's key through the split.
+`--forget-size`, `--forget-class`); it enters the bank's key through the split. `forget_set` picks the
+examples by how memorized they are instead (`--forget-set mem-high|mem-mid|mem-low|mem-mix`, RUM's
+protocol, Zhao et al. 2024): the evaluator estimates each training example's memorization with
+`mem_models` half-subset models (Feldman & Zhang 2020; `eval/harness/memorization.py`) and forgets
+the `forget_frac` (or `forget_size`) most, least, or closest-to-0.5 memorized (baselines.md §2).
 """
 from dataclasses import dataclass, replace
 
@@ -49,6 +53,8 @@ class Preset:
     official_files: bool = False      # use the competition's forget_idx.npy and checkpoints from the data root
     normalize: bool = True            # the starting kit's normalization; False: float pixels in 0-255 (Kaggle)
     dict_batches: bool = False        # loaders yield {"image", "age_group"} dicts (Kaggle), else tuples
+    forget_set: str = "random"        # random | mem-high | mem-mid | mem-low | mem-mix (by memorization)
+    mem_models: int = 16              # half-subset models of the memorization estimate (mem-* forget sets)
 
     def with_counts(self, runs: int | None = None, retrained: int | None = None) -> "Preset":
         """The preset with --runs / --retrained overrides applied (validated)."""
@@ -58,8 +64,16 @@ class Preset:
         return replace(self, n_runs=runs or self.n_runs, n_retrained=retrained or self.n_retrained)
 
     def with_forget(self, seed: int | None = None, frac: float | None = None, size: int | None = None,
-                    klass: int | None = None) -> "Preset":
+                    klass: int | None = None, forget_set: str | None = None) -> "Preset":
         """The preset with another forget set (validated); None keeps the preset's value."""
+        if forget_set is not None and forget_set not in FORGET_SETS:
+            raise ValueError(f"--forget-set must be one of {', '.join(FORGET_SETS)}, got {forget_set!r}")
+        if klass is not None and forget_set not in (None, "random"):
+            raise ValueError("--forget-class forgets a whole class: it cannot be combined with a memorization "
+                             "--forget-set")
+        if seed is not None and forget_set not in (None, "random"):
+            raise ValueError("--forget-seed draws a random forget set: a memorization --forget-set is chosen by "
+                             "the estimate, not drawn")
         if klass is not None and (frac is not None or size is not None):
             raise ValueError("--forget-class forgets a whole class: it cannot be combined with "
                              "--forget-frac or --forget-size")
@@ -82,6 +96,8 @@ class Preset:
             out = replace(out, forget_size=size, forget_class=None)
         if klass is not None:
             out = replace(out, forget_class=klass, forget_size=None)
+        if forget_set is not None:
+            out = replace(out, forget_set=forget_set, forget_class=None if forget_set != "random" else out.forget_class)
         return out
 
     @property
@@ -90,6 +106,8 @@ class Preset:
         if self.forget_class is not None:
             return f"class {self.forget_class}"
         amount = f"{self.forget_size} images" if self.forget_size else f"{100 * self.forget_frac:g}%"
+        if self.forget_set != "random":
+            return f"{self.forget_set} {amount} (memorization from {self.mem_models} half-subset models)"
         return f"random {amount} (seed {self.forget_seed})"
 
     @property
@@ -106,7 +124,15 @@ class Preset:
         if self.forget_class is not None:
             return f"{self.name}-forget-class{self.forget_class}"
         amount = f"n{self.forget_size}" if self.forget_size else f"f{self.forget_frac:g}"
+        base = PRESETS.get(self.name)
+        if self.forget_set != "random":
+            same_amount = base is not None and (self.forget_size, self.forget_frac) == (base.forget_size,
+                                                                                        base.forget_frac)
+            return f"{self.name}-forget-{self.forget_set}" + ("" if same_amount else f"-{amount}")
         return f"{self.name}-forget-{amount}-s{self.forget_seed}"
+
+
+FORGET_SETS = ("random", "mem-high", "mem-mid", "mem-low", "mem-mix")
 
 
 def _kaggle_recipe(epochs: int, best_from: int) -> Recipe:
@@ -118,21 +144,21 @@ PRESETS = {
     "full": Preset(
         "full", "resnet18", None, None, 0.1,
         Recipe(epochs=30, lr=0.1, batch_size=128, schedule="cosine", augment=True),
-        n_retrained=32, n_runs=32, batch_size=128, official_files=True,
+        n_retrained=32, n_runs=32, batch_size=128, official_files=True, mem_models=64,
         description="starting-kit ResNet-18 on all of CIFAR-10 (GPU); raise --retrained/--runs toward 512"),
     "cpu": Preset(
         "cpu", "small_resnet", 10_000, None, 0.1,
         Recipe(epochs=13, lr=0.2, batch_size=128, weight_decay=2e-4, schedule="onecycle", nesterov=True),
-        n_retrained=16, n_runs=16, batch_size=128,
+        n_retrained=16, n_runs=16, batch_size=128, mem_models=8,
         description="78k-param ResNet on a 10k-image subset; about a minute per model on 2 CPU cores"),
     "tiny": Preset(
         "tiny", "tiny_cnn", 500, 500, 0.1,
         Recipe(epochs=6, lr=0.1, batch_size=50, schedule="onecycle"),
-        n_retrained=4, n_runs=3, batch_size=50,
+        n_retrained=4, n_runs=3, batch_size=50, mem_models=4,
         description="test preset: 500 images, a tiny CNN, 4 retrained models"),
     "kaggle": Preset(
         "kaggle", "resnet18", None, None, 0.02, _kaggle_recipe(30, 20),
-        n_retrained=32, n_runs=32, batch_size=64, normalize=False, dict_batches=True,
+        n_retrained=32, n_runs=32, batch_size=64, normalize=False, dict_batches=True, mem_models=64,
         description="the organizers' test-phase recipe on all of CIFAR-10 (GPU): ResNet-18, 0-255 inputs, "
                     "2% forget; raise --retrained/--runs toward 512"),
     "kaggle-cpu": Preset(
@@ -142,7 +168,7 @@ PRESETS = {
                     "15 epochs"),
     "kaggle-tiny": Preset(
         "kaggle-tiny", "resnet18", 1000, 400, 0.02, _kaggle_recipe(3, 1),
-        n_retrained=4, n_runs=3, batch_size=64, normalize=False, dict_batches=True,
+        n_retrained=4, n_runs=3, batch_size=64, normalize=False, dict_batches=True, mem_models=4,
         description="test preset of the test phase: ResNet-18 on 1,000 images in 0-255, 3 epochs"),
 }
 

@@ -1,7 +1,8 @@
 """Privacy and trade-off metrics reported beside the competition score: loss MIA, ToW, ToW-MIA.
 
 Pure functions over arrays (per-example losses or logits, accuracies as fractions), in the
-scikit-learn style; `eval.leaderboard` computes the inputs once from stored outputs.
+scikit-learn style; `eval.scoring.summarize` (ToW) and `eval.harness.row` (the MIA, ToW-MIA) compute
+the inputs once from stored outputs.
 
 * **Loss MIA** (the NeurIPS 2023 starting kit's "simple MIA"): per-example cross-entropy losses,
   members = forget examples (label 1), non-members = test examples (label 0), the larger group
@@ -14,13 +15,19 @@ scikit-learn style; `eval.leaderboard` computes the inputs once from stored outp
 * **ToW-MIA** (RUM: ``surgical_plugins/analysis_mia.py``): ToW with the forget-accuracy factor replaced
   by ``1 - |MIA_unlearned - MIA_retrained|``.
 
-Definitional choices (where the sources differ from what the kit can compute):
+Checked against RUM's code (``analysis.py``, ``analysis_mia.py``): the same three factors, absolute
+differences, the product, then the mean over seeds. Definitional choices (where the sources differ
+from what the kit can compute):
 
 * accuracies are fractions in [0, 1], not percentages, so the factors are ``1 - |diff|`` rather
-  than ``1 - |diff| / 100``;
+  than ``1 - |diff| / 100`` (RUM's MIA factor is already a fraction);
+* RUM compares seed s's unlearned model with seed s's retrained model. The kit's runs and retrained
+  models are not paired, so each run is compared with the mean accuracies (and mean MIA) of the
+  retrained bank, and ToW is the mean over runs; a retrained model compared with that mean scores
+  close to 1, where pairing two retrained models would cost their run-to-run spread;
 * the paper's ToW-MIA uses SalUn's SVC confidence "MIA-efficacy", whose shadow members are retain
   examples. The kit stores only forget and test outputs of each unlearned model, so
-  `eval.leaderboard` feeds `tow_mia` the loss MIA above instead; `tow_mia` itself accepts any MIA
+  `eval.harness.row` feeds `tow_mia` the loss MIA above instead; `tow_mia` itself accepts any MIA
   value in [0, 1];
 * the loss MIA balances the groups with one seeded subsample (the starting kit shuffles without a
   seed and truncates the forget losses to the number of test losses), the same subsample for every
@@ -139,7 +146,7 @@ def tow_mia(mia, acc_retain, acc_test, ref_mia, ref_retain, ref_test) -> np.ndar
     ----------
     mia : array-like, broadcastable, e.g. shape (n_runs,)
         MIA value of the unlearned model(s) on the forget set, in [0, 1] (the paper uses SalUn's
-        MIA-efficacy; `eval.leaderboard` passes `loss_mia_accuracy`).
+        MIA-efficacy; `eval.harness.row` passes `loss_mia_accuracy`).
     acc_retain, acc_test : array-like, broadcastable
         Accuracies of the unlearned model(s), in [0, 1].
     ref_mia, ref_retain, ref_test : array-like, broadcastable

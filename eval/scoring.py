@@ -1,18 +1,34 @@
 """From stored outputs to the competition's numbers: statistics, F, ratios, final score, spread.
 
 Pure functions over arrays; `eval.harness` produces the arrays, `main.py` prints the result.
+
+Beside the score, every summary carries ToW (`eval.privacy.tow`, from accuracies), the U-LiRA attack
+accuracy (`eval.ulira`) and KLoM percentiles (`eval.klom`), the last two on the official statistic
+whatever the metric. `metric` chooses what F is (``--metric``):
+
+* ``official``: the organizers' F (`eval.metrics`); ``mlrc``: MLRC-Bench's (`eval.mlrc`);
+* ``ulira``: ``F = 1 - 2 |acc - 0.5|``, acc the U-LiRA accuracy averaged over forget examples;
+* ``klom``: ``F`` = the mean over forget examples of ``1 - min(sqrt(KL/2), sqrt(1 - exp(-KL)))``, a
+  lower bound (Pinsker, Bretagnolle-Huber) on one minus the total variation between the runs' and the
+  retrained models' distributions, the same scale as the ``ulira`` F.
+
+The rest of the score (``F x RA ratio x TA ratio``, the efficiency rule) is the same for every metric.
+With ``ulira`` and ``klom`` the epsilon columns stay the official metric's, as a diagnostic.
 """
 import numpy as np
 
-from eval import metrics, mlrc
+from eval import klom, metrics, mlrc, privacy, ulira
 
-METRICS = ("official", "mlrc")
+METRICS = ("official", "mlrc", "ulira", "klom")
+KLOM_PERCENTILES = (50, 95, 99)   # reported as klom_p50, klom_p95, klom_p99
 EFFICIENCY_LIMIT = 0.2   # the competition rejects a method slower than ~20% of one retraining
 
 
 def statistic(forget_logits: np.ndarray, forget_y: np.ndarray, metric: str = "official") -> np.ndarray:
-    """Per-model per-example statistic, (n_models, n_forget), from logits (n_models, n_forget, C)."""
-    if metric == "official":
+    """Per-model per-example statistic, (n_models, n_forget), from logits (n_models, n_forget, C).
+
+    The logit-scaled confidence for official, ulira and klom; MLRC-Bench's statistic for mlrc."""
+    if metric in ("official", "ulira", "klom"):
         return metrics.logit_scaled_confidence(forget_logits, forget_y)
     if metric == "mlrc":
         return mlrc.mlrc_statistic(forget_logits)
@@ -20,12 +36,47 @@ def statistic(forget_logits: np.ndarray, forget_y: np.ndarray, metric: str = "of
 
 
 def epsilons_and_points(u: np.ndarray, r: np.ndarray, metric: str = "official") -> tuple[np.ndarray, np.ndarray]:
-    """Per-example epsilons and points (n_forget,) for statistics u (runs, n) and r (retrained, n)."""
-    if metric == "official":
-        eps = metrics.per_example_epsilons(u, r)
-        return eps, metrics.epsilon_points(eps, min(len(u), len(r)))
-    eps = mlrc.mlrc_per_example_epsilons(u, r)
-    return eps, mlrc.mlrc_epsilon_points(eps)
+    """Per-example epsilons and points (n_forget,) for statistics u (runs, n) and r (retrained, n).
+
+    The points are what `forgetting_quality` summarizes: the metric's points for official and mlrc,
+    the per-example U-LiRA accuracy for ulira, `klom.tv_bound_complement` of KLoM for klom (whose
+    epsilons are the official metric's).
+    """
+    if metric == "mlrc":
+        eps = mlrc.mlrc_per_example_epsilons(u, r)
+        return eps, mlrc.mlrc_epsilon_points(eps)
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
+    eps = metrics.per_example_epsilons(u, r)
+    if metric == "ulira":
+        return eps, ulira.ulira_accuracies(u, r)
+    if metric == "klom":
+        return eps, klom.tv_bound_complement(klom.klom(u, r))
+    return eps, metrics.epsilon_points(eps, min(len(u), len(r)))
+
+
+def forgetting_quality(points: np.ndarray, metric: str = "official") -> float:
+    """F from the per-example points of `epsilons_and_points`: their mean, or for ulira
+    ``1 - 2 |mean accuracy - 0.5|`` (the mean first: one example's accuracy over a few models is noisy)."""
+    if metric == "ulira":
+        return ulira.ulira_forgetting_score(points)
+    return float(np.mean(points))
+
+
+def distribution_measures(u: np.ndarray, r: np.ndarray) -> tuple[dict, dict]:
+    """U-LiRA accuracy and KLoM percentiles of the official statistic u (runs, n), r (retrained, n).
+
+    Returns the summary numbers (``ulira_acc``: mean over examples, NaN with fewer than 3 models in
+    a group; ``klom_mean``, ``klom_p50``, ...) and the per-example arrays (``ulira_acc``, ``klom``).
+    """
+    if min(len(u), len(r)) >= 3:
+        acc = ulira.ulira_accuracies(u, r)                            # (n_forget,)
+    else:                                                             # no fit leaves a target out
+        acc = np.full(u.shape[1], np.nan)
+    kl = klom.klom(u, r)                                              # (n_forget,)
+    out = {"ulira_acc": float(np.mean(acc)), "klom_mean": float(np.mean(kl))}
+    out.update({f"klom_{k}": v for k, v in klom.klom_percentiles(kl, KLOM_PERCENTILES).items()})
+    return out, {"ulira_acc": acc, "klom": kl}
 
 
 def efficiency(run_times, reference_times=None, manifest_retrain_time=None, valid_entry: bool = True) -> dict:
@@ -61,12 +112,21 @@ def summarize(unlearned: dict, retrained: dict, original: dict, forget_y: np.nda
 
     `unlearned` and `retrained` map output names to arrays with a leading model axis
     (`forget_logits` (m, n_forget, C) and `acc_*` (m,)); `original` holds one model's outputs.
-    Timing arguments: see `efficiency`.
+    Timing arguments: see `efficiency`. Besides the score: `tow` (the mean over runs of each run's
+    `privacy.tow` against the retrained models' mean accuracies) and `distribution_measures`
+    (`ulira_acc`, `klom_mean`, `klom_p50`, `klom_p95`, `klom_p99`; their per-example arrays are
+    returned with the statistics).
     """
     u = statistic(unlearned["forget_logits"], forget_y, metric)       # (runs, n_forget)
     r = statistic(retrained["forget_logits"], forget_y, metric)       # (retrained, n_forget)
     eps, points = epsilons_and_points(u, r, metric)
-    f = float(points.mean())
+    f = forgetting_quality(points, metric)
+    if metric == "mlrc":   # U-LiRA and KLoM read the official statistic
+        conf_u = statistic(unlearned["forget_logits"], forget_y)
+        conf_r = statistic(retrained["forget_logits"], forget_y)
+    else:
+        conf_u, conf_r = u, r
+    measures, per_example = distribution_measures(conf_u, conf_r)
     acc = {}
     for who, outs in (("unlearned", unlearned), ("retrained", retrained), ("original", original)):
         for split in ("retain", "forget", "test", "val"):
@@ -75,15 +135,18 @@ def summarize(unlearned: dict, retrained: dict, original: dict, forget_y: np.nda
     ta_ratio = acc["test_unlearned"] / acc["test_retrained"]
     score = metrics.final_score(f, acc["retain_unlearned"], acc["retain_retrained"],
                                 acc["test_unlearned"], acc["test_retrained"])
+    tow_runs = privacy.tow(unlearned["acc_forget"], unlearned["acc_retain"], unlearned["acc_test"],
+                           acc["forget_retrained"], acc["retain_retrained"], acc["test_retrained"])   # (runs,)
     out = {"metric": metric, "F": f, "score": score, "ra_ratio": ra_ratio, "ta_ratio": ta_ratio,
            "forget_gap": acc["forget_unlearned"] - acc["forget_retrained"], "accuracy": acc,
            "n_runs": int(len(u)), "n_retrained": int(len(r)), "n_forget": int(u.shape[1]),
-           "epsilon_mean": float(eps.mean()), "epsilon_median": float(np.median(eps))}
+           "epsilon_mean": float(eps.mean()), "epsilon_median": float(np.median(eps)),
+           "tow": float(np.mean(tow_runs)), **measures}
     out.update(efficiency(run_times, reference_times, manifest_retrain_time, valid_entry))
     out["final_score"] = 0.0 if out["rejected"] else score
     if bootstrap:
         out.update(bootstrap_score(unlearned, u, r, retrained, metric, bootstrap, seed, score=score, points=points))
-    return out, {"unlearned_stat": u, "retrained_stat": r, "epsilons": eps, "points": points}
+    return out, {"unlearned_stat": u, "retrained_stat": r, "epsilons": eps, "points": points, **per_example}
 
 
 def bootstrap_score(unlearned: dict, u: np.ndarray, r: np.ndarray, retrained: dict, metric: str,
@@ -95,14 +158,15 @@ def bootstrap_score(unlearned: dict, u: np.ndarray, r: np.ndarray, retrained: di
     because a resample of the runs repeats some of them, and repeated runs make the unlearned
     group easier to tell apart from the retrained one: resampled scores sit below the score
     (measured on the cpu preset: every one of 20 resamples below it, by 10-20%), so plain
-    percentiles would give an interval that misses the point estimate. For the `mlrc` metric
-    only forget examples are resampled (no bias: F is a mean over examples): its
-    logistic-regression attacks take ~70 ms per example, too slow to recompute for every resample
-    of the runs.
+    percentiles would give an interval that misses the point estimate. For the other metrics
+    only forget examples are resampled, their per-example points computed once from all runs:
+    `mlrc`'s logistic-regression attacks take ~70 ms per example, too slow to recompute for every
+    resample of the runs, and a resample that repeats a run would leave a copy of each U-LiRA
+    target in the data its attack is fitted on (`ulira`) or shrink the runs' fitted spread (`klom`).
 
     `score` and `points` are the score (before the efficiency rule) and the per-example points from
-    all runs and examples, as `summarize` computed them: the interval's centre, and for `mlrc` the
-    points to resample (not recomputed).
+    all runs and examples, as `summarize` computed them: the interval's centre, and for the metrics
+    other than `official` the points to resample (not recomputed).
     """
     rng = np.random.default_rng(seed)
     ra_r, ta_r = np.mean(retrained["acc_retain"]), np.mean(retrained["acc_test"])
@@ -114,7 +178,7 @@ def bootstrap_score(unlearned: dict, u: np.ndarray, r: np.ndarray, retrained: di
         examples = rng.integers(0, len(pts), len(pts))
         ra = np.mean(unlearned["acc_retain"][runs]) / ra_r
         ta = np.mean(unlearned["acc_test"][runs]) / ta_r
-        scores[b] = pts[examples].mean() * ra * ta
+        scores[b] = forgetting_quality(pts[examples], metric) * ra * ta
     bias = scores.mean() - score
     lo, hi = np.clip(np.percentile(scores, [2.5, 97.5]) - bias, 0.0, None)
     return {"score_std": float(scores.std(ddof=1)) if n_boot > 1 else 0.0,

@@ -45,6 +45,20 @@ def test_dict_batches_and_mlrc_metric(run):
     assert r["metric"] == "mlrc" and r["dict_batches"]
 
 
+def test_report_and_json_carry_tow_ulira_klom(run, capsys):
+    assert run("-m", "my_method", "--metric", "ulira") == 0
+    out = capsys.readouterr().out
+    for label in ("ToW ", "ToW-MIA", "loss MIA", "U-LiRA accuracy", "KLoM p50 / p95 / p99"):
+        assert label in out, label
+    r = _result(run, "my_method")
+    assert r["metric"] == "ulira" and r["F"] == pytest.approx(1 - 2 * abs(r["ulira_acc"] - 0.5))
+    for key in ("tow", "tow_mia", "mia", "klom_p50", "klom_p95", "klom_p99"):
+        assert 0 <= r[key] < float("inf"), key
+    assert run("-m", "my_method", "--metric", "klom") == 0
+    k = _result(run, "my_method")
+    assert k["metric"] == "klom" and 0 <= k["F"] <= 1 and k["ulira_acc"] == pytest.approx(r["ulira_acc"])
+
+
 def test_runs_resume(run, capsys):
     assert run("-m", "my_method", "--set", "epochs=1") == 0
     r = _result(run, "my_method")

@@ -37,6 +37,22 @@ from eval.io import read_json, read_npz, write_json, write_npz, write_text
 REFERENCES = ("none", "retrain")
 TOP_EPSILON_METHODS = 3   # valid entries shown in epsilon_hist.png (beside `retrain`)
 PLOTS = ("score_vs_runtime.png", "quality_vs_utility.png", "epsilon_hist.png", "loss_hist.png")
+F_TEXT = {   # what the F column is, per --metric (eval.scoring)
+    "official": "the organizers' metric: the mean points over forget examples of the per-example epsilon that "
+                "separates the method's runs from the retrained models",
+    "mlrc": "MLRC-Bench's variant: the mean points of per-example epsilons from logistic-regression attacks",
+    "ulira": "1 − 2·|U-LiRA accuracy − 0.5| (the U-LiRA column), 1 when the attack is at chance",
+    "klom": "the mean over forget examples of 1 − min(√(KLoM/2), √(1 − e^−KLoM)), a lower bound (Pinsker, "
+            "Bretagnolle–Huber) on one minus the total variation between the runs' and the retrained models' "
+            "statistic",
+}
+BOOTSTRAP_TEXT = {
+    "official": "unlearning runs and the forget examples",
+    "mlrc": "forget examples (the `mlrc` scorer is too slow to resample the runs too)",
+    "ulira": "forget examples (per-example accuracies computed once from all runs: a resample that repeats a run "
+             "would put a copy of the attacked model in the attack's fit)",
+    "klom": "forget examples (per-example KLoM computed once from all runs)",
+}
 
 
 def _identity(it, **kw):
@@ -146,6 +162,8 @@ def _md_table(t: pd.DataFrame) -> str:
             "RA ratio": _f(r.ra_ratio, "{:.3f}"), "TA ratio": _f(r.ta_ratio, "{:.3f}"),
             "forget acc (gap)": f"{r.acc_forget:.3f} ({r.forget_gap:+.3f})",
             "ToW": _f(r.tow, "{:.3f}"), "ToW-MIA": _f(r.tow_mia, "{:.3f}"), "MIA": _f(r.mia, "{:.3f}"),
+            "U-LiRA": _f(r.ulira_acc, "{:.3f}"),
+            "KLoM p50 / p95 / p99": " / ".join(_f(v, "{:.3g}") for v in (r.klom_p50, r.klom_p95, r.klom_p99)),
             "s / run": _f(r.runtime_s, "{:.3g}"), "% retrain": _f(100 * r.time_ratio, "{:.1f}%"),
             "% (bank)": _f(100 * r.manifest_time_ratio, "{:.1f}%"), "efficiency": eff})
     return pd.DataFrame(out).fillna("").to_markdown(index=False, disable_numparse=True)
@@ -160,6 +178,13 @@ def _markdown(t, preset, bank, *, seed, metric, bootstrap, manifest_time, mia_re
         ceiling = (f"With N = min(runs, retrained models) = {n_models}, only per-example epsilons below "
                    f"⌈ln(N − 1)⌉ = {last} earn points, and with few models the interval attacks find chance "
                    f"separations even between identical distributions, so even retraining scores well below 1.")
+    elif metric == "ulira":
+        ceiling = ("The U-LiRA attack is evaluated leaving the attacked pair out, which is unbiased at chance, so "
+                   "retraining's F is close to 1 up to the attack's noise; few models make a weak attacker, "
+                   "which flatters every method.")
+    elif metric == "klom":
+        ceiling = ("KLoM estimated from few models is above 0 even between identical distributions, so even "
+                   "retraining scores below 1 (about 0.76 with 16 models per group, 0.84 with 32).")
     else:
         ceiling = "With few models even retraining scores well below 1."
     lines = [
@@ -172,28 +197,30 @@ def _markdown(t, preset, bank, *, seed, metric, bootstrap, manifest_time, mia_re
         f"Every method ran {preset.n_runs} times "
         f"from the original model (base seed {seed}); {int(ok['n_forget'].max()) if len(ok) else '?'} forget examples.",
         f"- **Metric** `{metric}`; 95% confidence intervals from {bootstrap} bootstrap resamples of the "
-        + ("unlearning runs and the forget examples" if metric == "official" else
-           "forget examples (the `mlrc` scorer is too slow to resample the runs too)")
+        + BOOTSTRAP_TEXT[metric]
         + " (the retrained models held fixed)"
         + ("; percentiles shifted by the bootstrap's bias, since repeated runs in a resample are "
            "easier to tell from retraining and pull resampled scores low." if metric == "official" else ".")
         + (" Bootstrap disabled: no intervals." if not bootstrap else "")
         + (f" With only {preset.n_runs} runs a resample often repeats one run, whose identical copies score 0 "
-           "(\"peaky\"), so lower bounds sit near 0." if bootstrap and preset.n_runs <= 4 else ""),
+           "(\"peaky\"), so lower bounds sit near 0." if bootstrap and preset.n_runs <= 4 and metric == "official"
+           else ""),
         f"- Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; the numbers are in "
         f"`leaderboard.csv` (the source of truth).",
         "",
         "**Read every score against the reference rows.** `retrain` (training from scratch on the retain "
         "set) is the ceiling at this bank's size, `none` (the original model, unchanged) the floor. "
-        f"F's ceiling depends on the number of models. {ceiling} More models (`--runs`, `--retrained`) "
-        "raise the ceiling and narrow the intervals. *normalized* = (score − none) / (retrain − none) "
+        + ("" if metric == "ulira" else "F's ceiling depends on the number of models. ")
+        + f"{ceiling} More models (`--runs`, `--retrained`) "
+        + ("make a stronger attacker and narrow the intervals. " if metric == "ulira" else
+           "raise the ceiling and narrow the intervals. ")
+        + "*normalized* = (score − none) / (retrain − none) "
         "puts the ceiling at 1. Reference rows are not valid entries and are exempt from the efficiency rule.",
         "",
         "Columns:",
         "- **final score**: F × RA ratio × TA ratio, or 0 when the efficiency rule rejects the method "
         "(\"was\": the score before the rule); [95% bootstrap CI]. Rows are sorted by it.",
-        "- **F**: forgetting quality, the mean points over forget examples of the per-example epsilon "
-        "that separates the method's runs from the retrained models (higher is better).",
+        f"- **F**: forgetting quality, {F_TEXT[metric]} (higher is better).",
         "- **RA / TA ratio**: mean retain / test accuracy of the runs over that of the retrained models "
         "(not capped at 1).",
         "- **forget acc (gap)**: the runs' accuracy on the forget set and its difference to the retrained "
@@ -204,6 +231,13 @@ def _markdown(t, preset, bank, *, seed, metric, bootstrap, manifest_time, mia_re
         f"- **MIA**: the starting kit's loss membership-inference attack (forget vs test losses, logistic "
         f"regression, 10 cross-validation splits; accuracy, 0.5 = chance), mean over runs. The target is "
         f"the retrained models' value, {_f(mia_r, '{:.3f}')} (original model: {_f(mia_o, '{:.3f}')}).",
+        "- **U-LiRA**: accuracy of the per-example likelihood-ratio attack of Hayes et al. (2024): per forget "
+        "example, Gaussians fitted to the runs' and the retrained models' logit-scaled confidence, each run and "
+        "retrained model attacked in pairs left out of the fit; mean over forget examples; 0.5 = cannot tell a run "
+        "from a retrained model (ideal), 1 = always can. **KLoM p50 / p95 / p99**: percentiles over forget "
+        "examples of KL(runs ‖ retrained) between Gaussians fitted to each example's logit-scaled confidence "
+        "(Georgiev et al. 2024), in nats, 0 ideal; with few models it reads above 0 even for `retrain` "
+        "(estimation noise: compare with its row).",
         f"- **s / run**, **% retrain**, **efficiency**: mean runtime of one unlearning run; its ratio to "
         f"one retraining timed beside it (a slice of the preset's own retraining, timed in the same process "
         f"before and after every run and scaled to a whole retraining, so the machine's load affects both "

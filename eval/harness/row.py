@@ -1,8 +1,9 @@
 """A method's leaderboard row: from its runs and the bank's outputs to every column of the CSV.
 
-The competition's numbers (`eval.scoring.summarize`, with a bootstrap CI), the privacy columns
-(`eval.privacy`: loss MIA, ToW, ToW-MIA) and the two efficiency figures: the ratio to a
-retraining timed beside the runs (the verdict) and the ratio to the bank's recorded training time.
+The competition's numbers (`eval.scoring.summarize`, with a bootstrap CI, plus ToW, the U-LiRA
+accuracy and KLoM percentiles), the privacy columns (`eval.privacy`: loss MIA, ToW-MIA, added by
+`summarize_runs`, so that `main.py -m` reports them too) and the two efficiency figures: the ratio to
+a retraining timed beside the runs (the verdict) and the ratio to the bank's recorded training time.
 A cached row is keyed by the code of this module and all it imports (`fingerprint.py`).
 """
 import numpy as np
@@ -18,6 +19,7 @@ COLUMNS = [
     "F", "ra_ratio", "ta_ratio",
     "acc_forget", "forget_gap", "acc_retain", "acc_test",              # gap: unlearned - retrained
     "tow", "tow_mia", "mia", "mia_gap",                                # means over runs; gap vs retrained
+    "ulira_acc", "klom_p50", "klom_p95", "klom_p99",                   # per-example, over forget examples
     "runtime_s", "runtime_std_s", "time_ratio", "efficiency",          # ratio: to a retraining timed beside
     "retrain_time_s", "manifest_retrain_time_s", "manifest_time_ratio",  # second figure: the bank's record
     "epsilon_mean", "epsilon_median",
@@ -74,10 +76,20 @@ def _nan(x):
 def summarize_runs(runs: dict, refs: References, *, valid_entry: bool, metric: str = "official",
                    bootstrap: int = 0, seed: int = 0):
     """`eval.scoring.summarize` of runs stacked as `runs.evaluate_runs` gives them (with `time_s` and
-    `reference_retrain_s` per run) against the bank's references; returns (summary, arrays)."""
-    return summarize(runs, refs.retrained, refs.original, refs.forget_y, metric=metric, run_times=runs["time_s"],
-                     reference_times=runs.get("reference_retrain_s"), manifest_retrain_time=refs.manifest_retrain_time,
-                     valid_entry=valid_entry, bootstrap=bootstrap, seed=seed)
+    `reference_retrain_s` per run) against the bank's references, plus the loss MIA (`mia`, `mia_gap`,
+    `mia_retrained`, `mia_original`) and ToW-MIA, means over runs; returns (summary, arrays)."""
+    summary, arrays = summarize(runs, refs.retrained, refs.original, refs.forget_y, metric=metric,
+                                run_times=runs["time_s"], reference_times=runs.get("reference_retrain_s"),
+                                manifest_retrain_time=refs.manifest_retrain_time, valid_entry=valid_entry,
+                                bootstrap=bootstrap, seed=seed)
+    acc = summary["accuracy"]
+    mia_r, mia_o = refs.mia()
+    mia_runs = mia_or_nan(*refs.losses(runs))                           # (runs,)
+    tow_mia_runs = privacy.tow_mia(mia_runs, runs["acc_retain"], runs["acc_test"],
+                                   mia_r, acc["retain_retrained"], acc["test_retrained"])   # (runs,)
+    summary.update(tow_mia=float(np.mean(tow_mia_runs)), mia=float(np.mean(mia_runs)),
+                   mia_gap=float(np.mean(mia_runs)) - mia_r, mia_retrained=mia_r, mia_original=mia_o)
+    return summary, arrays
 
 
 def score_method(valid_entry: bool, runs: dict, refs: References, *, metric: str, bootstrap: int, seed: int):
@@ -86,12 +98,6 @@ def score_method(valid_entry: bool, runs: dict, refs: References, *, metric: str
                                      seed=seed)
     acc = summary["accuracy"]
     fl, tl = refs.losses(runs)                                          # (runs, n_forget), (runs, n_test)
-    mia_r, mia_o = refs.mia()
-    mia_runs = mia_or_nan(fl, tl)                                       # (runs,)
-    tow_runs = privacy.tow(runs["acc_forget"], runs["acc_retain"], runs["acc_test"],
-                           acc["forget_retrained"], acc["retain_retrained"], acc["test_retrained"])
-    tow_mia_runs = privacy.tow_mia(mia_runs, runs["acc_retain"], runs["acc_test"],
-                                   mia_r, acc["retain_retrained"], acc["test_retrained"])
     lo, hi = summary.get("score_ci95", (np.nan, np.nan))
     row = {
         "final_score": summary["final_score"],
@@ -101,8 +107,8 @@ def score_method(valid_entry: bool, runs: dict, refs: References, *, metric: str
         "ra_ratio": summary["ra_ratio"], "ta_ratio": summary["ta_ratio"],
         "acc_forget": acc["forget_unlearned"], "forget_gap": summary["forget_gap"],
         "acc_retain": acc["retain_unlearned"], "acc_test": acc["test_unlearned"],
-        "tow": float(np.mean(tow_runs)), "tow_mia": float(np.mean(tow_mia_runs)),
-        "mia": float(np.mean(mia_runs)), "mia_gap": float(np.mean(mia_runs)) - mia_r,
+        **{k: summary[k] for k in ("tow", "tow_mia", "mia", "mia_gap", "ulira_acc", "klom_p50", "klom_p95",
+                                   "klom_p99")},
         "runtime_s": summary["runtime_mean_s"], "runtime_std_s": summary["runtime_std_s"],
         "time_ratio": _nan(summary["time_ratio"]), "efficiency": efficiency_label(valid_entry, summary),
         "retrain_time_s": _nan(summary["retrain_time_s"]),
@@ -110,7 +116,8 @@ def score_method(valid_entry: bool, runs: dict, refs: References, *, metric: str
         "manifest_time_ratio": _nan(summary["manifest_time_ratio"]),
         "epsilon_mean": summary["epsilon_mean"], "epsilon_median": summary["epsilon_median"],
         "acc_forget_retrained": acc["forget_retrained"], "acc_retain_retrained": acc["retain_retrained"],
-        "acc_test_retrained": acc["test_retrained"], "mia_retrained": mia_r, "mia_original": mia_o,
+        "acc_test_retrained": acc["test_retrained"], "mia_retrained": summary["mia_retrained"],
+        "mia_original": summary["mia_original"],
         "n_runs": summary["n_runs"], "n_retrained": summary["n_retrained"], "n_forget": summary["n_forget"],
     }
     plot_arrays = {"epsilons": arrays["epsilons"], "forget_loss": fl.astype(np.float32),

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from eval import scoring
+from eval import klom, scoring
 
 
 def _outputs(rng, m, n, shift):
@@ -50,3 +50,41 @@ def test_summarize_zeroes_the_final_score_of_a_rejected_method():
                                     reference_times=[10.0] * 8)
     assert ok["final_score"] == ok["score"] > 0 and ok["time_ratio"] == pytest.approx(0.1)
     assert rejected["rejected"] and rejected["final_score"] == 0.0 and rejected["score"] == ok["score"]
+
+
+def test_tow_in_the_summary_is_one_for_retrain_like_accuracies():
+    """ToW: each run against the retrained models' mean accuracies, then the mean over runs (RUM's)."""
+    rng = np.random.default_rng(2)
+    y = np.zeros(50, dtype=int)
+    retrained = _outputs(rng, 4, 50, 0.0)
+    retrained.update(acc_forget=np.array([0.8, 0.9, 0.8, 0.9]), acc_retain=np.array([1.0, 0.98, 1.0, 0.98]),
+                     acc_test=np.array([0.7, 0.8, 0.7, 0.8]))           # means 0.85, 0.99, 0.75
+    original = {k: v[0] for k, v in retrained.items()}
+    same = _outputs(rng, 4, 50, 0.3)
+    same.update(acc_forget=np.full(4, 0.85), acc_retain=np.full(4, 0.99), acc_test=np.full(4, 0.75))
+    assert scoring.summarize(same, retrained, original, y)[0]["tow"] == pytest.approx(1.0)
+    other = dict(same, acc_forget=np.array([0.95, 0.85, 0.85, 0.85]), acc_retain=np.full(4, 0.97))
+    # run 0: (1 - 0.10)(1 - 0.02)(1 - 0) ; runs 1-3: (1 - 0)(1 - 0.02)(1 - 0)
+    expected = (0.90 * 0.98 + 3 * 0.98) / 4
+    assert scoring.summarize(other, retrained, original, y)[0]["tow"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("metric", ["ulira", "klom"])
+def test_ulira_and_klom_metrics_replace_f(metric):
+    rng = np.random.default_rng(3)
+    y = np.zeros(120, dtype=int)
+    unlearned, retrained = _outputs(rng, 8, 120, 0.5), _outputs(rng, 8, 120, 0.0)
+    original = {k: v[0] for k, v in retrained.items()}
+    out, arrays = scoring.summarize(unlearned, retrained, original, y, metric=metric, bootstrap=10, seed=0)
+    official, _ = scoring.summarize(unlearned, retrained, original, y)
+    for key in ("ulira_acc", "klom_p50", "klom_p95", "klom_p99", "epsilon_mean", "tow"):
+        assert out[key] == pytest.approx(official[key]), key        # reported whatever the metric
+    assert arrays["ulira_acc"].shape == arrays["klom"].shape == (120,)
+    expected_f = (1 - 2 * abs(out["ulira_acc"] - 0.5) if metric == "ulira"
+                  else klom.klom_forgetting_score(arrays["klom"]))
+    assert out["F"] == pytest.approx(expected_f)
+    assert out["score"] == pytest.approx(out["F"] * out["ra_ratio"] * out["ta_ratio"])
+    lo, hi = out["score_ci95"]
+    assert lo <= out["score"] <= hi and out["bootstrap_resamples"] == "forget examples"
+    with pytest.raises(ValueError, match="unknown metric"):
+        scoring.summarize(unlearned, retrained, original, y, metric="nope")

@@ -78,8 +78,13 @@ def test_csv_schema_and_reference_rows(first):
     assert {"none", "retrain", "my_method"} <= set(ok.index)
     for col in ("final_score", "score", "F", "ra_ratio", "ta_ratio", "acc_forget", "forget_gap", "tow",
                 "tow_mia", "mia", "runtime_s", "time_ratio", "final_ci_lo", "final_ci_hi", "retrain_time_s",
-                "manifest_retrain_time_s", "manifest_time_ratio"):
+                "manifest_retrain_time_s", "manifest_time_ratio", "ulira_acc", "klom_p50", "klom_p95", "klom_p99"):
         assert np.isfinite(ok[col].astype(float)).all(), col
+    assert ((ok["ulira_acc"] >= 0) & (ok["ulira_acc"] <= 1) & (ok["klom_p50"] >= 0)).all()
+    # identical runs are told apart from retraining; retraining itself is not (3 runs vs 4 models)
+    assert ok.loc["none", "ulira_acc"] > 0.8 > ok.loc["retrain", "ulira_acc"]
+    assert ok.loc["none", "klom_p50"] > ok.loc["retrain", "klom_p50"]
+    assert "U-LiRA" in out["markdown"] and "KLoM p50 / p95 / p99" in out["markdown"]
     assert ((ok["F"] >= 0) & (ok["F"] <= 1)).all() and (ok["final_ci_lo"] <= ok["final_ci_hi"]).all()
     assert ((ok["tow"] > 0) & (ok["tow"] <= 1) & (ok["mia"] >= 0) & (ok["mia"] <= 1)).all()
     assert set(ok["efficiency"]) <= {"ok", "rejected", "exempt"}
@@ -146,3 +151,8 @@ def test_normalized_scores_nan_safe():
     np.testing.assert_allclose(leaderboard.normalized_scores([0.0, 0.2, 0.4], 0.0, 0.4), [0, 0.5, 1])
     assert np.isnan(leaderboard.normalized_scores([0.1, 0.2], 0.3, 0.3)).all()
     assert np.isnan(leaderboard.normalized_scores([0.1], math.nan, 0.3)).all()
+
+
+def test_every_metric_has_its_explanation():
+    from eval.scoring import METRICS
+    assert set(leaderboard.F_TEXT) == set(leaderboard.BOOTSTRAP_TEXT) == set(METRICS)
