@@ -1,0 +1,108 @@
+"""`scrub`: SCRUB (placeholder docstring, filled after measuring)."""
+import itertools
+import re
+from dataclasses import dataclass
+
+from torch.utils.data import DataLoader
+
+from methods._common import cycle, reshuffled
+from methods._iterative import TrainParams, build_optimizer, build_scheduler
+from methods._losses import cross_entropy, kl_to_teacher
+from methods._loop import train_steps
+from methods._teacher import Teacher
+from methods.BaseMethod import BaseMethod, register
+
+
+def decay_milestones(value) -> tuple[int, ...]:
+    """`lr_decay_epochs` as a sorted tuple of epochs: None, an int, "3 5 9" / "3,5,9", or a sequence of ints."""
+    if value is None:
+        return ()
+    if isinstance(value, bool):
+        raise ValueError(f"lr_decay_epochs must be epochs (ints), got {value!r}")
+    if isinstance(value, int):
+        items = [value]
+    elif isinstance(value, str):
+        items = [s for s in re.split(r"[\s,;]+", value.strip()) if s]
+        if not all(s.isdigit() for s in items):
+            raise ValueError(f"lr_decay_epochs must list epochs, e.g. '3 5 9', got {value!r}")
+        items = [int(s) for s in items]
+    else:
+        items = list(value)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            raise ValueError(f"lr_decay_epochs must be epochs (ints), got {value!r}")
+    if any(v < 0 for v in items):
+        raise ValueError(f"lr_decay_epochs must be >= 0, got {value!r}")
+    return tuple(sorted(items))
+
+
+@register("scrub", aliases=("SCRUB",))
+class SCRUB(BaseMethod):
+    """SCRUB: max passes on F away from the original (teacher), min passes on R towards it plus CE."""
+
+    @dataclass
+    class Params(TrainParams):
+        epochs: int = 3                # epochs, each ending with a min pass over R (SCRUB large-scale: 3)
+        epoch_fraction: float = 1.0    # a min pass takes this fraction of |R|/batch steps (released: 1)
+        msteps: int = 2                # the first msteps epochs start with a max pass over F (large-scale: 2)
+        forget_batch_size: int | None = 32   # max-pass batch size (SCRUB large-scale: 32; None: the loader's)
+        lr: float = 5e-4               # SCRUB large-scale: 5e-4 (RUM README: 5e-3)
+        schedule: str = "constant"     # SCRUB: constant, optionally decayed at lr_decay_epochs
+        ce_weight: float = 0.99        # CE weight in the min pass (SCRUB's gamma)
+        kl_weight: float = 0.001       # KL weight in the min pass (SCRUB's alpha, the RUM/SU port's beta)
+        kd_T: float = 4.0              # distillation temperature T
+        lr_decay_epochs: int | str | None = None   # lr ×lr_decay_rate after each of these epochs ("3 5 9")
+        lr_decay_rate: float = 0.1     # SCRUB: 0.1
+
+        def __post_init__(self):
+            if not 0.0 < self.epoch_fraction <= 1.0:
+                raise ValueError(f"epoch_fraction must be in (0, 1], got {self.epoch_fraction}")
+            if self.forget_batch_size is not None and self.forget_batch_size < 1:
+                raise ValueError(f"forget_batch_size must be >= 1 or None, got {self.forget_batch_size}")
+            if self.msteps < 0:
+                raise ValueError(f"msteps must be >= 0, got {self.msteps}")
+            for name in ("ce_weight", "kl_weight"):
+                if getattr(self, name) < 0:
+                    raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            if not self.kd_T > 0:
+                raise ValueError(f"kd_T must be > 0, got {self.kd_T}")
+            if not 0 < self.lr_decay_rate <= 1:
+                raise ValueError(f"lr_decay_rate must be in (0, 1], got {self.lr_decay_rate}")
+            if decay_milestones(self.lr_decay_epochs) and self.schedule != "constant":
+                raise ValueError("lr_decay_epochs needs schedule=constant (the decay is SCRUB's step schedule)")
+
+    def run(self, net, retain_loader, forget_loader, val_loader):
+        p = self.params
+        g = self.generator("cpu")
+        retain = reshuffled(retain_loader, g)
+        forget = reshuffled(forget_loader, g) if p.forget_batch_size is None else DataLoader(
+            forget_loader.dataset, batch_size=p.forget_batch_size, shuffle=True, generator=g,
+            collate_fn=forget_loader.collate_fn, num_workers=forget_loader.num_workers)
+        n_min = max(1, round(p.epoch_fraction * len(retain)))   # steps of a min pass
+        retain_stream = cycle(retain)   # a shorter min pass continues where the last one stopped
+        teacher = Teacher(net)
+        milestones = decay_milestones(p.lr_decay_epochs)
+
+        def max_loss(m, x, y):   # ascend KL(teacher ‖ student) on the forget set
+            return -kl_to_teacher(m(x), teacher(x), p.kd_T)
+
+        def min_loss(m, x, y):
+            z = m(x)
+            return p.ce_weight * cross_entropy(z, y) + p.kl_weight * kl_to_teacher(z, teacher(x), p.kd_T)
+
+        n_max = min(p.msteps, p.epochs)
+        opt = build_optimizer(p, net)
+        sched = None if p.schedule == "constant" else build_scheduler(
+            p, opt, p.epochs * n_min + n_max * len(forget))
+        log = self.log_
+        log.update(max_passes=0, min_passes=0, max_loss=[], min_loss=[], lr=[])
+        for epoch in range(p.epochs):
+            if milestones:   # SCRUB's adjust_learning_rate: 1-based epoch e decays once per milestone < e
+                for group in opt.param_groups:
+                    group["lr"] = p.lr * p.lr_decay_rate ** sum(epoch + 1 > m for m in milestones)
+            log["lr"].append(opt.param_groups[0]["lr"])
+            if epoch < p.msteps:   # exactly msteps max passes (the RUM/SU port runs msteps + 1)
+                log["max_loss"].append(train_steps(net, forget, max_loss, opt, sched))
+                log["max_passes"] += 1
+            log["min_loss"].append(train_steps(net, itertools.islice(retain_stream, n_min), min_loss, opt, sched))
+            log["min_passes"] += 1
+        net.eval()
