@@ -4,6 +4,7 @@
     python main.py -m sibl --set sparsity=0.95 T=30
     python main.py --list                       # the registered methods
     python main.py -m retrain --preset tiny --runs 4 --retrained 8
+    python main.py --leaderboard --forget-seeds 1,2,3   # one leaderboard per forget set + a summary
 
 Builds (or reuses) the preset's bank of one original and N retrained models, runs the method R
 times from the original, and prints forgetting quality F, the retain/test accuracy ratios against
@@ -53,6 +54,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--retrained", type=int, default=None, help="retrained models in the bank (default: the preset's)")
     f = p.add_argument_group("forget set (default: the preset's, a random 10%%; each choice is its own bank)")
     f.add_argument("--forget-seed", type=int, default=None, help="seed of the random forget draw (default: 1)")
+    f.add_argument("--forget-seeds", type=str, default=None, metavar="S1,S2,...",
+                   help="with --leaderboard: one leaderboard per random forget set drawn with these seeds (each "
+                        "its own bank), then a summary of the rankings across them (mean, spread, ranks, Kendall's "
+                        "tau) in results/<preset>-forget-seeds-S1-S2-.../")
     f.add_argument("--forget-frac", type=float, default=None, help="fraction of the training subset to forget")
     f.add_argument("--forget-size", type=int, default=None, help="number of training images to forget")
     f.add_argument("--forget-class", type=int, default=None, metavar="K",
@@ -300,9 +305,35 @@ def _rehearse(parser, args, cls, overrides: dict) -> int:
     return 0 if res["agree"] and not res["problems"] else 1
 
 
+def _forget_seeds(parser, args) -> list[int] | None:
+    """--forget-seeds as a list of distinct seeds (None when not given); a parser error on bad input."""
+    if args.forget_seeds is None:
+        return None
+    for flag, given in (("--forget-seed", args.forget_seed is not None),
+                        ("--forget-class", args.forget_class is not None),
+                        ("--forget-set", args.forget_set not in (None, "random"))):
+        if given:
+            parser.error(f"--forget-seeds draws one random forget set per seed: it cannot be combined with {flag}")
+    seeds = []
+    for part in args.forget_seeds.split(","):
+        try:
+            seed = int(part.strip())
+        except ValueError:
+            parser.error(f"--forget-seeds takes comma-separated integers, e.g. 1,2,3; got {part.strip()!r} "
+                         f"in {args.forget_seeds!r}")
+        if not 0 <= seed < 2 ** 32:
+            parser.error(f"--forget-seeds: every seed must be in [0, 2**32), got {seed}")
+        if seed in seeds:
+            parser.error(f"--forget-seeds: seed {seed} is given twice")
+        seeds.append(seed)
+    if len(seeds) < 2:
+        parser.error(f"--forget-seeds compares rankings: give at least two seeds, got {args.forget_seeds!r}")
+    return seeds
+
+
 def _leaderboard(parser, args) -> int:
-    """--leaderboard: every named method on the same preset and bank."""
-    from eval.harness.leaderboard import run_leaderboard
+    """--leaderboard: every named method on the same preset and bank; with --forget-seeds, once per forget
+    seed (exactly what --leaderboard --forget-seed S does), then the summary across them."""
     names = args.leaderboard or [*methods.available_methods(), *methods.broken_methods()]
     for name in names:
         try:
@@ -310,6 +341,31 @@ def _leaderboard(parser, args) -> int:
         except ValueError as exc:
             if name.lower() not in methods.broken_methods():   # a broken file is reported as a failed row
                 parser.error(str(exc))
+    seeds = _forget_seeds(parser, args)
+    if seeds is None:
+        return 0 if _one_leaderboard(parser, args, names) else 1
+    from eval.harness.forget_seeds import summary_tag, write_summary
+    per_seed = [argparse.Namespace(**{**vars(args), "forget_seed": s}) for s in seeds]
+    presets = [_device_and_preset(parser, a)[1] for a in per_seed]   # every seed checked before any work
+    out_dir = Path(args.results_dir) / summary_tag(presets[0], seeds)
+    _check_outputs(parser, (out_dir, "--results-dir"))
+    boards = []
+    for a in per_seed:
+        print(f"\n=== forget seed {a.forget_seed} ({len(boards) + 1}/{len(seeds)}) ===", flush=True)
+        out = _one_leaderboard(parser, a, names)
+        if out is None:
+            return 1
+        boards.append(out)
+    summary = write_summary(boards, out_dir, preset=presets[0], metric=args.metric, seed=args.seed)
+    print(f"\n{summary['markdown']}")
+    print(f"wrote {', '.join(str(p) for p in summary['files'])}")
+    return 0
+
+
+def _one_leaderboard(parser, args, names) -> dict | None:
+    """One preset and bank (args.forget_seed's forget set): run_leaderboard's result with the seed, preset and
+    bank key added, printed and written; None (the error printed) when the data is missing."""
+    from eval.harness.leaderboard import run_leaderboard
     device, preset = _device_and_preset(parser, args)
     _check_outputs(parser, (artifacts_home(args.home), "artifacts folder (--home)"),
                    (args.results_dir, "--results-dir"))
@@ -320,10 +376,10 @@ def _leaderboard(parser, args) -> int:
                               dict_batches=args.dict_batches or preset.dict_batches, on_wait=_on_wait)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return None
     print(out["markdown"])
     print(f"\nwrote {', '.join(str(p) for p in out['files'])}")
-    return 0
+    return {**out, "forget_seed": preset.forget_seed, "preset": preset, "bank": bank.key}
 
 
 def _write_result(out_dir: Path, key: str, record: dict, arrays: dict | None) -> Path:
@@ -391,6 +447,8 @@ def _main(parser, args) -> int:
         parser.error(f"--seed must be in [0, 2**63), got {args.seed}")
     if args.bootstrap < 0:
         parser.error("--bootstrap must be >= 0")
+    if args.forget_seeds is not None and args.leaderboard is None:
+        parser.error("--forget-seeds compares leaderboards: use it with --leaderboard")
     if args.leaderboard is not None:
         return _leaderboard(parser, args)
     if args.method is None:

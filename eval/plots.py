@@ -137,3 +137,39 @@ def loss_hist(losses: dict, path) -> Path:
     axes[0].set_ylabel("fraction of (model, example) pairs")
     fig.suptitle("Loss distributions: a good method's forget losses look like the retrained models'")
     return _save(fig, path)
+
+
+def forget_set_rankings(scores, tau, path, *, references=(), title="Rankings across forget sets") -> Path:
+    """Each method's score per forget set (lines) beside the Kendall tau matrix between the sets (heatmap).
+
+    `scores`: DataFrame (methods x forget sets), NaN where a method is missing (a gap in its line);
+    `tau`: DataFrame (forget sets x forget sets) in [-1, 1], NaN drawn blank; `references`: methods
+    drawn grey and dashed (they are left out of tau).
+    """
+    labels = [str(c) for c in scores.columns]
+    fig, (ax, hx) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [1.4, 1]})
+    x = np.arange(len(labels))
+    colors = iter(_colors(len(scores)))
+    for method, row in scores.iterrows():
+        ref = method in references
+        ax.plot(x, row.to_numpy(float), "o" + (":" if ref else "-"), color=REFERENCE_COLOR if ref else next(colors),
+                mfc="white" if ref else None, label=f"{method} (ref)" if ref else method)
+    ax.set_xticks(x, labels)
+    ax.set_xlabel("forget set")
+    ax.set_ylabel("final score")
+    ax.set_title("Final score per forget set")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=4)
+    m = np.ma.masked_invalid(tau.to_numpy(float))                        # (n_sets, n_sets)
+    im = hx.imshow(m, vmin=-1, vmax=1, cmap="RdBu")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            hx.text(j, i, "–" if m.mask[i, j] else f"{m[i, j]:.2f}", ha="center", va="center", fontsize=9,
+                    color="white" if not m.mask[i, j] and abs(m[i, j]) > 0.6 else "black")
+    hx.set_xticks(np.arange(len(labels)), labels)
+    hx.set_yticks(np.arange(len(labels)), labels)
+    hx.set_title("Kendall's tau-b (references left out)")
+    fig.colorbar(im, ax=hx, fraction=0.046, pad=0.04)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

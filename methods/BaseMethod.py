@@ -18,9 +18,22 @@ concept across all methods (`epochs`, `lr`, `optimizer`, `schedule`, `momentum`,
 `batch_size`, and `sam`, `rho`, `adaptive`, `sam_lambda` for SAM), so their range checks are
 written once here (`COMMON_CHECKS`) and run for every method that has the field; a method adds
 its own in `Params.__post_init__`. A method may accept its paper's names as `param_aliases`
-({"eta_theta": "lr"}). `--set key=value` overrides are parsed by `parse_overrides`. This file
-imports only the standard library, torch and the registry, so the notebook generator can paste it
-into a Kaggle notebook whole.
+({"eta_theta": "lr"}). `--set key=value` overrides are parsed by `parse_overrides`.
+
+Tuning ranges sit next to the defaults, as the class attribute `search_space` (2-5 parameters, the
+ones that matter; `scripts/sweep.py --optuna N` searches them, every method with the same budget):
+
+        search_space = {"lr": ("log", 1e-3, 0.3),        # log-uniform, 0 < lo < hi
+                        "epochs": ("int", 1, 3),          # integers lo..hi (inclusive)
+                        "alpha": ("float", 0.3, 0.9),     # uniform on [lo, hi]
+                        "kind": ("choice", ["a", "b"])}   # one of the values
+
+Names are canonical `Params` fields (not `seed`), each range contains the default, and both ends
+and every choice pass the parameter checks; `validate_search_space` checks all that (ValueError
+naming the problem). A method with nothing to tune (`none`, `retrain`) keeps `{}`.
+
+This file imports only the standard library, torch and the registry, so the notebook generator can
+paste it into a Kaggle notebook whole.
 """
 import ast
 import dataclasses
@@ -36,6 +49,7 @@ from methods._registry import all_method_handlers, get_method, register, unregis
 SEED_LIMIT = 2 ** 64          # torch.Generator.manual_seed takes seeds in [0, 2**64)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "onecycle", "constant")
+SEARCH_KINDS = ("float", "log", "int", "choice")   # the kinds of range a `search_space` entry may have
 
 
 def _in(options):
@@ -74,6 +88,9 @@ class BaseMethod:
     valid_entry: bool = True
     #: the paper's names for canonical parameters, e.g. {"eta_theta": "lr"}
     param_aliases: dict[str, str] = {}
+    #: tuning ranges next to the defaults: {param: ("float", lo, hi) | ("log", lo, hi) | ("int", lo, hi)
+    #: | ("choice", [values])} (see the module docstring; checked by `validate_search_space`)
+    search_space: dict = {}
 
     @dataclass
     class Params:
@@ -112,6 +129,65 @@ class BaseMethod:
                 raise ValueError(f"parameter {name!r} given twice (as {k!r} and {name!r})")
             out[name] = v
         return out
+
+    @classmethod
+    def validate_search_space(cls, space: dict | None = None) -> dict:
+        """`space` (default: the method's `search_space`) checked against `Params`; returned as is.
+
+        Raises ValueError naming the method and the parameter unless: every name is a `Params` field
+        in its canonical spelling (not `seed`: each run needs its own); each entry is ("float", lo, hi)
+        on a float field, ("log", lo, hi) with 0 < lo, ("int", lo, hi) with integer ends, or
+        ("choice", [at least two values]); lo < hi, both finite; the default lies in [lo, hi] or among
+        the choices; and both ends and every choice pass the parameter checks (`make_params`)."""
+        space = cls.search_space if space is None else space
+        where = f"search_space of method {cls.key or cls.__name__!r}"
+        if not isinstance(space, dict):
+            raise ValueError(f"{where} must be a dict {{param: (kind, ...)}}, got {type(space).__name__}")
+        hints = typing.get_type_hints(cls.Params)
+        defaults = cls.defaults()
+        for name, spec in space.items():
+            if name not in hints:
+                canonical = cls.param_aliases.get(name)
+                hint = (f"; use its canonical name {canonical!r}" if canonical else
+                        f"; valid: {', '.join(n for n in hints if n != 'seed')}")
+                raise ValueError(f"{where}: {name!r} is not a parameter{hint}")
+            if name == "seed":
+                raise ValueError(f"{where}: 'seed' cannot be tuned (every run needs its own seed)")
+            kind = spec[0] if isinstance(spec, (tuple, list)) and spec else None
+            if kind not in SEARCH_KINDS:
+                raise ValueError(f"{where}: {name!r} must be (kind, ...) with kind one of "
+                                 f"{', '.join(SEARCH_KINDS)}, got {spec!r}")
+            allowed, default = _allowed_types(hints[name]), defaults[name]
+            if kind == "choice":
+                if len(spec) != 2 or not isinstance(spec[1], (list, tuple)) or len(set(map(repr, spec[1]))) < 2:
+                    raise ValueError(f"{where}: {name!r} must be ('choice', [two or more distinct values]), "
+                                     f"got {spec!r}")
+                values = list(spec[1])
+                if not any(type(v) is type(default) and v == default for v in values):
+                    raise ValueError(f"{where}: the default {name}={default!r} is not among the choices {values}")
+            else:
+                if len(spec) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             and math.isfinite(v) for v in spec[1:]):
+                    raise ValueError(f"{where}: {name!r} must be ({kind!r}, lo, hi) with finite numbers, got {spec!r}")
+                lo, hi = spec[1], spec[2]
+                if not lo < hi:
+                    raise ValueError(f"{where}: {name!r} needs lo < hi, got {spec!r}")
+                if kind == "log" and lo <= 0:
+                    raise ValueError(f"{where}: the log range of {name!r} must be positive, got {spec!r}")
+                if kind == "float" and float not in allowed:
+                    raise ValueError(f"{where}: {name!r} is not a float parameter: use ('int', lo, hi) or "
+                                     f"('choice', [...]), got {spec!r}")
+                if float not in allowed and not (int in allowed and type(lo) is int and type(hi) is int):
+                    raise ValueError(f"{where}: {name!r} is an integer parameter: {spec!r} needs integer ends")
+                if isinstance(default, bool) or not isinstance(default, (int, float)) or not lo <= default <= hi:
+                    raise ValueError(f"{where}: the default {name}={default!r} is outside the range {spec!r}")
+                values = [lo, hi]
+            for v in values:
+                try:
+                    cls.make_params(**{name: coerce_value(name, v, hints[name])})
+                except (ValueError, TypeError) as exc:
+                    raise ValueError(f"{where}: {name}={v!r} (in the range) is refused: {exc}") from None
+        return space
 
     @classmethod
     def summary(cls) -> str:
@@ -205,5 +281,5 @@ def parse_overrides(cls: type[BaseMethod], items) -> dict:
     return out
 
 
-__all__ = ["BaseMethod", "COMMON_CHECKS", "all_method_handlers", "coerce_value", "get_method", "parse_overrides",
+__all__ = ["BaseMethod", "COMMON_CHECKS", "SEARCH_KINDS", "all_method_handlers", "coerce_value", "get_method", "parse_overrides",
            "register", "unregister"]

@@ -40,6 +40,9 @@ class MyMethod(BaseMethod):
         epochs: int = 2            # passes over the retain set
         lr: float = 0.02           # SGD peak learning rate (cosine-annealed to 0 per step)
 
+    #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
+    search_space = {"lr": ("log", 0.002, 0.2), "epochs": ("int", 1, 3)}
+
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
         loader = reshuffled(retain_loader, self.generator("cpu"))

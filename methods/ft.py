@@ -37,6 +37,9 @@ class FT(BaseMethod):
         lr: float = 0.05           # SGD learning rate (RUM README: 0.01; RUM mid group: 0.1)
         schedule: str = "constant" # RUM: MultiStepLR([91, 136]), i.e. constant for <= 10 epochs
 
+    #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
+    search_space = {"lr": ("log", 0.005, 0.2), "epochs": ("int", 1, 3)}
+
     @classmethod
     def test_overrides(cls) -> dict:
         """Small settings for the contract test."""

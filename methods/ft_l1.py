@@ -75,6 +75,9 @@ class FTL1(BaseMethod):
             if not 0 <= self.no_l1_epochs <= self.epochs:
                 raise ValueError(f"no_l1_epochs must be in [0, epochs={self.epochs}], got {self.no_l1_epochs}")
 
+    #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
+    search_space = {"lr": ("log", 0.005, 0.2), "epochs": ("int", 1, 3), "alpha": ("log", 1e-5, 5e-3)}
+
     @classmethod
     def test_overrides(cls) -> dict:
         """Small settings for the contract test."""

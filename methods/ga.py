@@ -32,7 +32,9 @@ Tuning on the cpu preset (one run each, retain / forget / test accuracy; origina
 `python main.py -m ga --quiet --set lr=5e-3 init_noise=0` (16 runs): 0.0294 [95% CI 0.0255, 0.0332],
 F 0.035, RA 0.865, TA 0.959, 5.9% of a retraining.
 
-SCORE_PLACEHOLDER
+Measured in `python main.py --leaderboard` on the cpu preset (bank 339ce6ad7fae, 16 runs, base seed 0, ratio timed beside):
+at the shipped defaults 0.0363 [0.0334, 0.0418], F 0.044, retain / forget / test 0.848 / 0.788 / 0.584,
+ToW 0.684, ToW-MIA 0.775, 4.4% of a retraining.
 """
 from dataclasses import dataclass
 
@@ -72,6 +74,9 @@ class GA(BaseMethod):
         def __post_init__(self):
             if self.init_noise < 0:
                 raise ValueError(f"init_noise must be >= 0, got {self.init_noise}")
+
+    #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
+    search_space = {"lr": ("log", 5e-4, 2e-2), "epochs": ("int", 1, 8), "init_noise": ("float", 0.0, 0.1)}
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params

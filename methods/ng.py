@@ -29,7 +29,9 @@ Full epochs: α 0.99 lr 0.01 0.976 / 0.965 / 0.614; α 0.9 0.975 / 0.941 / 0.612
 epoch_fraction=1` (16 runs): 0.0364 [0.0337, 0.0394], F 0.038, RA 0.973, TA 0.988, but 22.7% of a
 retraining (final score 0).
 
-SCORE_PLACEHOLDER
+Measured in `python main.py --leaderboard` on the cpu preset (bank 339ce6ad7fae, 16 runs, base seed 0, ratio timed beside):
+at the shipped defaults 0.0460 [0.0406, 0.0496], F 0.050, retain / forget / test 0.920 / 0.808 / 0.598,
+ToW 0.732, ToW-MIA 0.843, 7.9% of a retraining.
 """
 from dataclasses import dataclass
 
@@ -55,6 +57,9 @@ class NG(BaseMethod):
                 raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
             if not 0.0 < self.epoch_fraction <= 1.0:
                 raise ValueError(f"epoch_fraction must be in (0, 1], got {self.epoch_fraction}")
+
+    #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
+    search_space = {"lr": ("log", 0.005, 0.2), "alpha": ("float", 0.4, 0.99), "epoch_fraction": ("float", 0.2, 0.8)}
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params

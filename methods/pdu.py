@@ -144,6 +144,9 @@ class PDU(BaseMethod):
             if self.entry_batches < 1:
                 raise ValueError(f"entry_batches must be >= 1, got {self.entry_batches}")
 
+    #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
+    search_space = {"lr": ("log", 1e-4, 1e-2), "epochs": ("int", 3, 8), "dual_lr": ("log", 0.5, 20.0), "noise_rise": ("float", 0.5, 3.0)}
+
     @classmethod
     def test_overrides(cls) -> dict:
         """Small settings for the contract test."""

@@ -37,6 +37,9 @@ class RLOriginal(BaseMethod):
         lr: float = 0.05           # SGD learning rate (RUM README: 0.1)
         schedule: str = "constant" # RUM: constant for <= 10 epochs
 
+    #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
+    search_space = {"lr": ("log", 0.005, 0.2), "epochs": ("int", 1, 3)}
+
     @classmethod
     def test_overrides(cls) -> dict:
         """Small settings for the contract test."""

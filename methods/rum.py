@@ -102,6 +102,9 @@ class RUM(BaseMethod):
                 except ValueError as exc:
                     raise ValueError(f"{group}_set for {key}: {exc}") from None
 
+    #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
+    search_space = {"proxy": ("choice", ["confidence", "ho_ret"]), "mid_method": ("choice", ["ft", "ng", "salun"]), "high_method": ("choice", ["salun", "ng", "ft"])}
+
     @classmethod
     def test_overrides(cls) -> dict:
         """Small settings for the contract test."""

@@ -69,6 +69,9 @@ class SalUn(BaseMethod):
             if self.passes not in PASSES:
                 raise ValueError(f"passes must be one of {', '.join(PASSES)}, got {self.passes!r}")
 
+    #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
+    search_space = {"lr": ("log", 0.005, 0.2), "epochs": ("int", 1, 3), "mask_ratio": ("float", 0.1, 0.9)}
+
     @classmethod
     def test_overrides(cls) -> dict:
         """Small settings for the contract test."""

@@ -224,6 +224,9 @@ class SIBL(BaseMethod):
             if self.beta is not None and self.beta <= 0:
                 raise ValueError(f"beta must be > 0 or None, got {self.beta}")
 
+    #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
+    search_space = {"lr": ("log", 1e-3, 0.05), "sparsity": ("float", 0.2, 0.9), "T": ("int", 4, 12), "init_noise": ("float", 0.3, 1.5)}
+
     @classmethod
     def test_overrides(cls) -> dict:
         """Small settings for the contract test (fake loaders of a few batches)."""

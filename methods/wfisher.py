@@ -96,6 +96,9 @@ class WFisher(BaseMethod):
             if self.weight_noise < 0:
                 raise ValueError(f"weight_noise must be >= 0, got {self.weight_noise}")
 
+    #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
+    search_space = {"alpha": ("log", 0.1, 50.0), "damping": ("log", 10.0, 1e5), "max_update": ("log", 1e-4, 1e-2)}
+
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
         gen = self.generator("cpu")

@@ -1,11 +1,26 @@
-"""Hyperparameter sweep: score a method over a grid of `--set` values and print one table.
+"""Hyperparameter sweep: score a method over a grid of `--set` values, or search its ranges with Optuna.
 
     python scripts/sweep.py -m pdu --grid lr=3e-4,1e-3 dual_lr=1,5 --runs 8
     python scripts/sweep.py -m sibl --grid lr=0.02,0.05 --set T=8 --preset cpu --out /tmp/sw
+    python scripts/sweep.py -m ft --optuna 30 --runs 16                      # TPE over ft.search_space
+    python scripts/sweep.py -m ft --optuna 30 --runs 16 --set epochs=2 --score-seeds 2 3
 
-Every configuration goes through `main.py` (same bank, same cached runs: re-running a sweep only
-computes what is new) and writes its JSON under `--out`; the table (pandas) is printed as markdown
-and saved as `sweep.csv` there. Extra arguments after `--` are passed to `main.py` unchanged.
+Every configuration goes through `main.py` in-process (same bank, same cached runs: re-running a
+sweep only computes what is new) and writes its JSON under `--out`. Extra arguments after `--` are
+passed to `main.py` unchanged.
+
+`--grid`: the table (pandas) is printed as markdown and saved as `sweep.csv`.
+
+`--optuna N`: a seeded TPE search (`--sampler-seed`) over the ranges the method declares next to its
+defaults (`search_space`, minus what `--set` fixes). The objective is the final score, 0 when the
+efficiency rule rejects the run; a failed trial (the method raised, main.py exited non-zero, a NaN
+score) scores 0 with its reason in trials.csv. The study is kept in
+`<out>/<preset>/<method>/optuna.db` (one study per method, preset, forget seed, runs and fixed
+values): re-running the same command resumes it and runs only the trials missing to reach N complete
+ones. Writes `trials.csv` and `search.png` in `<out>/<preset>/<method>/<study>/`, prints the best
+parameters and the `--set` line that reproduces them. For a fair comparison give every method the
+same N on the tuning forget seed (`--forget-seed`, default 1), then score the best on the other
+forget seeds (`--score-seeds`: each forget set is its own bank, built on first use).
 """
 import argparse
 import contextlib
@@ -37,48 +52,165 @@ def grid(items: list[str]) -> list[dict]:
     return [dict(combo) for combo in itertools.product(*axes)]
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("-m", "--method", required=True)
-    p.add_argument("--grid", nargs="*", default=[], metavar="KEY=V1,V2")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fixed overrides for every point")
-    p.add_argument("--preset", default="cpu")
-    p.add_argument("--runs", type=int, default=8)
-    p.add_argument("--out", default="results/sweeps")
-    args, extra = p.parse_known_args(argv)
-    extra = [a for a in extra if a != "--"]
-    try:
-        key = methods.get_method(args.method).key
-    except ValueError as exc:
-        p.error(str(exc))
-    out = Path(args.out) / args.preset / key
+def evaluate(args, key: str, sets: list[str], res_dir: Path, extra: list[str], *, forget_seed: int | None = None,
+             capture_stderr: bool = False) -> dict:
+    """Score one configuration with main.py in-process; {"rc", "record" (its JSON or None), "reason"}.
+
+    The record is the newest `<res_dir>/<tag>/<key>.json` main.py wrote (only read when it exited 0);
+    on failure the reason is the last line main.py wrote to stderr. Ctrl-C inside main.py raises
+    KeyboardInterrupt here."""
+    seed = [] if forget_seed is None else ["--forget-seed", str(forget_seed)]
+    argv = ["-m", args.method, "--preset", args.preset, "--runs", str(args.runs), *seed, "--quiet",
+            "--results-dir", str(res_dir), "--set", *sets, *extra]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), (contextlib.redirect_stderr(err) if capture_stderr
+                                           else contextlib.nullcontext()):
+        try:
+            rc = cli.main(argv)
+        except SystemExit as exc:    # argparse errors (a bad value main.py refuses)
+            rc = exc.code if isinstance(exc.code, int) else 2
+    if rc == 130:
+        raise KeyboardInterrupt
+    written = sorted(res_dir.glob(f"*/{key}.json"), key=lambda p: p.stat().st_mtime)
+    if rc == 0 and written:
+        return {"rc": 0, "record": json.loads(written[-1].read_text()), "reason": None}
+    lines = [ln.strip() for ln in err.getvalue().splitlines() if ln.strip()]
+    if capture_stderr and lines:
+        print("    " + "\n    ".join(lines[-3:]), file=sys.stderr, flush=True)
+    return {"rc": rc or 1, "record": None, "reason": lines[-1] if lines else f"main.py exited {rc}"}
+
+
+def _grid(args, key: str, extra: list[str], out: Path) -> int:
     rows = []
     for i, point in enumerate(grid(args.grid)):
         sets = args.set + [f"{k}={v}" for k, v in point.items()]
-        res_dir = out / f"point{i:03d}"
-        argv_i = ["-m", args.method, "--preset", args.preset, "--runs", str(args.runs), "--quiet",
-                  "--results-dir", str(res_dir), "--set", *sets, *extra]
         print(f"[{i + 1}] {' '.join(sets) or '(defaults)'}", flush=True)
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            rc = cli.main(argv_i)
-        result = next(res_dir.glob(f"*/{key}.json"), None)   # results/<preset tag>/<key>.json
+        res = evaluate(args, key, sets, out / f"point{i:03d}", extra, forget_seed=args.forget_seed)
         row = {"point": " ".join(f"{k}={v}" for k, v in point.items()) or "(defaults)"}
-        if rc == 0 and result is not None:
-            d = json.loads(result.read_text())
+        if res["record"] is not None:
+            d = res["record"]
             row.update({c: d.get(c) for c in COLUMNS})
             row["acc_forget"] = d["accuracy"]["forget_unlearned"]
             print(f"    score {d['final_score']:.4f}  F {d['F']:.4f}  RA {d['ra_ratio']:.3f}  "
                   f"TA {d['ta_ratio']:.3f}  {d['runtime_mean_s']:.1f} s", flush=True)
         else:
             row["final_score"] = float("nan")
-            print(f"    failed (exit {rc})", flush=True)
+            print(f"    failed (exit {res['rc']})", flush=True)
         rows.append(row)
     table = pd.DataFrame(rows)
     write_text(out / "sweep.csv", table.to_csv(index=False))
     print(f"\nmethod {key} · preset {args.preset} · {args.runs} runs · fixed: {' '.join(args.set) or '-'}")
     print(table.to_markdown(index=False, floatfmt=".4f"))
     return 0
+
+
+def _optuna(p, args, cls, extra: list[str], out: Path) -> int:
+    from eval.harness import tuning
+    try:
+        fixed = methods.parse_overrides(cls, args.set)
+        space = tuning.free_space(cls, fixed)
+    except ValueError as exc:
+        p.error(str(exc))
+    if not space:
+        p.error(f"method {cls.key!r} has nothing to tune: " + (
+            f"--set fixes every parameter of its search_space ({', '.join(cls.search_space)})" if cls.search_space
+            else "it declares no search_space (add one next to its Params defaults)"))
+    forget_seed = 1 if args.forget_seed is None else args.forget_seed
+    name = tuning.study_name(cls.key, args.preset, forget_seed, args.runs, args.set)
+    folder = out / tuning.folder_name(name)
+    db = out / "optuna.db"
+    print(f"optuna: {cls.key} on preset {args.preset}, forget seed {forget_seed}, {args.runs} runs per trial, "
+          f"{args.optuna} trials (TPE, sampler seed {args.sampler_seed}); searching "
+          + ", ".join(f"{k} {v}" for k, v in space.items())
+          + (f"; fixed {' '.join(args.set)}" if args.set else ""), flush=True)
+
+    def run_trial(tokens, number):
+        return evaluate(args, cls.key, [*args.set, *tokens], folder / f"trial{number:04d}", extra,
+                        forget_seed=forget_seed, capture_stderr=True)
+
+    def log(line):
+        print(line, flush=True)
+
+    interrupted = False
+    try:
+        study = tuning.search(cls, space, args.optuna, db, name, run_trial, sampler_seed=args.sampler_seed,
+                              attrs={"fixed": args.set, "extra": extra}, log=log)
+    except KeyboardInterrupt:
+        interrupted = True
+        study = tuning.open_study(db, name, args.sampler_seed)
+    csv, png = tuning.write_outputs(study, space, folder, title=name)
+    print(f"\nwrote {csv}, {png}; study {name!r} in {db}")
+    if interrupted:
+        print("interrupted: the trial in progress is marked failed; run the same command again to resume "
+              "the search", file=sys.stderr)
+        return 130
+    done = tuning.complete(study)
+    best = study.best_trial
+    tokens = [*args.set, *(tuning.set_token(k, best.params[k]) for k in space)]
+    n_failed = sum("reason" in t.user_attrs for t in done)
+    print(f"best of {len(done)} trials ({n_failed} failed, scored 0): trial {best.number}, final score "
+          f"{best.value:.4f}" + (f", F {best.user_attrs['F']:.4f}" if "F" in best.user_attrs else "")
+          + (f", {100 * best.user_attrs['ratio']:.1f}% of a retraining" if best.user_attrs.get("ratio") else ""))
+    print("best params: " + ", ".join(f"{k}={best.params[k]!r}" for k in space))
+    line = f"--set {tuning.set_line(tokens)}"
+    print(f"reproduce: python main.py -m {cls.key} --preset {args.preset} --runs {args.runs} "
+          f"--forget-seed {forget_seed} {line}")
+    if args.score_seeds:
+        _score_seeds(args, cls.key, tokens, folder, extra, forget_seed)
+    return 0
+
+
+def _score_seeds(args, key, tokens, folder, extra, tuning_seed) -> None:
+    """The best parameters scored on each of `args.score_seeds` (each forget set its own bank)."""
+    if tuning_seed in args.score_seeds:
+        print(f"note: forget seed {tuning_seed} is the tuning seed; its score is not a held-out one", file=sys.stderr)
+    rows = []
+    for s in args.score_seeds:
+        print(f"scoring the best on forget seed {s}", flush=True)
+        res = evaluate(args, key, tokens, folder / f"best-forget{s}", extra, forget_seed=s, capture_stderr=True)
+        d = res["record"] or {}
+        rows.append({"forget_seed": s, "final_score": d.get("final_score", float("nan")), "F": d.get("F"),
+                     "ratio": d.get("time_ratio"), "rejected": d.get("rejected"), "reason": res["reason"]})
+    table = pd.DataFrame(rows)
+    write_text(folder / "held_out.csv", table.to_csv(index=False))
+    print(table.to_markdown(index=False, floatfmt=".4f"))
+    print(f"mean final score over forget seeds {', '.join(map(str, args.score_seeds))}: "
+          f"{table['final_score'].mean():.4f}; wrote {folder / 'held_out.csv'}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("-m", "--method", required=True)
+    p.add_argument("--grid", nargs="*", default=None, metavar="KEY=V1,V2")
+    p.add_argument("--optuna", type=int, default=None, metavar="N",
+                   help="TPE search over the method's search_space until the study has N complete trials")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fixed overrides for every point")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--runs", type=int, default=8)
+    p.add_argument("--forget-seed", type=int, default=None,
+                   help="forget set to score on (--optuna: the tuning forget seed; default 1)")
+    p.add_argument("--sampler-seed", type=int, default=0, help="--optuna: seed of the TPE sampler (default 0)")
+    p.add_argument("--score-seeds", type=int, nargs="+", default=None, metavar="S",
+                   help="--optuna: score the best parameters on these (held-out) forget seeds afterwards")
+    p.add_argument("--out", default="results/sweeps")
+    args, extra = p.parse_known_args(argv)
+    extra = [a for a in extra if a != "--"]
+    if args.optuna is not None and args.grid is not None:
+        p.error("--optuna and --grid are exclusive: a grid lists its points, a search draws them from the "
+                "method's search_space")
+    if args.optuna is not None and args.optuna < 1:
+        p.error(f"--optuna N needs N >= 1 (the total number of complete trials), got {args.optuna}")
+    if args.optuna is None and (args.score_seeds or args.sampler_seed):
+        p.error("--score-seeds and --sampler-seed go with --optuna")
+    try:
+        cls = methods.get_method(args.method)
+    except ValueError as exc:
+        p.error(str(exc))
+    out = Path(args.out) / args.preset / cls.key
+    if args.optuna is not None:
+        return _optuna(p, args, cls, extra, out)
+    args.grid = args.grid or []
+    return _grid(args, cls.key, extra, out)
 
 
 if __name__ == "__main__":
