@@ -70,6 +70,10 @@ COMMON_CHECKS = {
     "rho": (lambda v: v >= 0, ">= 0"),
     "sam_lambda": (lambda v: v >= 0, ">= 0"),
     "max_update": (lambda v: v >= 0, ">= 0 (0: no cap)"),
+    "fresh_max_update": (lambda v: v >= 0, ">= 0 (0: no cap)"),
+    "epoch_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "min_steps": (lambda v: v >= 0, ">= 0"),
+    "kd_T": (lambda v: v > 0, "> 0"),
 }
 
 

@@ -35,7 +35,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from methods._common import cycle
 from methods._iterative import build_optimizer
-from methods._trust import cap_update_
+from methods._trust import SplitStepCap
 
 
 def weight_layers(net: nn.Module, batchnorm: bool = True) -> list[str]:
@@ -115,36 +115,6 @@ class PartialEpochs:
 
     def __iter__(self):
         return itertools.islice(cycle(self.loader), self.steps)
-
-
-class SplitStepCap(torch.optim.Optimizer):
-    """`SplitStepCap(base_optimizer, caps)`, caps = [(parameters, max_update)]: after every base step each
-    subset's tensors are capped at their own max_update of their norm (0: no cap; `_trust.cap_update_`).
-
-    Param groups, state and defaults are the base's (schedulers can be built on the wrapper);
-    `capped_steps` counts the steps in which at least one tensor was capped, `steps` all steps.
-    """
-
-    def __init__(self, base_optimizer: torch.optim.Optimizer, caps):
-        self.base_optimizer = base_optimizer
-        self.caps = [(list(params), float(cap)) for params, cap in caps if cap and len(list(params))]
-        super().__init__(base_optimizer.param_groups, base_optimizer.defaults)
-        self.param_groups = base_optimizer.param_groups
-        self.state = base_optimizer.state
-        self.defaults = base_optimizer.defaults
-        self.steps = self.capped_steps = 0
-
-    def step(self, closure=None):
-        """The base step, then each subset's cap; returns the base step's loss."""
-        before = [[p.detach().clone() for p in params] for params, _ in self.caps]
-        loss = self.base_optimizer.step(closure)
-        self.steps += 1
-        capped = sum(cap_update_(params, saved, cap) for (params, cap), saved in zip(self.caps, before))
-        self.capped_steps += capped > 0
-        return loss
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.base_optimizer.zero_grad(set_to_none=set_to_none)
 
 
 def fresh_layer_optimizer(p, net: nn.Module, fresh, fresh_max_update: float, parameters=None, more_caps=()):

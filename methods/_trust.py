@@ -35,17 +35,18 @@ def cap_update_(params, before, max_update: float) -> int:
     return len(over)
 
 
-class StepCap(torch.optim.Optimizer):
-    """`StepCap(base_optimizer, max_update)`: every step of `base_optimizer` capped per tensor (see module).
+class SplitStepCap(torch.optim.Optimizer):
+    """`SplitStepCap(base_optimizer, caps)`, caps = [(parameters, max_update)]: after every base step each
+    subset's tensors are capped at their own max_update of their norm (0: no cap; `cap_update_`).
 
-    Param groups, state and defaults are the base's (schedulers can be built on the wrapper);
-    `capped_steps` counts the steps in which at least one tensor was capped, `steps` all steps.
+    Param groups, state and defaults are the base's (the davda54/sam pattern, so LR schedulers can be
+    built on the wrapper); `capped_steps` counts the steps in which at least one tensor was capped,
+    `steps` all steps. Re-initialised layers need more room than trained ones (`_partial.fresh_layer_optimizer`).
     """
 
-    def __init__(self, base_optimizer: torch.optim.Optimizer, max_update: float):
-        if not max_update > 0:
-            raise ValueError(f"max_update must be > 0, got {max_update}")
-        self.base_optimizer, self.max_update = base_optimizer, float(max_update)
+    def __init__(self, base_optimizer: torch.optim.Optimizer, caps):
+        self.base_optimizer = base_optimizer
+        self.caps = [(list(params), float(cap)) for params, cap in caps if cap and len(list(params))]
         super().__init__(base_optimizer.param_groups, base_optimizer.defaults)
         self.param_groups = base_optimizer.param_groups
         self.state = base_optimizer.state
@@ -53,16 +54,27 @@ class StepCap(torch.optim.Optimizer):
         self.steps = self.capped_steps = 0
 
     def step(self, closure=None):
-        """The base step, then the cap; returns the base step's loss."""
-        params = [p for g in self.param_groups for p in g["params"]]
-        before = [p.detach().clone() for p in params]
+        """The base step, then each subset's cap; returns the base step's loss."""
+        before = [[p.detach().clone() for p in params] for params, _ in self.caps]
         loss = self.base_optimizer.step(closure)
         self.steps += 1
-        self.capped_steps += cap_update_(params, before, self.max_update) > 0
+        capped = sum(cap_update_(params, saved, cap) for (params, cap), saved in zip(self.caps, before))
+        self.capped_steps += capped > 0
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.base_optimizer.zero_grad(set_to_none=set_to_none)
+
+
+class StepCap(SplitStepCap):
+    """`StepCap(optimizer, max_update)`: every tensor of the optimizer's param groups capped at
+    `max_update` of its norm after each step (`SplitStepCap` with one subset)."""
+
+    def __init__(self, base_optimizer: torch.optim.Optimizer, max_update: float):
+        if not max_update > 0:
+            raise ValueError(f"max_update must be > 0, got {max_update}")
+        self.max_update = float(max_update)
+        super().__init__(base_optimizer, [([p for g in base_optimizer.param_groups for p in g["params"]], max_update)])
 
 
 def with_step_cap(optimizer: torch.optim.Optimizer, max_update: float | None) -> torch.optim.Optimizer:

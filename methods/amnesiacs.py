@@ -106,14 +106,6 @@ class Amnesiacs(BaseMethod):
         def __post_init__(self):
             if self.warmup_epochs < 0:
                 raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
-            if not 0.0 < self.epoch_fraction <= 1.0:
-                raise ValueError(f"epoch_fraction must be in (0, 1], got {self.epoch_fraction}")
-            if self.min_steps < 0:
-                raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
-            if not self.kd_T > 0:
-                raise ValueError(f"kd_T must be > 0, got {self.kd_T}")
-            if self.fresh_max_update < 0:
-                raise ValueError(f"fresh_max_update must be >= 0 (0: no cap), got {self.fresh_max_update}")
             if self.kl_weight < 0:
                 raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
 

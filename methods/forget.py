@@ -84,12 +84,6 @@ class Forget(BaseMethod):
                 raise ValueError(f"cycles must be >= 1, got {self.cycles}")
             if not 0.0 < self.reinit_fraction <= 1.0:
                 raise ValueError(f"reinit_fraction must be in (0, 1], got {self.reinit_fraction}")
-            if not 0.0 < self.epoch_fraction <= 1.0:
-                raise ValueError(f"epoch_fraction must be in (0, 1], got {self.epoch_fraction}")
-            if self.min_steps < 0:
-                raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
-            if self.fresh_max_update < 0:
-                raise ValueError(f"fresh_max_update must be >= 0 (0: no cap), got {self.fresh_max_update}")
 
     search_space = {"lr": ("log", 3e-3, 0.1), "fresh_max_update": ("log", 0.01, 0.3),
                     "reinit_fraction": ("float", 0.05, 0.3), "cycles": ("int", 1, 4)}

@@ -55,8 +55,6 @@ class NG(BaseMethod):
         def __post_init__(self):
             if not 0.0 <= self.alpha <= 1.0:
                 raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-            if not 0.0 < self.epoch_fraction <= 1.0:
-                raise ValueError(f"epoch_fraction must be in (0, 1], got {self.epoch_fraction}")
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
     search_space = {"lr": ("log", 0.005, 0.2), "alpha": ("float", 0.4, 0.99), "epoch_fraction": ("float", 0.2, 0.8)}

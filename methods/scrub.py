@@ -79,8 +79,6 @@ class SCRUB(BaseMethod):
         lr_decay_rate: float = 0.1     # SCRUB: 0.1
 
         def __post_init__(self):
-            if not 0.0 < self.epoch_fraction <= 1.0:
-                raise ValueError(f"epoch_fraction must be in (0, 1], got {self.epoch_fraction}")
             if self.forget_batch_size is not None and self.forget_batch_size < 1:
                 raise ValueError(f"forget_batch_size must be >= 1 or None, got {self.forget_batch_size}")
             if self.msteps < 0:
@@ -88,8 +86,6 @@ class SCRUB(BaseMethod):
             for name in ("ce_weight", "kl_weight"):
                 if getattr(self, name) < 0:
                     raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-            if not self.kd_T > 0:
-                raise ValueError(f"kd_T must be > 0, got {self.kd_T}")
             if not 0 < self.lr_decay_rate <= 1:
                 raise ValueError(f"lr_decay_rate must be in (0, 1], got {self.lr_decay_rate}")
             if decay_milestones(self.lr_decay_epochs) and self.schedule != "constant":

@@ -84,8 +84,6 @@ class Sebastian(BaseMethod):
         entropy_weight: float = 1.0  # weight of the entropy-matching term (the entry: 1)
 
         def __post_init__(self):
-            if not 0.0 < self.epoch_fraction <= 1.0:
-                raise ValueError(f"epoch_fraction must be in (0, 1], got {self.epoch_fraction}")
             if not 0.0 <= self.reinit_ratio <= 1.0:
                 raise ValueError(f"reinit_ratio must be in [0, 1], got {self.reinit_ratio}")
             if self.entropy_weight < 0:

@@ -91,8 +91,6 @@ class Seif(BaseMethod):
         other_weight: float = 0.3      # CE weight of non-majority-class examples, majority 1.0 (the entry: 0.05)
 
         def __post_init__(self):
-            if not 0.0 < self.epoch_fraction <= 1.0:
-                raise ValueError(f"epoch_fraction must be in (0, 1], got {self.epoch_fraction}")
             for name in ("noise", "final_noise", "other_weight"):
                 if getattr(self, name) < 0:
                     raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

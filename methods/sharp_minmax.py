@@ -109,8 +109,6 @@ class SharpMinMax(BaseMethod):
                 raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
             if self.forget_sam not in (None, "min", "max"):
                 raise ValueError(f"forget_sam must be None, 'min' or 'max', got {self.forget_sam!r}")
-            if not 0.0 < self.epoch_fraction <= 1.0:
-                raise ValueError(f"epoch_fraction must be in (0, 1], got {self.epoch_fraction}")
             if self.mask_batches is not None and self.mask_batches < 1:
                 raise ValueError(f"mask_batches must be >= 1 or None, got {self.mask_batches}")
 

@@ -91,16 +91,10 @@ class Sun(BaseMethod):
         def __post_init__(self):
             if self.noised_epochs < 0:
                 raise ValueError(f"noised_epochs must be >= 0, got {self.noised_epochs}")
-            if not 0.0 < self.epoch_fraction <= 1.0:
-                raise ValueError(f"epoch_fraction must be in (0, 1], got {self.epoch_fraction}")
             if not 0.0 < self.layer_fraction <= 1.0:
                 raise ValueError(f"layer_fraction must be in (0, 1], got {self.layer_fraction}")
             if self.noised_max_update < 0:
                 raise ValueError(f"noised_max_update must be >= 0 (0: no cap), got {self.noised_max_update}")
-            if self.fresh_max_update < 0:
-                raise ValueError(f"fresh_max_update must be >= 0 (0: no cap), got {self.fresh_max_update}")
-            if self.min_steps < 0:
-                raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
             if self.noise_scale < 0:
                 raise ValueError(f"noise_scale must be >= 0, got {self.noise_scale}")
 

@@ -122,3 +122,22 @@ def test_a_broken_method_file_is_reported_and_the_others_work(tmp_path):
     out = subprocess.run([sys.executable, "main.py", "-m", "broken_syntax"], cwd=root, capture_output=True,
                          text=True)
     assert out.returncode == 2 and "failed to import: SyntaxError" in out.stderr and "Traceback" not in out.stderr
+
+
+#: one out-of-range value per shared check (BaseMethod.COMMON_CHECKS), each refused by every method that has the field
+_BAD = {"epochs": 0, "lr": 0.0, "momentum": 1.0, "weight_decay": -1.0, "batch_size": 0, "optimizer": "lion",
+        "schedule": "step", "sam": "both", "rho": -0.1, "sam_lambda": -1.0, "max_update": -1e-3,
+        "fresh_max_update": -1e-3, "epoch_fraction": 0.0, "min_steps": -1, "kd_T": 0.0}
+
+
+@pytest.mark.parametrize("key", methods.available_methods())
+def test_shared_checks_refuse_bad_values(key):
+    from methods.BaseMethod import COMMON_CHECKS
+    assert set(_BAD) == set(COMMON_CHECKS) - {"seed"}
+    cls = methods.get_method(key)
+    for name in set(cls.defaults()) & set(_BAD):
+        with pytest.raises(ValueError, match=name):
+            cls.make_params(**{name: _BAD[name]})
+    if "epoch_fraction" in cls.defaults():
+        with pytest.raises(ValueError, match="epoch_fraction"):
+            cls.make_params(epoch_fraction=1.5)
