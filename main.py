@@ -19,6 +19,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -31,7 +32,7 @@ from eval.harness.row import References, summarize_runs
 from eval.harness.runs import evaluate_runs
 from eval.harness.seeds import SEED_LIMIT
 from eval.harness.unlearn import MethodFailed
-from eval.io import check_writable, file_lock, remove_orphans, write_json, write_npz
+from eval.io import check_writable, file_lock, remove_orphans, write_json, write_npz, write_text
 from eval.scoring import EFFICIENCY_LIMIT, METRICS
 
 INTERRUPTED = "interrupted; rerun the same command to resume (finished models and runs are kept)"
@@ -66,6 +67,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="random (default) or the examples chosen by memorization (RUM): mem-high, mem-mid, mem-low, "
                         "mem-mix; the evaluator estimates memorization first with the preset's half-subset models "
                         "(cached; eval/harness/memorization.py)")
+    p.add_argument("--requests", type=int, default=None, metavar="K",
+                   help="with -m: forget requests arriving over time: the forget set cut into K requests, the "
+                        "method run on them in turn, the model scored after each against models retrained "
+                        "without the requests so far (K-1 extra banks); results/<preset>/<method>.requests-K.*")
     p.add_argument("--metric", choices=METRICS, default="official",
                    help="what F in F x RA ratio x TA ratio is: official: the organizers' scorer (default); "
                         "mlrc: MLRC-Bench's simpler variant; ulira: 1 - 2|U-LiRA accuracy - 0.5|; klom: the mean "
@@ -438,6 +443,46 @@ def _score_one(parser, args, cls, overrides: dict) -> int:
     return 0
 
 
+def _score_requests(parser, args, cls, overrides: dict) -> int:
+    """-m NAME --requests K: the forget set as K sequential requests, scored after each (eval/harness/requests.py)."""
+    from eval.harness.requests import evaluate_requests, make_bank_factory, plan_requests, requests_table, score_requests
+    device, preset = _device_and_preset(parser, args)
+    out_dir = Path(args.results_dir) / preset.tag
+    _check_outputs(parser, (artifacts_home(args.home), "artifacts folder (--home)"), (out_dir, "--results-dir"))
+    params = cls.make_params(**overrides)
+    dict_batches = args.dict_batches or preset.dict_batches
+    print(f"preset {preset.tag}: {preset.description}; forget set: {preset.forget_protocol}; "
+          f"{args.requests} sequential requests", flush=True)
+    name = f"{cls.key}.requests-{args.requests}"
+    base = {"method": cls.key, "preset": preset.name, "tag": preset.tag, "forget": preset.forget_protocol,
+            "requests": args.requests, "params": dataclasses.asdict(params), "commit": _commit()}
+    try:
+        splits, _ = _bank(args, preset, device)
+        if args.requests > len(splits.forget_y):
+            parser.error(f"--requests {args.requests}: the forget set has only {len(splits.forget_y)} examples")
+        plan = plan_requests(splits, args.requests, make_bank_factory(preset, args.home, args.data_root, device,
+                                                                      _progress(args), _on_wait))
+        per_request = evaluate_requests(cls, params, preset, plan, seed=args.seed, dict_batches=dict_batches,
+                                        progress=_progress(args), on_wait=_on_wait)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except MethodFailed as exc:
+        path = _write_result(out_dir, name, {**base, "status": "failed", "reason": exc.reason}, None)
+        print(f"FAILED: {exc}\nwrote {path}", file=sys.stderr)
+        return 1
+    rows = score_requests(cls, preset, plan, per_request, metric=args.metric, bootstrap=args.bootstrap, seed=args.seed)
+    table = requests_table(rows)
+    print(f"\nmethod {cls.key} · {args.requests} requests · {preset.n_runs} runs vs {preset.n_retrained} retrained "
+          f"models per prefix · metric {args.metric}\n\n{table}")
+    path = _write_result(out_dir, name, {**base, "status": "ok", "seed": args.seed, "rows": rows,
+                                         "banks": [b.key for b in plan.banks], "run_dir": per_request[0]["run_dir"]},
+                         {"final_scores": np.array([r["final_score"] for r in rows])})
+    write_text(out_dir / f"{name}.md", table + "\n")
+    print(f"\nwrote {path} and {out_dir / (name + '.md')}")
+    return 0
+
+
 def _main(parser, args) -> int:
     if args.list:
         print("registered methods:")
@@ -447,6 +492,10 @@ def _main(parser, args) -> int:
         parser.error(f"--seed must be in [0, 2**63), got {args.seed}")
     if args.bootstrap < 0:
         parser.error("--bootstrap must be >= 0")
+    if args.requests is not None and (args.leaderboard is not None or args.method is None or args.phase == "test"):
+        parser.error("--requests scores one method's sequential requests: use it with -m NAME (dev phase)")
+    if args.requests is not None and args.requests < 1:
+        parser.error(f"--requests must be >= 1, got {args.requests}")
     if args.forget_seeds is not None and args.leaderboard is None:
         parser.error("--forget-seeds compares leaderboards: use it with --leaderboard")
     if args.leaderboard is not None:
@@ -463,6 +512,8 @@ def _main(parser, args) -> int:
         parser.error(f"--set: {exc}")
     if args.phase == "test":
         return _test_phase(parser, args, overrides)
+    if args.requests is not None:
+        return _score_requests(parser, args, cls, overrides)
     return _score_one(parser, args, cls, overrides)
 
 

@@ -219,6 +219,38 @@ class BaseMethod:
         """Unlearn the forget set: change `net` in place and leave it in eval mode."""
         raise NotImplementedError
 
+    def run_requests(self, net: torch.nn.Module, retain_loaders, forget_loaders, val_loader):
+        """Unlearn forget requests that arrive one after another; a generator.
+
+        Request j gives `retain_loaders[j]` (the data still kept after it: the original retain set
+        plus the requests still to come) and `forget_loaders[j]` (that request's examples). After
+        request j is processed it yields j, and `net` is then the model a user would hold at that
+        time (the sequential-requests evaluation scores it). The default calls `run` once per
+        request, each with its own random stream: request 0 uses `params.seed`, request j > 0 a
+        seed drawn from it (or fresh when the seed is None), so no two requests share a stream.
+        A method that carries state across requests (`ams`) overrides this."""
+        if len(retain_loaders) != len(forget_loaders):
+            raise ValueError(f"{len(retain_loaders)} retain loaders for {len(forget_loaders)} forget requests")
+        base = self.params
+        try:
+            for j, (seed, retain, forget) in enumerate(zip(request_seeds(base.seed, len(forget_loaders)),
+                                                           retain_loaders, forget_loaders)):
+                self.params = dataclasses.replace(base, seed=seed)
+                self.run(net, retain, forget, val_loader)
+                yield j
+        finally:
+            self.params = base
+
+
+def request_seeds(seed: int | None, n: int) -> list[int | None]:
+    """Seeds of n sequential requests: [seed, s_1, ..., s_{n-1}], the s_j drawn from a stream of their own
+    (seeded by the run's seed plus a fixed offset), so no two requests share a stream; all None (fresh
+    randomness per request) when the seed is None."""
+    if seed is None:
+        return [None] * n
+    stream = torch.Generator().manual_seed((seed + 0x9E3779B97F4A7C15) % SEED_LIMIT)
+    return [seed] + [int(torch.randint(0, 2 ** 62, (1,), generator=stream)) for _ in range(n - 1)]
+
 
 # ---------------------------------------------------------------------------------------------
 # --set key=value parsing, checked against the Params field types
@@ -286,4 +318,4 @@ def parse_overrides(cls: type[BaseMethod], items) -> dict:
 
 
 __all__ = ["BaseMethod", "COMMON_CHECKS", "SEARCH_KINDS", "all_method_handlers", "coerce_value", "get_method", "parse_overrides",
-           "register", "unregister"]
+           "register", "request_seeds", "unregister"]

@@ -60,3 +60,16 @@ def kaggle_tiny(home, data_root):
     bank = Bank(preset, splits, home=home, data_root=data_root)
     bank.ensure(preset.n_retrained)
     return preset, splits, bank
+
+
+@pytest.fixture
+def run(home, data_root, tmp_path):
+    """`run(*args)`: main.py on the tiny preset with the session's artifacts and a fresh results folder
+    (`run.results`), 5 bootstrap resamples; returns the exit code."""
+    import main as cli
+
+    def _run(*args):
+        return cli.main(["--preset", "tiny", "--quiet", "--home", str(home), "--data-root", str(data_root),
+                         "--results-dir", str(tmp_path / "results"), "--bootstrap", "5", *args])
+    _run.results = tmp_path / "results" / "tiny"
+    return _run

@@ -9,15 +9,6 @@ import main as cli
 from methods.BaseMethod import BaseMethod, register, unregister
 
 
-@pytest.fixture
-def run(home, data_root, tmp_path):
-    def _run(*args):
-        return cli.main(["--preset", "tiny", "--quiet", "--home", str(home), "--data-root", str(data_root),
-                         "--results-dir", str(tmp_path / "results"), "--bootstrap", "5", *args])
-    _run.results = tmp_path / "results" / "tiny"
-    return _run
-
-
 def _result(run, key):
     return json.loads((run.results / f"{key}.json").read_text())
 

@@ -1,0 +1,182 @@
+"""`psgu`: progressive saliency-guided unlearning, short masked impair-repair rounds with an adaptive stop.
+
+Source: a research idea of the project's design documents (design-methods.md, "Research ideas in the
+design documents": unlearn in several short rounds; each round estimates the weights that matter most
+for the forget set by gradient saliency as in SalUn, adjusts only those, then a restrained rehearsal
+fine-tune on the retain set with the same selective gradients; an adaptive policy stops as soon as
+the forget set looks unseen, or at a round budget). A sketch, not a paper: every choice below is ours.
+Blocks: `_saliency` (SalUn's map, baselines.md §3.9), `_masked.MaskedOptimizer`, `_paired` (NegGrad+),
+`_loop.train_steps`, `_noise.entry_noise_`, `_entry.loader_statistics`.
+
+Algorithm. At entry, `signal_batches` forget and validation batches (drawn from the method's seed) are
+kept in memory as fixed probes. Then for round t = 1..`rounds`:
+  0. signal: per-example cross-entropy of the CURRENT model (eval mode) on both probes;
+     gap = median CE(val) − median CE(forget). Stop (before the round) when gap <= `tol` nats: a
+     retrained model's forget set is unseen data, so its loss distribution is the validation one
+     (cpu preset: retrained forget accuracy 0.596 vs test 0.610). Checked at entry too, so a model
+     whose forget set already looks unseen is returned unchanged (0 rounds).
+  1. saliency: |Σ ∇(−CE)| over the next `mask_batches` forget batches (SalUn's loss and reduction,
+     eval mode, no step), top `mask_ratio` of all parameter entries ranked globally (conv, BN, fc):
+     the mask M_t, recomputed every round on the current weights (the point of "progressive": what
+     still carries the forget set moves as it is unlearned).
+  2. round 1 only: seeded Gaussian noise on the masked-in conv/linear weights, σ calibrated to raise
+     the retain loss by `noise_rise` nats (σ <= `init_noise` x each tensor's std; `_noise`, as sibl).
+  3. impair: `impair_steps` masked NegGrad+ steps, α·CE(B_r) − (1−α)·CE(B_f) on a retain batch and a
+     fresh forget batch (`alpha`). NegGrad+ rather than pure ascent or random labels: the retain
+     term keeps the ascent from wrecking shared features (ng 0.046 > ga 0.029 and salun/rl_og on this
+     kit), and it raises the forget CE, the very quantity the stop signal reads, so the policy
+     watches what the impair moves.
+  4. repair: `repair_steps` masked cross-entropy steps on fresh retain batches (same mask M_t).
+  Both phases: SGD (momentum 0.9, weight decay 5e-4, constant `lr`, per-tensor step cap `max_update`),
+  a fresh optimizer per phase (no momentum carried from ascent into repair), steps through
+  `MaskedOptimizer`, so entries outside M_t are bit-for-bit unchanged during round t (weight decay and
+  momentum included). BatchNorm running statistics are buffers and follow the train-mode passes (as
+  salun); the repair, last in each round, leaves them dominated by retain data.
+  `self.log_`: rounds_used, stop ("signal" | "budget"), per check the gap and both medians, per round
+  the mask's overlap (Jaccard) with the previous round's, the noise σ.
+
+Choices where the idea is silent: the median (robust, one number; a quantile/KS gap would need more
+probe examples to be stable); probes fixed for the whole run (the same examples every check, so the
+signal moves with the model, not with the sample); the signal on the current model for both sets (a
+gap to the entry model's validation loss would ignore that the repair changes what "unseen" looks
+like); noise only once, at entry (later rounds' impairs supply the change; the scorer needs spread
+across seeds: without noise runs differ only by data order).
+
+Tuning record (cpu preset; retain / forget / test accuracy, original 0.970 / 0.978 / 0.613, retrained
+0.979 / 0.596 / 0.610). Two probe runs each (`scripts/probe_defaults.py`-style, base seed 1000):
+impair 4 / repair 14 / α 0.5 / noise_rise 1.0 / cap 1e-3: 0.80-0.84 / 0.77-0.80 / 0.57, gap stays
+0.4-0.5 nats; α 0.3: same; impair 8 noise 0.5: 0.88-0.91 / 0.82-0.85; α 0.3 noise 0.3 rounds 6: 0.92-0.95
+/ 0.87-0.90; impair 10 repair 8 α 0.4 noise 0.5: 0.80-0.85 / 0.70-0.76; same with cap 3e-3: 0.78-0.81 /
+0.61-0.68 / 0.54 (the cap binds: the ascent needs larger steps). The shipped default is impair 10 /
+repair 8 / α 0.4 / noise_rise 0.5 at the kit's cap 1e-3: with 3e-3 the normalized ResNet-18 of
+tests/methods/test_shipped_defaults.py collapses below its retain-accuracy floor. 16 runs (bank
+339ce6ad7fae, base seed 0):
+  shipped, `python main.py -m psgu --quiet`: 0.0980 [95% CI 0.0918, 0.1038], F 0.130, retain / forget /
+    test 0.808 / 0.717 / 0.555, RA ratio 0.826, TA ratio 0.910, 14.5% of a retraining timed beside;
+  cap 3e-3 (`--set max_update=0.003`): 0.0847 [0.0799, 0.0945], F 0.127, 0.755 / 0.612 / 0.528, 13.4%.
+On the cpu preset the signal never reaches tol 0 within the budget (the impair raises the validation loss
+too: the gap stays ~0.3-0.5 nats), so every run uses all 4 rounds; the stop matters on a model whose
+forget set is already close to unseen, and `tol` > 0 trades rounds for time.
+"""
+from dataclasses import dataclass
+from itertools import islice
+
+import torch
+import torch.nn.functional as F
+
+from methods._common import cycle, device_of, reshuffled, unpack
+from methods._entry import loader_statistics
+from methods._iterative import TrainParams, build_optimizer
+from methods._loop import batch_cross_entropy, train_steps
+from methods._masked import MaskedOptimizer
+from methods._noise import entry_noise_
+from methods._paired import PairedBatches, neggrad_plus_loss, train_paired
+from methods._saliency import gradient_saliency, saliency_mask
+from methods.BaseMethod import BaseMethod, register
+
+
+def negative_cross_entropy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """SalUn's saliency loss: −CE on a forget batch (its sign does not change |∇|)."""
+    return -F.cross_entropy(net(x), y)
+
+
+def per_example_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+def unseen_gap(net: torch.nn.Module, forget_probe, val_probe) -> dict:
+    """The stop signal: median per-example CE on `val_probe` minus that on `forget_probe` (eval mode)."""
+    f = loader_statistics(net, forget_probe, per_example_ce)[0]
+    v = loader_statistics(net, val_probe, per_example_ce)[0]
+    return {"gap": float(v.median() - f.median()), "forget_median": float(f.median()),
+            "val_median": float(v.median())}
+
+
+def _jaccard(a: dict, b: dict) -> float:
+    inter = sum(int((a[n] & b[n]).sum()) for n in a)
+    union = sum(int((a[n] | b[n]).sum()) for n in a)
+    return inter / max(union, 1)
+
+
+@register("psgu")
+class PSGU(BaseMethod):
+    """Progressive saliency-guided unlearning: rounds of masked NegGrad+ impair and masked retain repair, adaptive stop."""
+
+    @dataclass
+    class Params(TrainParams):
+        rounds: int = 4              # round budget
+        impair_steps: int = 10       # masked NegGrad+ steps per round (a retain + a forget batch each)
+        repair_steps: int = 8        # masked retain fine-tune steps per round
+        alpha: float = 0.4           # NegGrad+ retain weight in the impair steps
+        lr: float = 0.05             # SGD learning rate of both phases
+        schedule: str = "constant"   # per phase; rounds are short
+        mask_ratio: float = 0.3      # fraction of all parameter entries that may change in a round
+        mask_batches: int = 2        # forget batches per saliency map
+        tol: float = 0.0             # stop when median CE(val) − median CE(forget) <= tol (nats)
+        signal_batches: int = 2      # forget and val batches in the fixed probes of the stop signal
+        init_noise: float = 1.0      # largest σ of the entry noise, relative to each tensor's std
+        noise_rise: float = 0.5      # σ calibrated to raise the retain loss by this (nats); 0: σ = init_noise
+        entry_batches: int = 2       # retain batches of the noise calibration
+
+        def __post_init__(self):
+            for name in ("rounds", "mask_batches", "signal_batches", "entry_batches"):
+                if getattr(self, name) < 1:
+                    raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            for name in ("impair_steps", "repair_steps"):
+                if getattr(self, name) < 0:
+                    raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            if not 0.0 <= self.alpha <= 1.0:
+                raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+            if not 0.0 < self.mask_ratio <= 1.0:
+                raise ValueError(f"mask_ratio must be in (0, 1], got {self.mask_ratio}")
+            if self.init_noise < 0 or self.noise_rise < 0:
+                raise ValueError("init_noise and noise_rise must be >= 0")
+
+    #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
+    search_space = {"lr": ("log", 0.01, 0.2), "alpha": ("float", 0.3, 0.9), "mask_ratio": ("float", 0.1, 0.8),
+                    "rounds": ("int", 2, 6), "noise_rise": ("float", 0.0, 2.0)}
+
+    @classmethod
+    def test_overrides(cls) -> dict:
+        """Small settings for the contract test; the toy forget set may look unseen at entry, so never stop early."""
+        return {"rounds": 2, "impair_steps": 1, "repair_steps": 2, "mask_batches": 1, "signal_batches": 1,
+                "entry_batches": 1, "tol": -1e9}
+
+    def run(self, net, retain_loader, forget_loader, val_loader):
+        p = self.params
+        g = self.generator("cpu")   # data order, probes, noise
+        device = device_of(net)
+        forget_probe = [unpack(b, device) for b in islice(reshuffled(forget_loader, g), p.signal_batches)]
+        val_probe = [unpack(b, device) for b in islice(reshuffled(val_loader, g), p.signal_batches)]
+        saliency_stream = cycle(reshuffled(forget_loader, g))
+        retain_stream = cycle(reshuffled(retain_loader, g))
+        pairs = PairedBatches(retain_loader, forget_loader, g, min(1.0, p.impair_steps / len(retain_loader))) \
+            if p.impair_steps else None
+        log = {"signal": [unseen_gap(net, forget_probe, val_probe)], "mask_overlap": [], "impair_loss": [],
+               "repair_loss": []}
+        previous, stop = None, "budget"
+        for t in range(p.rounds):
+            if log["signal"][-1]["gap"] <= p.tol:
+                stop = "signal"
+                break
+            mask = saliency_mask(gradient_saliency(net, saliency_stream, negative_cross_entropy,
+                                                   max_batches=p.mask_batches), p.mask_ratio)
+            if previous is not None:
+                log["mask_overlap"].append(_jaccard(mask, previous))
+            previous = mask
+            if t == 0:
+                log["noise"] = entry_noise_(net, retain_stream, p.entry_batches, p.noise_rise, p.init_noise, g, mask)
+            if pairs is not None:
+                impair = MaskedOptimizer(build_optimizer(p, net), net, mask)
+                log["impair_loss"].append(train_paired(net, pairs, lambda m, r, f: neggrad_plus_loss(m, r, f, p.alpha),
+                                                       impair))
+            repair = MaskedOptimizer(build_optimizer(p, net), net, mask)
+            log["repair_loss"].append(train_steps(net, islice(retain_stream, p.repair_steps), batch_cross_entropy,
+                                                  repair))
+            log["signal"].append(unseen_gap(net, forget_probe, val_probe))
+        else:
+            if log["signal"][-1]["gap"] <= p.tol:
+                stop = "signal"
+        log.update({"rounds_used": len(log["signal"]) - 1, "stop": stop})
+        self.log_.update(log)
+        net.eval()
