@@ -53,6 +53,10 @@ Tuning record (cpu preset, one request, bank 339ce6ad7fae, `python main.py -m am
   shipped, max_update 2e-3 (`python main.py -m ams --quiet`): 0.1034 [0.0958, 0.1112], F 0.128, 0.864, 0.936,
                      forget accuracy 0.705 (retrained 0.596), 11.3%
   2e-3, repair_steps 15: 0.1006 [0.0929, 0.1095], F 0.126, 0.856, 0.933, 13.3%
+Test phase: on kaggle-cpu (bank f2ada233959c, 16 runs; `python main.py --leaderboard ams --preset kaggle-cpu`)
+the defaults over-forget: 0.0128 [0.0108, 0.0154], F 0.037, retain / forget / test 0.496 / 0.085 / 0.306
+(retrained ~1.00 / 0.40 / 0.44), 4.8%: the 10 NegGrad+ steps cycle the 80-image forget set (two batches).
+Not a submission until the impair scales with the forget set.
 3e-3 left the kaggle-tiny ResNet-18 exactly at the test-accuracy floor (0.200 vs 0.200) in
 tests/methods/test_shipped_defaults.py, hence 2e-3.
 The check never passed at tol 0 (gaps 0.03-0.2 after each step), so every run took 1 + max_extra steps;
