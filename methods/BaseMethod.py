@@ -74,6 +74,9 @@ COMMON_CHECKS = {
     "epoch_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "min_steps": (lambda v: v >= 0, ">= 0"),
     "kd_T": (lambda v: v > 0, "> 0"),
+    "impair_steps": (lambda v: v >= 0, ">= 0"),
+    "repair_steps": (lambda v: v >= 0, ">= 0"),
+    "signal_batches": (lambda v: v >= 1, ">= 1"),
 }
 
 

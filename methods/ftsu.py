@@ -99,9 +99,6 @@ class FTSU(BaseMethod):
             for name in ("clients", "buffer", "mask_batches", "entry_batches"):
                 if getattr(self, name) < 1:
                     raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-            for name in ("impair_steps", "repair_steps"):
-                if getattr(self, name) < 0:
-                    raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
             if not 0.0 < self.mask_ratio <= 1.0:
                 raise ValueError(f"mask_ratio must be in (0, 1], got {self.mask_ratio}")
             for name in ("linear_rise", "linear_cap", "init_noise", "noise_rise"):

@@ -119,12 +119,9 @@ class PSGU(BaseMethod):
         entry_batches: int = 2       # retain batches of the noise calibration
 
         def __post_init__(self):
-            for name in ("rounds", "mask_batches", "signal_batches", "entry_batches"):
+            for name in ("rounds", "mask_batches", "entry_batches"):
                 if getattr(self, name) < 1:
                     raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-            for name in ("impair_steps", "repair_steps"):
-                if getattr(self, name) < 0:
-                    raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
             if not 0.0 <= self.alpha <= 1.0:
                 raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
             if not 0.0 < self.mask_ratio <= 1.0:

@@ -127,7 +127,8 @@ def test_a_broken_method_file_is_reported_and_the_others_work(tmp_path):
 #: one out-of-range value per shared check (BaseMethod.COMMON_CHECKS), each refused by every method that has the field
 _BAD = {"epochs": 0, "lr": 0.0, "momentum": 1.0, "weight_decay": -1.0, "batch_size": 0, "optimizer": "lion",
         "schedule": "step", "sam": "both", "rho": -0.1, "sam_lambda": -1.0, "max_update": -1e-3,
-        "fresh_max_update": -1e-3, "epoch_fraction": 0.0, "min_steps": -1, "kd_T": 0.0}
+        "fresh_max_update": -1e-3, "epoch_fraction": 0.0, "min_steps": -1, "kd_T": 0.0,
+        "impair_steps": -1, "repair_steps": -1, "signal_batches": 0}
 
 
 @pytest.mark.parametrize("key", methods.available_methods())
