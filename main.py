@@ -402,13 +402,17 @@ def _write_result(out_dir: Path, key: str, record: dict, arrays: dict | None) ->
         return out_dir / f"{key}.json"
 
 
-def _score_one(parser, args, cls, overrides: dict) -> int:
-    """-m NAME: build or reuse the bank, run the method R times, print and write its score."""
+def _method_setup(parser, args, cls, overrides: dict):
+    """-m NAME's device, preset, checked output folder, resolved params and batch format."""
     device, preset = _device_and_preset(parser, args)
     out_dir = Path(args.results_dir) / preset.tag
     _check_outputs(parser, (artifacts_home(args.home), "artifacts folder (--home)"), (out_dir, "--results-dir"))
-    params = cls.make_params(**overrides)
-    dict_batches = args.dict_batches or preset.dict_batches
+    return device, preset, out_dir, cls.make_params(**overrides), args.dict_batches or preset.dict_batches
+
+
+def _score_one(parser, args, cls, overrides: dict) -> int:
+    """-m NAME: build or reuse the bank, run the method R times, print and write its score."""
+    device, preset, out_dir, params, dict_batches = _method_setup(parser, args, cls, overrides)
     if "seed" in overrides:
         print(f"note: --set seed={overrides['seed']} gives every run the same seed; runs differing only by "
               f"loader order may score low (the scorer needs run-to-run randomness)", file=sys.stderr)
@@ -446,11 +450,7 @@ def _score_one(parser, args, cls, overrides: dict) -> int:
 def _score_requests(parser, args, cls, overrides: dict) -> int:
     """-m NAME --requests K: the forget set as K sequential requests, scored after each (eval/harness/requests.py)."""
     from eval.harness.requests import evaluate_requests, make_bank_factory, plan_requests, requests_table, score_requests
-    device, preset = _device_and_preset(parser, args)
-    out_dir = Path(args.results_dir) / preset.tag
-    _check_outputs(parser, (artifacts_home(args.home), "artifacts folder (--home)"), (out_dir, "--results-dir"))
-    params = cls.make_params(**overrides)
-    dict_batches = args.dict_batches or preset.dict_batches
+    device, preset, out_dir, params, dict_batches = _method_setup(parser, args, cls, overrides)
     print(f"preset {preset.tag}: {preset.description}; forget set: {preset.forget_protocol}; "
           f"{args.requests} sequential requests", flush=True)
     name = f"{cls.key}.requests-{args.requests}"
