@@ -103,6 +103,21 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "it with -m NAME on the same preset")
     k.add_argument("--checkpoints", type=int, default=None,
                    help="checkpoints the rehearsal makes (default: the preset's number of runs)")
+    x = p.add_argument_group("scale-out (-m and --leaderboard; README, 'Scaling out')")
+    x.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="build bank models and unlearning runs in N local worker processes, each with its share "
+                        "of the threads")
+    x.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                   help="run the tasks on Ray: 'auto' (the default when the flag is bare) joins the running "
+                        "cluster, 'local' starts one on this machine, or a ray:// address (pip install -r "
+                        "requirements-ray.txt)")
+    x.add_argument("--cpus-per-task", type=float, default=1, help="--ray: CPUs each task asks for (default 1)")
+    x.add_argument("--gpus-per-task", type=float, default=0,
+                   help="--ray: GPUs each task asks for, a fraction shares one, e.g. 0.25 (default 0)")
+    x.add_argument("--shard", type=str, default=None, metavar="I/N",
+                   help="do shard I of N of the tasks and stop (a Slurm array, a shell loop); the same command "
+                        "without --shard then gathers and scores")
+    x.add_argument("--dry-run", action="store_true", help="list the tasks that would run, and stop")
     lb = p.add_argument_group("leaderboard")
     lb.add_argument("--leaderboard", nargs="*", default=None, metavar="NAME",
                     help="evaluate these methods (default: all registered) on one preset and bank and write "
@@ -236,6 +251,57 @@ def _bank(args, preset, device):
     return splits, bank
 
 
+def _scaling_out(args) -> bool:
+    return bool(args.workers or args.ray or args.shard or args.dry_run)
+
+
+def _scale_out(args, preset, device, jobs) -> int | None:
+    """--workers / --ray / --shard / --dry-run: the evaluation's missing models and runs as tasks
+    (eval/harness/tasks.py) on the chosen executor. Returns the exit code when the call ends here (--shard,
+    --dry-run), None when the caller goes on to score (everything is cached by then; a task that failed is
+    tried again in this process and reported the usual way)."""
+    from eval.harness import tasks as T
+    from eval.harness.executors import InProcess, execute, make_executor
+    ctx = T.Context(preset, args.data_root, args.home, device)
+    sh = T.parse_shard(args.shard) if args.shard else None
+    where = f"shard {sh[0]}/{sh[1]} of " if sh else ""
+    executor = None if args.dry_run else make_executor(args.workers, args.ray, cpus_per_task=args.cpus_per_task,
+                                                       gpus_per_task=args.gpus_per_task)
+    try:
+        for stage in ("memorization", "bank and runs"):
+            if stage == "memorization":
+                todo = T.mem_tasks(ctx, missing_only=sh is None)
+            else:
+                todo = T.plan(ctx, jobs, missing_only=sh is None)
+            if sh:
+                todo = T.shard(todo, *sh)
+            if args.dry_run:
+                print(f"{where}{preset.tag}: {len(todo)} {stage} tasks would run")
+                for task in todo:
+                    print(f"  {task.label}")
+                if stage == "memorization" and T.mem_tasks(ctx):
+                    print("  (the bank's and the runs' tasks are known once every memorization model exists)")
+                    return 0
+                continue
+            failed = [r for r in execute(todo, executor, _progress(args)) if not r.ok]
+            for r in failed:
+                print(f"FAILED {r.label}: {r.reason}", file=sys.stderr)
+            if stage == "memorization" and sh and T.mem_tasks(ctx):
+                print(f"{where}{preset.tag}: memorization models still missing (other shards); run the shards "
+                      f"again once they exist: the bank's tasks depend on them", flush=True)
+                return 1 if failed else 0
+        if args.dry_run:
+            return 0
+        if sh:
+            print(f"{where}{preset.tag}: done ({len(failed)} failed); run the command without --shard to gather "
+                  f"and score", flush=True)
+            return 1 if failed else 0
+        return None
+    finally:
+        if executor is not None and not isinstance(executor, InProcess):
+            executor.close()
+
+
 def _test_phase(parser, args, overrides: dict) -> int:
     """-p test: write submissions/<method>/ (notebook + kernel-metadata.json), optionally push it or rehearse it."""
     from notebook_utils import NotebookError, write_submission
@@ -348,7 +414,8 @@ def _leaderboard(parser, args) -> int:
                 parser.error(str(exc))
     seeds = _forget_seeds(parser, args)
     if seeds is None:
-        return 0 if _one_leaderboard(parser, args, names) else 1
+        out = _one_leaderboard(parser, args, names)
+        return 1 if out is None else out.get("stopped", 0)
     from eval.harness.forget_seeds import summary_tag, write_summary
     per_seed = [argparse.Namespace(**{**vars(args), "forget_seed": s}) for s in seeds]
     presets = [_device_and_preset(parser, a)[1] for a in per_seed]   # every seed checked before any work
@@ -361,6 +428,8 @@ def _leaderboard(parser, args) -> int:
         if out is None:
             return 1
         boards.append(out)
+    if any("stopped" in b for b in boards):   # --shard or --dry-run: nothing scored
+        return max(b.get("stopped", 0) for b in boards)
     summary = write_summary(boards, out_dir, preset=presets[0], metric=args.metric, seed=args.seed)
     print(f"\n{summary['markdown']}")
     print(f"wrote {', '.join(str(p) for p in summary['files'])}")
@@ -375,6 +444,12 @@ def _one_leaderboard(parser, args, names) -> dict | None:
     _check_outputs(parser, (artifacts_home(args.home), "artifacts folder (--home)"),
                    (args.results_dir, "--results-dir"))
     try:
+        if _scaling_out(args):
+            from eval.harness.leaderboard import leaderboard_jobs
+            code = _scale_out(args, preset, device, leaderboard_jobs(
+                names, seed=args.seed, dict_batches=args.dict_batches or preset.dict_batches))
+            if code is not None:
+                return {"stopped": code}
         splits, bank = _bank(args, preset, device)
         out = run_leaderboard(names, preset, splits, bank, results_dir=Path(args.results_dir), seed=args.seed,
                               metric=args.metric, bootstrap=args.bootstrap, progress=_progress(args),
@@ -421,6 +496,10 @@ def _score_one(parser, args, cls, overrides: dict) -> int:
     base = {"method": cls.key, "preset": preset.name, "tag": preset.tag, "forget": preset.forget_protocol,
             "params": dataclasses.asdict(params), "commit": _commit()}
     try:
+        if _scaling_out(args):
+            code = _scale_out(args, preset, device, [(cls, params, args.seed, dict_batches)])
+            if code is not None:
+                return code
         splits, bank = _bank(args, preset, device)
         runs = evaluate_runs(cls, params, preset, splits, bank, seed=args.seed, dict_batches=dict_batches,
                              progress=_progress(args), on_wait=_on_wait)
@@ -496,6 +575,21 @@ def _main(parser, args) -> int:
         parser.error("--requests scores one method's sequential requests: use it with -m NAME (dev phase)")
     if args.requests is not None and args.requests < 1:
         parser.error(f"--requests must be >= 1, got {args.requests}")
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    if _scaling_out(args):
+        from eval.harness.tasks import parse_shard
+        if args.requests is not None or args.phase == "test":
+            parser.error("--workers, --ray, --shard and --dry-run apply to -m NAME and --leaderboard (dev phase)")
+        if args.workers and args.ray:
+            parser.error("--workers and --ray are exclusive: Ray schedules its own workers")
+        if args.cpus_per_task <= 0 or args.gpus_per_task < 0:
+            parser.error("--cpus-per-task must be > 0 and --gpus-per-task >= 0")
+        if args.shard is not None:
+            try:
+                parse_shard(args.shard)
+            except ValueError as exc:
+                parser.error(str(exc))
     if args.forget_seeds is not None and args.leaderboard is None:
         parser.error("--forget-seeds compares leaderboards: use it with --leaderboard")
     if args.leaderboard is not None:

@@ -7,6 +7,8 @@
     seeds.py                  the seed tree: one independent stream per consumer
     fingerprint.py            cache keys from the code a cache depends on (import closure, syntax tree)
     row.py, leaderboard.py    a method's leaderboard row; the leaderboard's table, text and plots
+    tasks.py, executors.py    an evaluation as independent tasks (one model or run each), run in process,
+                              in worker processes or on Ray (--workers, --ray, --shard, --dry-run)
 
 Nothing outside this package (and `main.py`, `scripts/`) imports it; it imports `data`, `methods`
 and the metric modules of `eval`.

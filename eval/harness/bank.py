@@ -77,7 +77,7 @@ class Bank:
         return self.dir / "manifest.json"
 
     # -- building -----------------------------------------------------------------------------
-    def _complete(self, name: str) -> bool:
+    def complete(self, name: str) -> bool:
         """Checkpoint present (and loadable, for the original every run starts from) and outputs readable."""
         outs = read_npz(self._outputs_path(name))
         if not self._ckpt(name).exists() or outs is None or not all(k in outs for k in OUTPUT_KEYS):
@@ -94,14 +94,20 @@ class Bank:
 
         `on_wait()`, if given, is called when another process holds a model's lock (it is building it).
         """
-        names = ["original"] + self.retrained_names(n_retrained)
-        todo = [n for n in names if not self._complete(n)]
-        for name in progress(todo, desc=f"bank {self.preset.name}", unit="model"):
-            with file_lock(self.dir / "locks" / f"{name}.lock", on_wait=on_wait):
-                for path in (self._ckpt(name), self._outputs_path(name)):
-                    remove_orphans(path)
-                if not self._complete(name):   # another process may have built it meanwhile
-                    self._build(name)
+        for name in progress(self.missing(n_retrained), desc=f"bank {self.preset.name}", unit="model"):
+            self.ensure_model(name, on_wait=on_wait)
+
+    def missing(self, n_retrained: int) -> list[str]:
+        """The models of `ensure(n_retrained)` not yet complete (the original first)."""
+        return [n for n in ["original"] + self.retrained_names(n_retrained) if not self.complete(n)]
+
+    def ensure_model(self, name: str, on_wait=None) -> None:
+        """Build model `name` unless complete: one task of the bank (`tasks.py`), safe to call from any process."""
+        with file_lock(self.dir / "locks" / f"{name}.lock", on_wait=on_wait):
+            for path in (self._ckpt(name), self._outputs_path(name)):
+                remove_orphans(path)
+            if not self.complete(name):   # another process may have built it meanwhile
+                self._build(name)
 
     def _build(self, name: str) -> None:
         path, info, net = self._ckpt(name), {}, None

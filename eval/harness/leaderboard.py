@@ -115,6 +115,22 @@ def _method_row(key, overrides, preset, splits, bank, refs, *, seed, metric, boo
     return row, arrays
 
 
+def leaderboard_jobs(names, *, seed: int = 0, dict_batches: bool = False, overrides: dict | None = None) -> list:
+    """`(cls, params, seed, dict_batches)` of every method `run_leaderboard(names, ...)` evaluates (`none` and
+    `retrain` added): what `tasks.plan` turns into run tasks. Unknown names and bad hyperparameters are left
+    out here; their rows report them."""
+    overrides = {_canonical(k): v for k, v in (overrides or {}).items()}
+    jobs = []
+    for key in dict.fromkeys(_canonical(n) for n in [*names, *REFERENCES]):
+        try:
+            cls = methods.get_method(key)
+            jobs.append((cls, cls.make_params(**methods.parse_overrides(cls, overrides.get(key) or {})), seed,
+                         dict_batches))
+        except (ValueError, TypeError):
+            continue
+    return jobs
+
+
 def json_params(params: dict) -> str:
     """Hyperparameters as compact, sorted JSON (the CSV's `params` column)."""
     return json.dumps(params, sort_keys=True, default=str, separators=(",", ":"))

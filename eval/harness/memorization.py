@@ -63,20 +63,27 @@ class MemorizationBank:
     def _paths(self, k: int):
         return self.dir / "models" / f"model_{k:03d}.pt", self.dir / "outputs" / f"model_{k:03d}.npz"
 
-    def _complete(self, k: int) -> bool:
+    def complete(self, k: int) -> bool:
         ckpt, outs = self._paths(k)
         saved = read_npz(outs)
         return ckpt.exists() and saved is not None and {"members", "correct"} <= set(saved)
 
     def ensure(self, k_models: int, progress=lambda it, **kw: it, on_wait=None) -> None:
         """Train (or reuse) models 0..k_models-1 and cache their per-example correctness."""
-        todo = [k for k in range(k_models) if not self._complete(k)]
-        for k in progress(todo, desc=f"memorization {self.preset.name}", unit="model"):
-            with file_lock(self.dir / "locks" / f"model_{k:03d}.lock", on_wait=on_wait):
-                for path in self._paths(k):
-                    remove_orphans(path)
-                if not self._complete(k):   # another process may have built it meanwhile
-                    self._build(k)
+        for k in progress(self.missing(k_models), desc=f"memorization {self.preset.name}", unit="model"):
+            self.ensure_model(k, on_wait=on_wait)
+
+    def missing(self, k_models: int) -> list[int]:
+        """The models of `ensure(k_models)` not yet complete."""
+        return [k for k in range(k_models) if not self.complete(k)]
+
+    def ensure_model(self, k: int, on_wait=None) -> None:
+        """Build model `k` unless complete: one task (`tasks.py`), safe to call from any process."""
+        with file_lock(self.dir / "locks" / f"model_{k:03d}.lock", on_wait=on_wait):
+            for path in self._paths(k):
+                remove_orphans(path)
+            if not self.complete(k):   # another process may have built it meanwhile
+                self._build(k)
 
     def _build(self, k: int) -> None:
         net, members, correct, seconds = train_mem_model(self.preset, self.x, self.y, self.splits.val_x,

@@ -9,12 +9,56 @@ stores its own time and the mean of the two estimates around it (`reference_retr
 efficiency rule compares it with.
 """
 import json
+from pathlib import Path
 
 import numpy as np
 
 from eval.harness.timing import RetrainClock
 from eval.harness.unlearn import run_key, run_once
 from eval.io import file_lock, read_npz, remove_orphans, write_npz
+
+
+def run_path(run_dir, i: int) -> Path:
+    """The file of run `i` under `run_dir`."""
+    return Path(run_dir) / f"run_{i:03d}.npz"
+
+
+def missing_runs(run_dir, n_runs: int) -> list[int]:
+    """Indices of the runs among 0..n_runs-1 whose file is missing or damaged."""
+    return [i for i in range(n_runs) if read_npz(run_path(run_dir, i)) is None]
+
+
+class ReferenceTimer:
+    """The retraining slices around computed runs: one before the first, then one after each (which is the
+    next run's "before"), so consecutive runs in one process share a slice. `make_clock()` builds the
+    `timing.RetrainClock` on first use only (nothing is timed when every run is cached)."""
+
+    def __init__(self, make_clock):
+        self.make_clock, self.clock, self.last = make_clock, None, None
+
+    def timed(self, compute) -> dict:
+        """`compute()`'s outputs with `reference_retrain_s`, the mean of the slices before and after it."""
+        self.clock = self.clock or self.make_clock()
+        before = self.last if self.last is not None else self.clock.estimate()
+        outs = compute()
+        self.last = self.clock.estimate()
+        outs["reference_retrain_s"] = np.float64((before + self.last) / 2)
+        return outs
+
+
+def ensure_run(run_dir, i: int, compute, timer: ReferenceTimer, on_wait=None) -> dict:
+    """Run `i`'s outputs: read back, or made by `compute(i)` under its lock and written atomically (one task
+    of an evaluation, `tasks.py`; safe to call from any process)."""
+    path = run_path(run_dir, i)
+    outs = read_npz(path)
+    if outs is None:
+        with file_lock(Path(run_dir) / f"run_{i:03d}.lock", on_wait=on_wait):
+            remove_orphans(path)
+            outs = read_npz(path)   # another process may have finished it meanwhile
+            if outs is None:
+                outs = timer.timed(lambda: compute(i))
+                write_npz(path, **outs)
+    return outs
 
 
 def cached_runs(run_dir, n_runs: int, compute, clock, *, desc: str, progress=lambda it, **kw: it,
@@ -24,24 +68,13 @@ def cached_runs(run_dir, n_runs: int, compute, clock, *, desc: str, progress=lam
     `clock()` makes the `timing.RetrainClock` (only when a run has to be computed); each computed run
     stores `reference_retrain_s`, the mean of the slices timed before and after it. Files are written
     atomically, a damaged one is redone and a killed writer's temporary files are removed."""
-    ref, before, runs = None, None, []
-    for i in progress(range(n_runs), desc=desc, unit="run"):
-        path = run_dir / f"run_{i:03d}.npz"
-        outs = read_npz(path)
-        if outs is None:
-            with file_lock(run_dir / f"run_{i:03d}.lock", on_wait=on_wait):
-                remove_orphans(path)
-                outs = read_npz(path)   # another process may have finished it meanwhile
-                if outs is None:
-                    ref = ref or clock()
-                    before = before if before is not None else ref.estimate()
-                    outs = compute(i)
-                    after = ref.estimate()
-                    outs["reference_retrain_s"] = np.float64((before + after) / 2)
-                    write_npz(path, **outs)
-                    before = after
-        runs.append(outs)
-    return runs
+    timer = ReferenceTimer(clock)
+    return [ensure_run(run_dir, i, compute, timer, on_wait) for i in progress(range(n_runs), desc=desc, unit="run")]
+
+
+def run_dir_of(cls, params, preset, bank, seed: int, dict_batches: bool) -> Path:
+    """Where the runs of `cls` with `params` (base seed, batch format) against `bank` live."""
+    return bank.dir / "runs" / f"{cls.key}-{run_key(cls, params, preset, bank, seed, dict_batches)}"
 
 
 def evaluate_runs(cls, params, preset, splits, bank, *, seed: int = 0, dict_batches: bool = False,
@@ -51,8 +84,7 @@ def evaluate_runs(cls, params, preset, splits, bank, *, seed: int = 0, dict_batc
     Returns the outputs of `run_once` stacked along a leading run axis, plus `logs` (one dict per
     run) and `run_dir`. `on_wait()`, if given, is called when another process holds a run's lock.
     """
-    rk = run_key(cls, params, preset, bank, seed, dict_batches)
-    run_dir = bank.dir / "runs" / f"{cls.key}-{rk}"
+    run_dir = run_dir_of(cls, params, preset, bank, seed, dict_batches)
     runs = cached_runs(run_dir, preset.n_runs, lambda i: run_once(cls, params, preset, splits, bank, seed, i, dict_batches),
                        lambda: RetrainClock(preset, splits, bank.device), desc=f"unlearn {cls.key}",
                        progress=progress, on_wait=on_wait)

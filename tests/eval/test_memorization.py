@@ -89,9 +89,9 @@ def test_estimator_recovers_planted_memorized_examples(tmp_path):
     assert mem[:10].mean() > 0.6 and abs(np.nanmean(mem[10:])) < 0.1
     # cached and resumable: a second bank object reuses every model; a deleted output is rebuilt alone
     again = MemorizationBank(preset, splits, home=tmp_path)
-    assert again.dir == bank.dir and all(again._complete(k) for k in range(preset.mem_models))
+    assert again.dir == bank.dir and all(again.complete(k) for k in range(preset.mem_models))
     again._paths(3)[1].unlink()
-    assert not again._complete(3)
+    assert not again.complete(3)
     again.ensure(preset.mem_models)
     np.testing.assert_array_equal(again.estimates(preset.mem_models)["mem"].to_numpy(), mem)
     path = again.write_estimates(preset.mem_models)
