@@ -14,11 +14,10 @@ Which methods: every registered one pastes and runs in-process on dict batches i
 `tests/methods/test_shipped_defaults.py`; what only this file adds is the notebook's own pipeline (data
 cells, checkpoint loop, submission.zip), which is the same code for every method. So CI executes one
 notebook per family of shared blocks (`REPRESENTATIVES`, about a minute each on 2 cores) and keeps the
-suite under its time budget; `UNLEARN_ALL_NOTEBOOKS=1 pytest tests/test_notebook_exec.py` executes every
+suite under its time budget (`tests/families.py`); `UNLEARN_ALL=1 pytest tests/test_notebook_exec.py` executes every
 registered method's notebook (before a release, or after changing a method's defaults).
 """
 import io
-import os
 import zipfile
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from torchvision.models import resnet18
 
 import methods
 import notebook_utils as nu
+from tests.families import selected
 
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
@@ -38,11 +38,7 @@ pytest.importorskip("ipykernel")
 ROOT = Path(__file__).resolve().parents[1]
 N = 2
 AVAILABLE = methods.available_methods()
-#: one per family of shared blocks: the template, the reference, bilevel/HVP, primal-dual, teacher, saliency
-#: masks, gradient scaling, re-initialised layers, paired retain/forget steps, sequential requests
-REPRESENTATIVES = ("my_method", "retrain", "sibl", "pdu", "scrub", "salun", "kookmin", "forget", "ng", "ams")
-EXECUTED = ([k for k in AVAILABLE if k != "none"] if os.environ.get("UNLEARN_ALL_NOTEBOOKS")   # none: the template
-            else [k for k in REPRESENTATIVES if k in AVAILABLE])
+EXECUTED = selected(AVAILABLE, exclude=("none",))   # none: the template
 #: the only reduced setting: retrain's 30 epochs (see the module docstring)
 FAST = {"retrain": {"epochs": 1}}
 
