@@ -265,8 +265,12 @@ def _scale_out(args, preset, device, jobs) -> int | None:
     ctx = T.Context(preset, args.data_root, args.home, device)
     sh = T.parse_shard(args.shard) if args.shard else None
     where = f"shard {sh[0]}/{sh[1]} of " if sh else ""
-    executor = None if args.dry_run else make_executor(args.workers, args.ray, cpus_per_task=args.cpus_per_task,
-                                                       gpus_per_task=args.gpus_per_task)
+    try:
+        executor = None if args.dry_run else make_executor(args.workers, args.ray, cpus_per_task=args.cpus_per_task,
+                                                           gpus_per_task=args.gpus_per_task)
+    except Exception as exc:  # noqa: BLE001 (no Ray, no cluster at the address, ...: say so, do nothing)
+        print(f"error: cannot start the executor: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     try:
         for stage in ("memorization", "bank and runs"):
             if stage == "memorization":

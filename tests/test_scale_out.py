@@ -163,3 +163,10 @@ def test_bad_scale_out_options_are_refused(args, message, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["-m", "ft", "--preset", "tiny", *args])
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray not installed (requirements-ray.txt)")
+def test_an_unreachable_ray_address_fails_fast_and_clearly(tmp_path, data_root, capsys):
+    assert _cli(tmp_path, tmp_path / "r", data_root, "--ray", "127.0.0.1:1") == 1
+    assert "no Ray cluster answers at 127.0.0.1:1" in capsys.readouterr().err
+    assert not list(tmp_path.glob("banks/*/models/*.pt"))

@@ -16,6 +16,7 @@ reported, the others go on).
   file system (the cache is the only channel between tasks).
 """
 import os
+import socket
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -86,6 +87,21 @@ class Workers:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """For a host:port (or ray://host:port) address, fail fast when nothing listens there: Ray itself retries
+    an unreachable address for minutes."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"no Ray cluster answers at {address} ({exc}); start one with `ray start --head`, "
+                              f"or use --ray local") from None
+
+
 class RayExecutor:
     """Tasks on Ray: `address` "local" starts a private local cluster (`num_cpus` CPUs), anything else is
     passed to `ray.init` ("auto": the running cluster, or "ray://host:10001")."""
@@ -109,6 +125,7 @@ class RayExecutor:
                 ray.init(num_cpus=num_cpus or os.cpu_count(), runtime_env=env, include_dashboard=False,
                          log_to_driver=False)
             else:
+                _check_reachable(address)
                 ray.init(address=address, runtime_env=env, log_to_driver=False)
         self.threads = max(1, int(cpus_per_task))
         self.remote = ray.remote(call_task).options(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)
