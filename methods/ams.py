@@ -56,7 +56,11 @@ Tuning record (cpu preset, one request, bank 339ce6ad7fae, `python main.py -m am
 Test phase: on kaggle-cpu (bank f2ada233959c, 16 runs; `python main.py --leaderboard ams --preset kaggle-cpu`)
 the defaults over-forget: 0.0128 [0.0108, 0.0154], F 0.037, retain / forget / test 0.496 / 0.085 / 0.306
 (retrained ~1.00 / 0.40 / 0.44), 4.8%: the 10 NegGrad+ steps cycle the 80-image forget set (two batches).
-Not a submission until the impair scales with the forget set.
+Not a submission until the impair scales with the forget set. Probes on kaggle-cpu (8 runs,
+`python scripts/sweep.py -m ams --preset kaggle-cpu --runs 8 --grid ... --set ...`): impair_steps 3,
+noise_rise 0.25, repair_steps 30, max_extra 0: 0.0599 (alpha 0.4) and 0.0638 (alpha 0.8; F 0.117, RA ratio
+0.661); with max_extra 2: 0.0483; noise_rise 0.1 gave the same retain ratio as 0.25, so the retain damage
+comes from the impair and the capped repair, not the noise (the `forget` entry scores 0.0955 there).
 3e-3 left the kaggle-tiny ResNet-18 exactly at the test-accuracy floor (0.200 vs 0.200) in
 tests/methods/test_shipped_defaults.py, hence 2e-3.
 The check never passed at tol 0 (gaps 0.03-0.2 after each step), so every run took 1 + max_extra steps;
