@@ -71,6 +71,9 @@ class MemModelTask:
     def __call__(self):
         self.ctx.mem_bank().ensure_model(self.k)
 
+    def done(self) -> bool:
+        return self.ctx.mem_bank().complete(self.k)
+
 
 @dataclass(frozen=True)
 class BankModelTask:
@@ -84,6 +87,9 @@ class BankModelTask:
     def __call__(self):
         self.ctx.bank().ensure_model(self.name)
 
+    def done(self) -> bool:
+        return self.ctx.bank().complete(self.name)
+
 
 @dataclass(frozen=True)
 class RunTask:
@@ -93,6 +99,7 @@ class RunTask:
     seed: int            # base seed of the runs' seed tree
     index: int
     dict_batches: bool
+    run_dir: str         # the runs' folder (`runs.run_dir_of`), computed once by `plan`: its key hashes code
 
     @property
     def label(self) -> str:
@@ -103,9 +110,12 @@ class RunTask:
         cls, ctx = methods.get_method(self.method), self.ctx
         bank, splits = ctx.bank(), ctx.splits()
         bank.ensure_model("original")
-        ensure_run(run_dir_of(cls, self.params, ctx.preset, bank, self.seed, self.dict_batches), self.index,
+        ensure_run(self.run_dir, self.index,
                    lambda i: run_once(cls, self.params, ctx.preset, splits, bank, self.seed, i, self.dict_batches),
                    ctx.timer())
+
+    def done(self) -> bool:
+        return read_npz(run_path(self.run_dir, self.index)) is not None
 
 
 def mem_tasks(ctx: Context, missing_only: bool = True) -> list[MemModelTask]:
@@ -125,21 +135,13 @@ def plan(ctx: Context, jobs, missing_only: bool = True) -> list:
     for cls, params, seed, dict_batches in jobs:
         run_dir = run_dir_of(cls, params, ctx.preset, bank, seed, dict_batches)
         todo = missing_runs(run_dir, ctx.preset.n_runs) if missing_only else range(ctx.preset.n_runs)
-        tasks += [RunTask(ctx, cls.key, params, seed, i, dict_batches) for i in todo]
+        tasks += [RunTask(ctx, cls.key, params, seed, i, dict_batches, str(run_dir)) for i in todo]
     return tasks
 
 
 def is_done(task) -> bool:
     """Whether `task`'s file is already in the cache (complete and readable)."""
-    if isinstance(task, MemModelTask):
-        return task.ctx.mem_bank().complete(task.k)
-    if isinstance(task, BankModelTask):
-        return task.ctx.bank().complete(task.name)
-    import methods
-    ctx = task.ctx
-    run_dir = run_dir_of(methods.get_method(task.method), task.params, ctx.preset, ctx.bank(), task.seed,
-                         task.dict_batches)
-    return read_npz(run_path(run_dir, task.index)) is not None
+    return task.done()
 
 
 def parse_shard(text: str) -> tuple[int, int]:
