@@ -5,6 +5,8 @@ Dev phase (the starting kit's CIFAR-10 setting: normalized images, tuple batches
     full   for GPUs: torchvision ResNet-18 on all 50,000 images, 30 epochs SGD with augmentation
     cpu    default without a GPU: a 78k-parameter ResNet on 10,000 images, ~15-60 s per model on 2 cores
     tiny   for tests: a few hundred images, a tiny CNN, a handful of models; the pipeline in seconds
+    airbench  fast banks on a GPU: airbench94's net (data/archs/airbench.py) and its optimizer, 10 epochs
+              on all 50,000 images, the same recipe for the original and every retrained model
 
 Test phase, as the organizers trained the models a submission meets (google-deepmind/
 unlearning_evaluation `train_lib.py`, `surf.py`; competition.md §1.8): torchvision ResNet-18, float
@@ -156,6 +158,13 @@ PRESETS = {
         Recipe(epochs=6, lr=0.1, batch_size=50, schedule="onecycle"),
         n_retrained=4, n_runs=3, batch_size=50, mem_models=4,
         description="test preset: 500 images, a tiny CNN, 4 retrained models"),
+    "airbench": Preset(
+        "airbench", "airbench", None, None, 0.1,
+        Recipe(epochs=10, lr=0.64, batch_size=1000, momentum=0.85, weight_decay=3e-3, schedule="onecycle",
+               augment=True, nesterov=True),
+        n_retrained=64, n_runs=64, batch_size=128, mem_models=64,
+        description="fast GPU bank: airbench94's net and optimizer on all of CIFAR-10, 10 epochs; raise "
+                    "--retrained/--runs toward 512"),
     "kaggle": Preset(
         "kaggle", "resnet18", None, None, 0.02, _kaggle_recipe(30, 20),
         n_retrained=32, n_runs=32, batch_size=64, normalize=False, dict_batches=True, mem_models=64,

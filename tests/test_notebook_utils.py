@@ -112,7 +112,7 @@ def test_generated_notebook_is_valid_and_self_contained(key):
 @pytest.mark.parametrize("key", KEYS)
 def test_generated_cell_runs_in_process_on_dict_batches(key):
     """The pasted code works on its own: exec it in a fresh namespace and unlearn a tiny net."""
-    from data.models import TinyCNN
+    from data.archs.tiny_cnn import TinyCNN
     from data.splits import make_loader
     nb = nu.build_notebook(key, _test_overrides(key))
     ns = {"__name__": f"nbtest_{key}"}

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from data.cifar10 import DataError, resolve_root
-from data.models import build_model
+from data.models import arch_module, build_model
 from eval.harness.bank_models import bank_model_outputs, prepare, train_bank_model
 from eval.harness.fingerprint import code_fingerprint
 from eval.io import file_lock, read_json, read_npz, remove_orphans, torch_save, write_json, write_npz
@@ -55,7 +55,8 @@ class Bank:
                     self.official[name] = root / fname
         self.config = {"arch": preset.arch, "dataset": preset.dataset, "num_classes": preset.num_classes,
                        "recipe": preset.recipe.to_dict(), "data": splits.fingerprint(), "forget": splits.protocol,
-                       "official": sorted(self.official), "code": code_fingerprint(["eval.harness.bank_models"])}
+                       "official": sorted(self.official),
+                       "code": code_fingerprint(["eval.harness.bank_models", arch_module(preset.arch)])}
         self.key = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:12]
         self.dir = artifacts_home(home) / "banks" / f"{preset.name}-{self.key}"
 

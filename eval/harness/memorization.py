@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from data.models import arch_module
 from eval.harness.bank import artifacts_home
 from eval.harness.fingerprint import code_fingerprint
 from eval.harness.memorization_models import FRACTION, train_mem_model
@@ -56,7 +57,8 @@ class MemorizationBank:
         h.update(np.ascontiguousarray(splits.val_y.numpy()).tobytes())   # best-validation checkpoints read it
         self.config = {"arch": preset.arch, "dataset": preset.dataset, "num_classes": preset.num_classes,
                        "recipe": preset.recipe.to_dict(), "subset": h.hexdigest()[:16], "fraction": FRACTION,
-                       "code": code_fingerprint(["eval.harness.memorization_models"])}
+                       "code": code_fingerprint(["eval.harness.memorization_models",
+                                                 arch_module(preset.arch)])}
         self.key = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:12]
         self.dir = artifacts_home(home) / "memorization" / f"{preset.name}-{self.key}"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data.models import TinyCNN
+from data.archs.tiny_cnn import TinyCNN
 from methods._losses import (cross_entropy, dot_contrastive, entropy_matching, kl_to_teacher, kl_to_uniform,
                              logit_margin, prediction_entropy, quantile_hinge, symmetric_kl, true_label_confidence,
                              true_label_margin)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from data.models import TinyCNN
+from data.archs.tiny_cnn import TinyCNN
 from methods._common import num_classes, reshuffled, unpack
 from methods._entry import entry_retain_loss, epsilon_budget, loader_statistics, quantile_targets
 from methods._losses import logit_margin

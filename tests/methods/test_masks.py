@@ -4,7 +4,8 @@ import copy
 import pytest
 import torch
 
-from data.models import SmallResNet, TinyCNN
+from data.archs.small_resnet import SmallResNet
+from data.archs.tiny_cnn import TinyCNN
 from methods._masks import (METHODS, changed_fraction, cubic_sparsity, make_mask, mask_density,
                             restore_masked_)
 

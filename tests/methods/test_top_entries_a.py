@@ -11,7 +11,7 @@ import methods.fanchuan as fanchuan_mod
 import methods.kookmin as kookmin_mod
 import methods.sebastian as sebastian_mod
 import methods.seif as seif_mod
-from data.models import TinyCNN
+from data.archs.tiny_cnn import TinyCNN
 from data.splits import make_loader
 from methods._common import unpack
 from methods._gradscale import GradScaleOptimizer

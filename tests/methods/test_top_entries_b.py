@@ -15,7 +15,9 @@ from torchvision.models import resnet18
 import methods
 import methods.amnesiacs as amnesiacs_module
 import methods.forget as forget_module
-from data.models import SmallResNet, TinyCNN
+from data.archs.airbench import AirbenchNet
+from data.archs.small_resnet import SmallResNet
+from data.archs.tiny_cnn import TinyCNN
 from methods._iterative import TrainParams
 from methods._partial import (PartialEpochs, first_conv, fresh_layer_optimizer, last_linear, layer_masks,
                               layer_parameters, only_trainable, random_layers, weight_layers)
@@ -58,13 +60,14 @@ def _changed(a: torch.nn.Module, b: torch.nn.Module) -> set[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# _partial: layers by type, on three architectures
+# _partial: layers by type, on four architectures
 
 @pytest.mark.parametrize("net, conv, fc, n_layers", [
     (TinyCNN(), "features.0", "fc", 3),
     (SmallResNet(), "stem.0", "fc", 10),
     (resnet18(num_classes=10), "conv1", "fc", 21),
-], ids=["tiny_cnn", "small_resnet", "resnet18"])
+    (AirbenchNet(), "whiten.0", "fc", 8),
+], ids=["tiny_cnn", "small_resnet", "resnet18", "airbench"])
 def test_layers_are_chosen_by_type_on_every_architecture(net, conv, fc, n_layers):
     modules = dict(net.named_modules())
     assert first_conv(net) == conv and last_linear(net) == fc

@@ -1,7 +1,7 @@
 """Random-image loaders and a briefly fitted TinyCNN: the small setting the method tests share."""
 import torch
 
-from data.models import TinyCNN
+from data.archs.tiny_cnn import TinyCNN
 from data.splits import make_loader
 
 

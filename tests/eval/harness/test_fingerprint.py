@@ -6,7 +6,7 @@ import pytest
 from eval.harness.fingerprint import code_fingerprint, import_closure
 from tests.conftest import ROOT
 
-BANK_CODE = ["eval.harness.bank_models"]
+BANK_CODE = ["eval.harness.bank_models", "data.archs.small_resnet"]   # the cpu bank's key
 
 
 @pytest.fixture
@@ -19,21 +19,30 @@ def kit(tmp_path):
 
 def test_bank_key_covers_the_model_definitions_and_training_code_found_from_imports():
     closure = import_closure(BANK_CODE)
-    for module in ("data.models", "data.splits", "methods._training", "methods._loop", "eval.outputs"):
+    for module in ("data.models", "data.archs.small_resnet", "data.splits", "methods._training", "methods._loop",
+                   "eval.outputs"):
         assert module in closure
+    for module in ("data.archs.resnet18", "data.archs.tiny_cnn", "data.archs.airbench"):
+        assert module not in closure, f"{module}: another architecture does not change this bank"
     for module in ("methods.sibl", "methods.BaseMethod", "eval.io", "eval.scoring"):
         assert module not in closure, f"{module} does not change a bank model"
 
 
 def test_comments_and_docstrings_do_not_change_the_key_code_does(kit):
     before = code_fingerprint(BANK_CODE, kit)
-    models = kit / "data" / "models.py"
+    models = kit / "data" / "archs" / "small_resnet.py"
     text = models.read_text()
-    models.write_text(text.replace('"""Architectures', '"""Reworded: architectures', 1)
+    models.write_text(text.replace('"""The `cpu` preset', '"""Reworded: the `cpu` preset', 1)
                       .replace("        super().__init__()", "        super().__init__()  # a new comment", 1))
     assert code_fingerprint(BANK_CODE, kit) == before
     models.write_text(text.replace("nn.AdaptiveAvgPool2d(1)", "nn.AdaptiveMaxPool2d(1)", 1))
     assert code_fingerprint(BANK_CODE, kit) != before, "a changed model definition must invalidate its banks"
+
+
+def test_a_new_architecture_leaves_the_other_banks_valid(kit):
+    before = code_fingerprint(BANK_CODE, kit)
+    (kit / "data" / "archs" / "wide_cnn.py").write_text((kit / "data" / "archs" / "tiny_cnn.py").read_text())
+    assert code_fingerprint(BANK_CODE, kit) == before
 
 
 def test_a_run_key_covers_its_own_method_not_the_others(kit):
