@@ -240,8 +240,12 @@ def _on_wait():
 
 def _bank(args, preset, device):
     info = {}
-    splits = build_splits(preset, args.data_root, home=args.home, device=device, progress=_progress(args),
-                          on_wait=_on_wait, info=info)
+    if _scaling_out(args):      # the tasks' context (eval/harness/tasks.py) has built them already
+        from eval.harness.tasks import Context
+        splits = Context(preset, args.data_root, args.home, device).splits()
+    else:
+        splits = build_splits(preset, args.data_root, home=args.home, device=device, progress=_progress(args),
+                              on_wait=_on_wait, info=info)
     if info:
         print(f"memorization: {info['models']} half-subset models ({info['model_seconds']:.0f} s each), "
               f"per-example estimates in {info['estimates']}; forget set mean mem {info['forget_mem_mean']:.3f} "
@@ -255,13 +259,28 @@ def _scaling_out(args) -> bool:
     return bool(args.workers or args.ray or args.shard or args.dry_run)
 
 
+def _list_tasks(where: str, stage: str, todo) -> None:
+    print(f"{where}: {len(todo)} {stage} tasks would run")
+    for task in todo:
+        print(f"  {task.label}")
+
+
+def _execute(args, todo, executor) -> list:
+    """Run `todo` on `executor` with progress; print and return the failed results."""
+    from eval.harness.executors import execute
+    failed = [r for r in execute(todo, executor, _progress(args)) if not r.ok]
+    for r in failed:
+        print(f"FAILED {r.label}: {r.reason}", file=sys.stderr)
+    return failed
+
+
 def _scale_out(args, preset, device, jobs) -> int | None:
     """--workers / --ray / --shard / --dry-run: the evaluation's missing models and runs as tasks
     (eval/harness/tasks.py) on the chosen executor. Returns the exit code when the call ends here (--shard,
     --dry-run), None when the caller goes on to score (everything is cached by then; a task that failed is
     tried again in this process and reported the usual way)."""
     from eval.harness import tasks as T
-    from eval.harness.executors import InProcess, execute, make_executor
+    from eval.harness.executors import InProcess, make_executor
     ctx = T.Context(preset, args.data_root, args.home, device)
     sh = T.parse_shard(args.shard) if args.shard else None
     where = f"shard {sh[0]}/{sh[1]} of " if sh else ""
@@ -272,30 +291,25 @@ def _scale_out(args, preset, device, jobs) -> int | None:
         print(f"error: cannot start the executor: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     try:
-        for stage in ("memorization", "bank and runs"):
-            if stage == "memorization":
-                todo = T.mem_tasks(ctx, missing_only=sh is None)
-            else:
-                todo = T.plan(ctx, jobs, missing_only=sh is None)
-            if sh:
-                todo = T.shard(todo, *sh)
-            if args.dry_run:
-                print(f"{where}{preset.tag}: {len(todo)} {stage} tasks would run")
-                for task in todo:
-                    print(f"  {task.label}")
-                if stage == "memorization" and T.mem_tasks(ctx):
-                    print("  (the bank's and the runs' tasks are known once every memorization model exists)")
-                    return 0
-                continue
-            failed = [r for r in execute(todo, executor, _progress(args)) if not r.ok]
-            for r in failed:
-                print(f"FAILED {r.label}: {r.reason}", file=sys.stderr)
-            if stage == "memorization" and sh and T.mem_tasks(ctx):
+        mem = T.mem_tasks(ctx, missing_only=sh is None)
+        mem = T.shard(mem, *sh) if sh else mem
+        if args.dry_run:
+            _list_tasks(f"{where}{preset.tag}", "memorization", mem)
+            if T.mem_tasks(ctx):
+                print("  (the bank's and the runs' tasks are known once every memorization model exists)")
+                return 0
+        else:
+            failed = _execute(args, mem, executor)
+            if sh and T.mem_tasks(ctx):
                 print(f"{where}{preset.tag}: memorization models still missing (other shards); run the shards "
                       f"again once they exist: the bank's tasks depend on them", flush=True)
                 return 1 if failed else 0
+        todo = T.plan(ctx, jobs, missing_only=sh is None)
+        todo = T.shard(todo, *sh) if sh else todo
         if args.dry_run:
+            _list_tasks(f"{where}{preset.tag}", "bank and runs", todo)
             return 0
+        failed = _execute(args, todo, executor)
         if sh:
             print(f"{where}{preset.tag}: done ({len(failed)} failed); run the command without --shard to gather "
                   f"and score", flush=True)

@@ -18,13 +18,14 @@ reported, the others go on).
 import os
 import socket
 import time
-import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
 import torch
+
+from eval.harness.unlearn import raised_at
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,9 +46,7 @@ def call_task(task, threads: int | None = None) -> TaskResult:
     try:
         task()
     except Exception as exc:  # noqa: BLE001 (reported with the task's label; the other tasks go on)
-        where = traceback.extract_tb(exc.__traceback__)
-        at = f" (at {Path(where[-1].filename).name}:{where[-1].lineno})" if where else ""
-        return TaskResult(task.label, False, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}{at}")
+        return TaskResult(task.label, False, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}{raised_at(exc)}")
     return TaskResult(task.label, True, time.perf_counter() - t0)
 
 

@@ -31,7 +31,7 @@ from eval.harness.row import References, summarize_runs
 from eval.harness.runs import cached_runs
 from eval.harness.seeds import run_streams
 from eval.harness.timing import RetrainClock
-from eval.harness.unlearn import MethodFailed, _where, run_key
+from eval.harness.unlearn import MethodFailed, raised_at, run_key
 from eval.outputs import model_outputs
 
 REQUEST_SEED = 7   # root of the permutation that cuts the forget set into requests (with K)
@@ -106,9 +106,9 @@ def _run_requests_once(cls, params, preset, plan: RequestPlan, base_seed: int, i
         except StopIteration:
             raise MethodFailed(cls.key, f"run_requests stopped after {j} of {len(plan.splits)} requests") from None
         except SystemExit as exc:
-            raise MethodFailed(cls.key, f"called sys.exit({exc.code!r}) on request {j + 1}{_where(exc)}") from exc
+            raise MethodFailed(cls.key, f"called sys.exit({exc.code!r}) on request {j + 1}{raised_at(exc)}") from exc
         except Exception as exc:
-            raise MethodFailed(cls.key, f"request {j + 1}: {type(exc).__name__}: {exc}{_where(exc)}") from exc
+            raise MethodFailed(cls.key, f"request {j + 1}: {type(exc).__name__}: {exc}{raised_at(exc)}") from exc
         elapsed = time.perf_counter() - t0
         if done != j:
             raise MethodFailed(cls.key, f"run_requests yielded {done!r} for request {j}")

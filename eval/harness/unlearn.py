@@ -44,7 +44,8 @@ def run_loaders(splits, batch_size: int, streams: dict, dict_batches: bool = Fal
                              seed=streams[s], dict_batches=dict_batches) for s in ("retain", "forget", "val"))
 
 
-def _where(exc: BaseException) -> str:
+def raised_at(exc: BaseException) -> str:
+    """' (at file.py:line)' of the innermost frame that raised `exc` ('' without a traceback)."""
     tb = traceback.extract_tb(exc.__traceback__)
     return f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
 
@@ -62,9 +63,9 @@ def run_once(cls, params, preset, splits, bank, base_seed: int, index: int, dict
     try:
         method.run(net, *loaders)
     except SystemExit as exc:
-        raise MethodFailed(cls.key, f"called sys.exit({exc.code!r}){_where(exc)}") from exc
+        raise MethodFailed(cls.key, f"called sys.exit({exc.code!r}){raised_at(exc)}") from exc
     except Exception as exc:
-        raise MethodFailed(cls.key, f"{type(exc).__name__}: {exc}{_where(exc)}") from exc
+        raise MethodFailed(cls.key, f"{type(exc).__name__}: {exc}{raised_at(exc)}") from exc
     elapsed = time.perf_counter() - t0
     outs = model_outputs(net, splits)
     if not outs["finite"]:
