@@ -158,6 +158,10 @@ PRESETS = {
         Recipe(epochs=6, lr=0.1, batch_size=50, schedule="onecycle"),
         n_retrained=4, n_runs=3, batch_size=50, mem_models=4,
         description="test preset: 500 images, a tiny CNN, 4 retrained models"),
+    # airbench's optimizer in PyTorch's terms: it scales lr and weight decay per 1024 examples on a summed loss
+    # (lr / (1024 (1 + 1 / (1 - momentum)))); its variant without label smoothing or TTA uses lr 5.0, and
+    # airbench94 wd 0.0153: at batch 1000 and momentum 0.85 a mean loss needs lr 5.0 * 1000 / 7851 = 0.64 and
+    # a coupled weight decay of 0.0153 * 1000 / 7851 / 0.64 = 3e-3. No label smoothing, Lookahead or TTA.
     "airbench": Preset(
         "airbench", "airbench", None, None, 0.1,
         Recipe(epochs=10, lr=0.64, batch_size=1000, momentum=0.85, weight_decay=3e-3, schedule="onecycle",
