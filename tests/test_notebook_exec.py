@@ -12,10 +12,11 @@ runs it at the tiny preset's recipe).
 Which methods: every registered one pastes and runs in-process on dict batches in
 `tests/test_notebook_utils.py`, and runs its shipped defaults on this same kaggle-tiny ResNet-18 in
 `tests/methods/test_shipped_defaults.py`; what only this file adds is the notebook's own pipeline (data
-cells, checkpoint loop, submission.zip), which is the same code for every method. So CI executes one
-notebook per family of shared blocks (`REPRESENTATIVES`, about a minute each on 2 cores) and keeps the
-suite under its time budget (`tests/families.py`); `UNLEARN_ALL=1 pytest tests/test_notebook_exec.py` executes every
-registered method's notebook (before a release, or after changing a method's defaults).
+cells, checkpoint loop, submission.zip), which is the same code for every method. So CI executes the
+few notebooks that take its distinct paths (`NOTEBOOKS` in `tests/families.py`, 15-25 s each on 2 cores;
+`my_method`'s runs in the rehearsal test, 3 checkpoints);
+`UNLEARN_ALL=1 pytest tests/test_notebook_exec.py` executes every registered method's notebook (before a
+release, or after changing a method's defaults).
 """
 import io
 import zipfile
@@ -30,7 +31,7 @@ from torchvision.models import resnet18
 
 import methods
 import notebook_utils as nu
-from tests.families import selected
+from tests.families import NOTEBOOKS, selected
 
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
@@ -38,7 +39,7 @@ pytest.importorskip("ipykernel")
 ROOT = Path(__file__).resolve().parents[1]
 N = 2
 AVAILABLE = methods.available_methods()
-EXECUTED = selected(AVAILABLE, exclude=("none",))   # none: the template
+EXECUTED = selected(AVAILABLE, exclude=("none",), representatives=NOTEBOOKS)   # none: the template
 #: the only reduced setting: retrain's 30 epochs (see the module docstring)
 FAST = {"retrain": {"epochs": 1}}
 
