@@ -54,6 +54,11 @@ Tuning record (cpu preset, one request, bank 339ce6ad7fae, `python main.py -m am
   shipped, max_update 2e-3 (`python main.py -m ams --quiet`): 0.1034 [0.0958, 0.1112], F 0.128, 0.864, 0.936,
                      forget accuracy 0.705 (retrained 0.596), 11.3%
   2e-3, repair_steps 15: 0.1006 [0.0929, 0.1095], F 0.126, 0.856, 0.933, 13.3%
+  (these rows predate the impair cap: 10 impair steps over the cpu forget set's 8 batches, now 8)
+Held out, with the cap (forget seed 2, bank e08fc1502b10, 16 runs; `python main.py --leaderboard ams psgu
+forget amnesiacs sibl seif kookmin fanchuan sebastian sun pdu salun scrub ng --forget-seed 2`): 0.0945
+[0.0866, 0.1006], F 0.114, 0.882, 0.941, 10.2%; the best top entry, `forget`, 0.0866 [0.0786, 0.0970]
+(1.09x, overlapping intervals).
 Test phase: on kaggle-cpu (bank f2ada233959c, 16 runs; `python main.py --leaderboard ams --preset kaggle-cpu`)
 the defaults over-forget: 0.0128 [0.0108, 0.0154], F 0.037, retain / forget / test 0.496 / 0.085 / 0.306
 (retrained ~1.00 / 0.40 / 0.44), 4.8%: the 10 NegGrad+ steps cycle the 80-image forget set (two batches).
