@@ -62,7 +62,10 @@ forget amnesiacs sibl seif kookmin fanchuan sebastian sun pdu salun scrub ng --f
 Test phase: on kaggle-cpu (bank f2ada233959c, 16 runs; `python main.py --leaderboard ams --preset kaggle-cpu`)
 the defaults over-forget: 0.0128 [0.0108, 0.0154], F 0.037, retain / forget / test 0.496 / 0.085 / 0.306
 (retrained ~1.00 / 0.40 / 0.44), 4.8%: the 10 NegGrad+ steps cycle the 80-image forget set (two batches).
-Not a submission until the impair scales with the forget set. Probes on kaggle-cpu (8 runs,
+With the impair capped at one pass over the forget set (two steps there; bank 3743307b120c,
+`python main.py -m ams --preset kaggle-cpu`): 0.0383 [0.0312, 0.0473], F 0.083, retain / forget / test
+0.599 / 0.264 / 0.336, 4.8%; `forget` on the same bank 0.0950 [0.0803, 0.1095]. Still not a submission:
+the retain damage remains (probes below). Probes on kaggle-cpu (8 runs,
 `python scripts/sweep.py -m ams --preset kaggle-cpu --runs 8 --grid ... --set ...`): impair_steps 3,
 noise_rise 0.25, repair_steps 30, max_extra 0: 0.0599 (alpha 0.4) and 0.0638 (alpha 0.8; F 0.117, RA ratio
 0.661); with max_extra 2: 0.0483; noise_rise 0.1 gave the same retain ratio as 0.25, so the retain damage
