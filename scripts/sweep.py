@@ -12,7 +12,7 @@ passed to `main.py` unchanged.
 `--grid`: the table (pandas) is printed as markdown and saved as `sweep.csv`.
 
 `--optuna N`: a seeded TPE search (`--sampler-seed`) over the ranges the method declares next to its
-defaults (`search_space`, minus what `--set` fixes). The objective is the final score, 0 when the
+defaults (`search_space`, minus what `--set` fixes); a new study's first trial is the defaults. The objective is the final score, 0 when the
 efficiency rule rejects the run; a failed trial (the method raised, main.py exited non-zero, a NaN
 score) scores 0 with its reason in trials.csv. The study is kept in
 `<out>/<preset>/<method>/optuna.db` (one study per method, preset, forget seed, runs and fixed

@@ -131,10 +131,32 @@ def complete(study) -> list:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
+def defaults(cls, dists: dict) -> dict | None:
+    """The method's default values of the parameters in `dists`, or None when one lies outside its range
+    (a range narrowed by hand); the declared ranges always contain the defaults (BaseMethod)."""
+    params = cls.Params()
+    values = {k: getattr(params, k) for k in dists}
+    def inside(d, v):
+        return v in d.choices if isinstance(d, CategoricalDistribution) else d.low <= v <= d.high
+    return values if all(inside(d, values[k]) for k, d in dists.items()) else None
+
+
+def enqueue_defaults(study, cls, dists: dict) -> bool:
+    """Queue the defaults as the next trial; False (nothing queued) when they are outside the ranges."""
+    values = defaults(cls, dists)
+    if values is not None:
+        study.enqueue_trial(values)
+    return values is not None
+
+
 def search(cls, space: dict, n_trials: int, db: Path, name: str,
            evaluate: Callable[[list[str], int], dict], *, sampler_seed: int = 0, attrs: dict | None = None,
            log: Callable[[str], None] = print):
     """Run trials until the study `name` in `db` has `n_trials` complete ones; returns the study.
+
+    A new study's first trial is the method's defaults (when they lie in `space`): with a small budget
+    TPE samples at random (its first 10 trials), and a tuned method should never score below its
+    untuned self on the tuning seed.
 
     `evaluate(tokens, number)` scores the `--set` tokens of trial `number` (a dict {"rc", "record",
     "reason"}; it may raise: the trial scores 0). `attrs` (e.g. the fixed values and extra arguments)
@@ -152,6 +174,8 @@ def search(cls, space: dict, n_trials: int, db: Path, name: str,
                 study.set_user_attr(k, v)
             elif old != v:
                 log(f"warning: this study was started with {k} {old}, now {v}; its trials are all used")
+        if not study.trials and enqueue_defaults(study, cls, dists):
+            log("trial 0 is the method's defaults, so the search's best is never below them")
         done = len(complete(study))
         if done:
             log(f"study {name}: {done} complete trial(s) in {db}; target {n_trials}")

@@ -181,3 +181,21 @@ def test_one_real_trial(space, one_thread, home, data_root, tmp_path):
     assert row["state"] == "COMPLETE" and pd.isna(row["reason"])
     assert row["score"] == pytest.approx(rec["final_score"]) and row["F"] == pytest.approx(rec["F"])
     assert row["ratio"] == pytest.approx(rec["time_ratio"]) and rec["params"]["lr"] == pytest.approx(row["lr"])
+
+
+def test_first_trial_is_the_defaults(space, tmp_path, monkeypatch, capsys):
+    mod = _sweep()
+    fake = FakeMain()
+    monkeypatch.setattr(mod.cli, "main", fake)
+    assert _run(mod, tmp_path, 2) == 0
+    assert _parse(fake.calls[0])[1] == {"lr": "0.02", "epochs": "2"}     # MyMethod's Params defaults
+    assert _parse(fake.calls[1])[1] != _parse(fake.calls[0])[1]
+    assert "trial 0 is the method's defaults" in capsys.readouterr().out
+
+
+def test_defaults_outside_a_narrowed_range_are_not_queued(monkeypatch):
+    from eval.harness import tuning
+    cls = methods.get_method("my_method")
+    dists = tuning.distributions(cls, {"lr": ("log", 0.03, 0.05), "epochs": ("int", 1, 2)})
+    assert tuning.defaults(cls, dists) is None
+    assert tuning.defaults(cls, tuning.distributions(cls, SPACE)) == {"lr": 0.02, "epochs": 2}
