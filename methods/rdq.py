@@ -41,6 +41,11 @@ score / F / RA ratio / TA ratio, every run 17% of a retraining timed beside it:
 is for, F rises from 0.115 to 0.134-0.143, the highest of any method in the kit, but every forget step also
 costs retain accuracy, and at 17% of a retraining there is no time left for more repair; the grid's points
 within ~0.008 of each other are inside the run-to-run noise. Shipped: beta 0.3, every 3rd step.
+
+Held out (forget seed 2, bank e08fc1502b10, 16 runs, `python main.py --leaderboard rdq forget ams
+--forget-seed 2`): rdq 0.0782 [0.0683, 0.0836] (F 0.122, RA ratio 0.701, 16.7% of a retraining) against
+`forget` 0.0866 [0.0786, 0.0970] (F 0.118, RA 0.760) and `ams` 0.0945. The seed-1 edge over `forget`
+did not hold: the hinge's F gain is smaller there and the retain-accuracy cost is the same.
 """
 from dataclasses import dataclass
 
