@@ -122,6 +122,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     lb.add_argument("--leaderboard", nargs="*", default=None, metavar="NAME",
                     help="evaluate these methods (default: all registered) on one preset and bank and write "
                          "results/<preset>/leaderboard.{csv,md} and plots")
+    lb.add_argument("--tuned", default=None, metavar="DIR",
+                    help="run each method with the best parameters of its Optuna search under DIR (the best.json "
+                         "files of scripts/sweep.py --optuna N --out DIR; methods without one keep their "
+                         "defaults); writes results/<preset>-tuned/")
     return p
 
 
@@ -430,6 +434,7 @@ def _leaderboard(parser, args) -> int:
         except ValueError as exc:
             if name.lower() not in methods.broken_methods():   # a broken file is reported as a failed row
                 parser.error(str(exc))
+    args.tuned_params = _tuned(parser, args, names)
     seeds = _forget_seeds(parser, args)
     if seeds is None:
         out = _one_leaderboard(parser, args, names)
@@ -437,7 +442,7 @@ def _leaderboard(parser, args) -> int:
     from eval.harness.forget_seeds import summary_tag, write_summary
     per_seed = [argparse.Namespace(**{**vars(args), "forget_seed": s}) for s in seeds]
     presets = [_device_and_preset(parser, a)[1] for a in per_seed]   # every seed checked before any work
-    out_dir = Path(args.results_dir) / summary_tag(presets[0], seeds)
+    out_dir = Path(args.results_dir) / (summary_tag(presets[0], seeds) + ("-tuned" if args.tuned else ""))
     _check_outputs(parser, (out_dir, "--results-dir"))
     boards = []
     for a in per_seed:
@@ -454,6 +459,28 @@ def _leaderboard(parser, args) -> int:
     return 0
 
 
+def _tuned(parser, args, names) -> dict:
+    """--tuned DIR: {method: Tuned} for the named methods, every token checked against its Params before
+    any work; {} without --tuned."""
+    if args.tuned is None:
+        return {}
+    from eval.harness import tuned
+    keys = [methods.get_method(n).key for n in names if n.lower() not in methods.broken_methods()]
+    try:
+        found = tuned.load(args.tuned, _device_and_preset(parser, args)[1].name, keys)
+    except ValueError as exc:
+        parser.error(str(exc))
+    for key, t in found.items():
+        try:
+            methods.parse_overrides(methods.get_method(key), list(t.tokens))
+        except ValueError as exc:
+            parser.error(f"--tuned: {t.source}: {exc}")
+    print(f"tuned parameters from {args.tuned}: {len(found)} of {len(keys)} methods"
+          + (f" (defaults for {', '.join(k for k in keys if k not in found)})" if len(found) < len(keys) else ""),
+          flush=True)
+    return found
+
+
 def _one_leaderboard(parser, args, names) -> dict | None:
     """One preset and bank (args.forget_seed's forget set): run_leaderboard's result with the seed, preset and
     bank key added, printed and written; None (the error printed) when the data is missing."""
@@ -461,17 +488,27 @@ def _one_leaderboard(parser, args, names) -> dict | None:
     device, preset = _device_and_preset(parser, args)
     _check_outputs(parser, (artifacts_home(args.home), "artifacts folder (--home)"),
                    (args.results_dir, "--results-dir"))
+    tuned_params = getattr(args, "tuned_params", {})
+    overrides = {k: list(t.tokens) for k, t in tuned_params.items()}
+    if args.tuned:
+        from eval.harness.tuned import notes
+        extra = {"out_tag": f"{preset.tag}-tuned",
+                 "notes": notes(tuned_params, [methods.get_method(n).key for n in names
+                                               if n.lower() not in methods.broken_methods()], preset.forget_seed)}
+    else:
+        extra = {}
     try:
         if _scaling_out(args):
             from eval.harness.leaderboard import leaderboard_jobs
             code = _scale_out(args, preset, device, leaderboard_jobs(
-                names, seed=args.seed, dict_batches=args.dict_batches or preset.dict_batches))
+                names, seed=args.seed, dict_batches=args.dict_batches or preset.dict_batches, overrides=overrides))
             if code is not None:
                 return {"stopped": code}
         splits, bank = _bank(args, preset, device)
         out = run_leaderboard(names, preset, splits, bank, results_dir=Path(args.results_dir), seed=args.seed,
                               metric=args.metric, bootstrap=args.bootstrap, progress=_progress(args),
-                              dict_batches=args.dict_batches or preset.dict_batches, on_wait=_on_wait)
+                              dict_batches=args.dict_batches or preset.dict_batches, on_wait=_on_wait,
+                              overrides=overrides, **extra)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
@@ -610,6 +647,8 @@ def _main(parser, args) -> int:
                 parser.error(str(exc))
     if args.forget_seeds is not None and args.leaderboard is None:
         parser.error("--forget-seeds compares leaderboards: use it with --leaderboard")
+    if args.tuned is not None and args.leaderboard is None:
+        parser.error("--tuned gives a leaderboard's methods their tuned parameters: use it with --leaderboard")
     if args.leaderboard is not None:
         return _leaderboard(parser, args)
     if args.method is None:

@@ -12,15 +12,16 @@ passed to `main.py` unchanged.
 `--grid`: the table (pandas) is printed as markdown and saved as `sweep.csv`.
 
 `--optuna N`: a seeded TPE search (`--sampler-seed`) over the ranges the method declares next to its
-defaults (`search_space`, minus what `--set` fixes); a new study's first trial is the defaults. The objective is the final score, 0 when the
-efficiency rule rejects the run; a failed trial (the method raised, main.py exited non-zero, a NaN
-score) scores 0 with its reason in trials.csv. The study is kept in
-`<out>/<preset>/<method>/optuna.db` (one study per method, preset, forget seed, runs and fixed
-values): re-running the same command resumes it and runs only the trials missing to reach N complete
-ones. Writes `trials.csv` and `search.png` in `<out>/<preset>/<method>/<study>/`, prints the best
-parameters and the `--set` line that reproduces them. For a fair comparison give every method the
-same N on the tuning forget seed (`--forget-seed`, default 1), then score the best on the other
-forget seeds (`--score-seeds`: each forget set is its own bank, built on first use).
+defaults (`search_space`, minus what `--set` fixes); a new study's first trial is the defaults. The
+objective is the final score, 0 when the efficiency rule rejects the run; a failed trial (the method
+raised, main.py exited non-zero, a NaN score) scores 0 with its reason in trials.csv. The study is
+kept in `<out>/<preset>/<method>/optuna.db` (one study per method, preset, forget seed, runs and
+fixed values): re-running the same command resumes it and runs only the trials missing to reach N
+complete ones. Writes `trials.csv`, `search.png` and `best.json` (the best trial's `--set` tokens
+and the budget) in `<out>/<preset>/<method>/<study>/`, prints the best parameters and the `--set`
+line that reproduces them. For a fair comparison give every method the same N on the tuning forget
+seed (`--forget-seed`, default 1), then score the best on other forget seeds: `--score-seeds`
+here, or a leaderboard of every tuned method, `main.py --leaderboard ... --forget-seed 2 --tuned <out>`.
 """
 import argparse
 import contextlib
@@ -35,7 +36,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import main as cli  # noqa: E402
 import methods  # noqa: E402
-from eval.io import write_text  # noqa: E402
+from eval.io import write_json, write_text  # noqa: E402
 
 COLUMNS = ["final_score", "score", "F", "ra_ratio", "ta_ratio", "forget_gap", "runtime_mean_s", "time_ratio",
            "manifest_time_ratio"]
@@ -152,6 +153,10 @@ def _optuna(p, args, cls, extra: list[str], out: Path) -> int:
           f"{best.value:.4f}" + (f", F {best.user_attrs['F']:.4f}" if "F" in best.user_attrs else "")
           + (f", {100 * best.user_attrs['ratio']:.1f}% of a retraining" if best.user_attrs.get("ratio") else ""))
     print("best params: " + ", ".join(f"{k}={best.params[k]!r}" for k in space))
+    write_json(folder / "best.json", {
+        "method": cls.key, "preset": args.preset, "forget_seed": forget_seed, "runs": args.runs,
+        "trials": len(done), "failed": n_failed, "sampler_seed": args.sampler_seed, "fixed": args.set,
+        "tokens": tokens, "trial": best.number, "final_score": best.value, "study": name})
     line = f"--set {tuning.set_line(tokens)}"
     print(f"reproduce: python main.py -m {cls.key} --preset {args.preset} --runs {args.runs} "
           f"--forget-seed {forget_seed} {line}")

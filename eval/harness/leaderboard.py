@@ -185,7 +185,8 @@ def _md_table(t: pd.DataFrame) -> str:
     return pd.DataFrame(out).fillna("").to_markdown(index=False, disable_numparse=True)
 
 
-def _markdown(t, preset, bank, *, seed, metric, bootstrap, manifest_time, mia_ref, plot_files, loss_label):
+def _markdown(t, preset, bank, *, seed, metric, bootstrap, manifest_time, mia_ref, plot_files, loss_label,
+              notes=()):
     ok = t[t["status"] == "ok"]
     n_models = min(preset.n_runs, preset.n_retrained)
     mia_r, mia_o = mia_ref
@@ -223,6 +224,7 @@ def _markdown(t, preset, bank, *, seed, metric, bootstrap, manifest_time, mia_re
            else ""),
         f"- Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; the numbers are in "
         f"`leaderboard.csv` (the source of truth).",
+        *(f"- {n}" for n in notes),
         "",
         "**Read every score against the reference rows.** `retrain` (training from scratch on the retain "
         "set) is the ceiling at this bank's size, `none` (the original model, unchanged) the floor. "
@@ -306,7 +308,8 @@ def _plots(t, arrays, refs, out_dir, *, preset, metric, loss_method):
 def run_leaderboard(names, preset, splits, bank, *, results_dir="results", seed: int = 0,
                     metric: str = "official", bootstrap: int = 20, progress=_identity,
                     overrides: dict | None = None, loss_method: str | None = None,
-                    dict_batches: bool = False, on_wait=None) -> dict:
+                    dict_batches: bool = False, on_wait=None, out_tag: str | None = None,
+                    notes: list[str] = ()) -> dict:
     """Evaluate `names` (plus `none` and `retrain`) on one preset and bank; write the leaderboard.
 
     Parameters
@@ -327,6 +330,11 @@ def run_leaderboard(names, preset, splits, bank, *, results_dir="results", seed:
         Feed Kaggle-style dict batches to the methods.
     on_wait : callable
         Called when another process holds the lock of a run this call needs (it waits, then reuses it).
+    out_tag : str, optional
+        Write the leaderboard to ``results_dir/out_tag/`` instead (e.g. a tuned one beside the defaults');
+        the cached rows stay in ``results_dir/<preset.tag>/rows/``, shared.
+    notes : list of str
+        Extra header bullets for leaderboard.md (e.g. which methods ran with tuned parameters).
 
     Returns
     -------
@@ -339,8 +347,8 @@ def run_leaderboard(names, preset, splits, bank, *, results_dir="results", seed:
     names = list(dict.fromkeys(_canonical(n) for n in [*names, *REFERENCES, *([loss_method] if loss_method else [])]))
     overrides = {_canonical(k): v for k, v in overrides.items()}
     loss_method = _canonical(loss_method) if loss_method else None
-    out_dir = Path(results_dir) / preset.tag
-    rows_dir = out_dir / "rows"
+    out_dir = Path(results_dir) / (out_tag or preset.tag)
+    rows_dir = Path(results_dir) / preset.tag / "rows"
     refs = References(bank, preset.n_retrained, splits.forget_y, splits.test_y)
     code = code_fingerprint(["eval.harness.row"])
     rows, arrays = [], {}
@@ -365,6 +373,6 @@ def run_leaderboard(names, preset, splits, bank, *, results_dir="results", seed:
     md = _markdown(table, preset, bank, seed=seed, metric=metric, bootstrap=bootstrap,
                    manifest_time=refs.manifest_retrain_time,
                    mia_ref=mia_ref, plot_files=plot_files,
-                   loss_label=f"`{loss_method}`" if loss_method in arrays else "no method")
+                   loss_label=f"`{loss_method}`" if loss_method in arrays else "no method", notes=notes)
     md_path = write_text(out_dir / "leaderboard.md", md)
     return {"table": table, "markdown": md, "files": [csv_path, md_path, *plot_files], "dir": out_dir}
