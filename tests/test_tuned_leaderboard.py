@@ -70,6 +70,8 @@ def test_notes_say_what_is_tuned_and_what_is_not_held_out(tmp_path):
     assert lines[1] == "**Defaults** (no search found): `_tu_b`."
     assert lines[2].startswith("**Not held out**: `_tu_a`")
     assert len(tuned.notes(found, ["_tu_a"], forget_seed=2)) == 1
+    long = tuned.Tuned("m", ("lr=0.05176340429875833", "T=9", "proxy=none"), 1, 6, 8, 0.1, tmp_path)
+    assert long.describe().startswith("`m` lr=0.05176 T=9 proxy=none (6 trials × 8 runs")
 
 
 @pytest.mark.parametrize("content, message", [
