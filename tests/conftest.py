@@ -73,3 +73,21 @@ def run(home, data_root, tmp_path):
                          "--results-dir", str(tmp_path / "results"), "--bootstrap", "5", *args])
     _run.results = tmp_path / "results" / "tiny"
     return _run
+
+
+@pytest.fixture
+def refused(monkeypatch, capsys):
+    """`refused(argv)`: main.py must exit 2 on `argv` without a traceback and before any bank work
+    (Bank.ensure fails the test); returns what it wrote to stderr."""
+    import eval.harness.bank as bank_module
+    import main as cli
+    monkeypatch.setattr(bank_module.Bank, "ensure", lambda *a, **k: pytest.fail("work started"))
+
+    def _refused(argv):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2, err
+        assert "Traceback" not in err, err
+        return err
+    return _refused

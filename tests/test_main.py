@@ -153,20 +153,13 @@ def test_failing_method_is_reported_and_the_last_good_result_kept(run, broken_me
     assert not (run.results / "_broken.failed.json").exists(), "a success clears the stale failure"
 
 
-def test_results_dir_naming_a_file_is_refused_before_any_work(tmp_path, home, data_root, capsys, monkeypatch):
-    import eval.harness.bank as bank_module
-    monkeypatch.setattr(bank_module.Bank, "ensure", lambda *a, **k: pytest.fail("work started"))
+def test_results_dir_naming_a_file_is_refused_before_any_work(tmp_path, home, data_root, refused):
     blocker = tmp_path / "results"
     blocker.write_text("I am a file")
     for flag, path in (("--results-dir", blocker), ("--home", blocker / "sub")):
-        args = ["-m", "my_method", "--preset", "tiny", "--quiet", "--data-root", str(data_root), "--home", str(home),
-                "--results-dir", str(tmp_path / "ok"), flag, str(path)]
-        with pytest.raises(SystemExit) as e:
-            cli.main(args)
-        assert e.value.code == 2
-        err = capsys.readouterr().err
+        err = refused(["-m", "my_method", "--preset", "tiny", "--quiet", "--data-root", str(data_root),
+                       "--home", str(home), "--results-dir", str(tmp_path / "ok"), flag, str(path)])
         assert "is a file, not a folder" in err or "not writable" in err, err
-        assert "Traceback" not in err
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores folder permissions")
