@@ -434,10 +434,10 @@ def _leaderboard(parser, args) -> int:
         except ValueError as exc:
             if name.lower() not in methods.broken_methods():   # a broken file is reported as a failed row
                 parser.error(str(exc))
-    args.tuned_params = _tuned(parser, args, names)
+    tuned = _tuned(parser, args, names)
     seeds = _forget_seeds(parser, args)
     if seeds is None:
-        out = _one_leaderboard(parser, args, names)
+        out = _one_leaderboard(parser, args, names, tuned)
         return 1 if out is None else out.get("stopped", 0)
     from eval.harness.forget_seeds import summary_tag, write_summary
     per_seed = [argparse.Namespace(**{**vars(args), "forget_seed": s}) for s in seeds]
@@ -447,7 +447,7 @@ def _leaderboard(parser, args) -> int:
     boards = []
     for a in per_seed:
         print(f"\n=== forget seed {a.forget_seed} ({len(boards) + 1}/{len(seeds)}) ===", flush=True)
-        out = _one_leaderboard(parser, a, names)
+        out = _one_leaderboard(parser, a, names, tuned)
         if out is None:
             return 1
         boards.append(out)
@@ -459,13 +459,18 @@ def _leaderboard(parser, args) -> int:
     return 0
 
 
-def _tuned(parser, args, names) -> dict:
+def _method_keys(names) -> list[str]:
+    """The registry keys of `names` (aliases resolved), broken method files left out."""
+    return [methods.get_method(n).key for n in names if n.lower() not in methods.broken_methods()]
+
+
+def _tuned(parser, args, names) -> dict | None:
     """--tuned DIR: {method: Tuned} for the named methods, every token checked against its Params before
-    any work; {} without --tuned."""
+    any work; None without --tuned."""
     if args.tuned is None:
-        return {}
+        return None
     from eval.harness import tuned
-    keys = [methods.get_method(n).key for n in names if n.lower() not in methods.broken_methods()]
+    keys = _method_keys(names)
     try:
         found = tuned.load(args.tuned, _device_and_preset(parser, args)[1].name, keys)
     except ValueError as exc:
@@ -481,22 +486,19 @@ def _tuned(parser, args, names) -> dict:
     return found
 
 
-def _one_leaderboard(parser, args, names) -> dict | None:
+def _one_leaderboard(parser, args, names, tuned: dict | None = None) -> dict | None:
     """One preset and bank (args.forget_seed's forget set): run_leaderboard's result with the seed, preset and
-    bank key added, printed and written; None (the error printed) when the data is missing."""
+    bank key added, printed and written; None (the error printed) when the data is missing. `tuned`
+    (`_tuned`'s answer to --tuned) gives methods their tuned values and the board its own folder."""
     from eval.harness.leaderboard import run_leaderboard
     device, preset = _device_and_preset(parser, args)
     _check_outputs(parser, (artifacts_home(args.home), "artifacts folder (--home)"),
                    (args.results_dir, "--results-dir"))
-    tuned_params = getattr(args, "tuned_params", {})
-    overrides = {k: list(t.tokens) for k, t in tuned_params.items()}
-    if args.tuned:
+    overrides, extra = {}, {}
+    if tuned is not None:
         from eval.harness.tuned import notes
-        extra = {"out_tag": f"{preset.tag}-tuned",
-                 "notes": notes(tuned_params, [methods.get_method(n).key for n in names
-                                               if n.lower() not in methods.broken_methods()], preset.forget_seed)}
-    else:
-        extra = {}
+        overrides = {k: list(t.tokens) for k, t in tuned.items()}
+        extra = {"out_tag": f"{preset.tag}-tuned", "notes": notes(tuned, _method_keys(names), preset.forget_seed)}
     try:
         if _scaling_out(args):
             from eval.harness.leaderboard import leaderboard_jobs
