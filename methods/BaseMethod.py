@@ -49,7 +49,8 @@ from methods._registry import all_method_handlers, get_method, register, unregis
 SEED_LIMIT = 2 ** 64          # torch.Generator.manual_seed takes seeds in [0, 2**64)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "onecycle", "constant")
-SEARCH_KINDS = ("float", "log", "int", "choice")   # the kinds of range a `search_space` entry may have
+SEARCH_KINDS = ("float", "log", "int", "choice")
+ORIGINS = ("published", "ported", "ours", "reference")   # the kinds of range a `search_space` entry may have
 
 
 def _in(options):
@@ -72,6 +73,7 @@ COMMON_CHECKS = {
     "max_update": (lambda v: v >= 0, ">= 0 (0: no cap)"),
     "fresh_max_update": (lambda v: v >= 0, ">= 0 (0: no cap)"),
     "epoch_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "time_factor": (lambda v: 0 < v <= 1, "in (0, 1] (1: the released epochs)"),
     "min_steps": (lambda v: v >= 0, ">= 0"),
     "kd_T": (lambda v: v > 0, "> 0"),
     "impair_steps": (lambda v: v >= 0, ">= 0"),
@@ -93,6 +95,11 @@ class BaseMethod:
     #: False for reference rows (e.g. `retrain`) that are not valid competition entries; they are
     #: exempt from the efficiency rule.
     valid_entry: bool = True
+    #: where the algorithm comes from: "published" (a paper's or a team's release, run as published: no
+    #: kit mechanism such as a step cap, entry noise or a step floor), "ported" (a published method
+    #: adapted to image classifiers, each adaptation documented and ablated), "ours" (anything goes,
+    #: documented) or "reference" (`none`, `retrain`)
+    origin: str = "ours"
     #: the paper's names for canonical parameters, e.g. {"eta_theta": "lr"}
     param_aliases: dict[str, str] = {}
     #: tuning ranges next to the defaults: {param: ("float", lo, hi) | ("log", lo, hi) | ("int", lo, hi)

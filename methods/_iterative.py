@@ -3,8 +3,9 @@
 `SAMParams` adds SAM/ASAM to any method (`--set sam=min|max rho=0.1 adaptive=true sam_lambda=1`,
 sharp-unlearn's `--sam --rho --adaptive --lamb`); `TrainParams` adds the optimisation options
 (`epochs`, `lr`, `optimizer`, `schedule`, `momentum`, `weight_decay`) and `max_update`, the
-per-tensor step cap of `_trust.StepCap` that keeps a learning rate tuned on one network from
-diverging on another. A method's `Params` derives
+per-tensor step cap of `_trust.StepCap`: off by default, since no published method has it; our own
+methods turn it on where a learning rate tuned on one network would diverge on another. A method's
+`Params` derives
 from one of them and overrides the defaults it ships with; the shared range checks are in
 `BaseMethod.COMMON_CHECKS`. `build_optimizer` makes the optimizer those fields describe, wrapped in
 SAM when asked, and `build_scheduler` its per-step schedule.
@@ -23,7 +24,7 @@ class SAMParams(BaseMethod.Params):
     rho: float = 0.1              # SAM radius (sharp-unlearn's --rho, default 0.1)
     adaptive: bool = False        # ASAM: perturbation scaled by |w| (Kwon et al. 2021)
     sam_lambda: float = 1.0       # g = g0 ± sam_lambda·(g1 − g0) (sharp-unlearn's --lamb)
-    max_update: float = 1e-3      # per step, each tensor moves at most this fraction of its norm (0: no cap)
+    max_update: float = 0.0       # per step, each tensor moves at most this fraction of its norm (0: no cap)
 
 
 @dataclass

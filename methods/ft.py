@@ -12,8 +12,8 @@ and 136 are never reached in ≤ 10 epochs), against the template's per-step cos
 `rum` calls it by key with per-group overrides (`--set lr=0.1 epochs=10` is RUM's mid group).
 
 Deviations: the retain data are visited in an order drawn from the method's seed (`reshuffled`);
-the released FT's optional gradient mask is not carried (SalUn's mask is `salun`'s); every step is
-capped per tensor at `max_update` of its norm (`_trust.StepCap`, shared by every iterative method);
+the released FT's optional gradient mask is not carried (SalUn's mask is `salun`'s); no step cap (RUM
+has none; `--set max_update=...` adds the kit's, off by default);
 `--set sam=min rho=...` gives sharp-unlearn's FT+SAM. Published values (RUM README): lr 0.01, E 10,
 which cost ~65% of a retraining on the cpu preset (13 retraining epochs), over the 20% rule, so E is
 cut to 2 and lr raised to compensate.
@@ -30,6 +30,8 @@ from methods.BaseMethod import BaseMethod, register
 @register("ft", aliases=("FT",))
 class FT(BaseMethod):
     """Fine-tune on the retain set with CE at a constant SGD learning rate (RUM's FT baseline)."""
+
+    origin = "published"
 
     @dataclass
     class Params(TrainParams):

@@ -18,8 +18,8 @@ entry is α·sign(θ) whatever the model: per step an entry moves lr·α towards
 released defaults (α 0.2 in RUM/SalUn, 0.99 in sharp-unlearn) are not inherited (§6 defect 8): the
 default here is an explicit α = 5e-4 chosen on the cpu preset (see the record below); it is the
 shrink per entry per unit of learning rate, so it transfers across model sizes as a rate, not as a
-loss value. Every step is also capped per tensor (`max_update`, `_trust.StepCap`), which bounds the
-L1 pull on networks with small weights (ResNet-18).
+loss value. No step cap, as released (`--set max_update=...` adds the kit's per-tensor cap, which
+bounds the L1 pull on networks with small weights such as ResNet-18).
 
 SAM (`--set sam=min rho=...`). The reference adds the L1 term to the second (perturbed) loss only.
 The shared loop evaluates the step's loss function once per SAM pass through the optimizer's
@@ -60,6 +60,8 @@ def l1_norm(net: torch.nn.Module) -> torch.Tensor:
 @register("ft_l1", aliases=("FT_prune",))
 class FTL1(BaseMethod):
     """Fine-tune on the retain set with CE + a linearly decaying L1 penalty on all weights (L1-sparse)."""
+
+    origin = "published"
 
     @dataclass
     class Params(TrainParams):

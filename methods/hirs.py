@@ -177,6 +177,7 @@ class HIRS(BaseMethod):
 
     @dataclass
     class Params(TrainParams):
+        max_update: float = 1e-3       # per-step cap, fraction of each tensor's norm (ours: kept; published methods: off)
         strength: float = 1.0        # filtration: fraction of the way from the forget to the val class means
         max_rise: float = 0.3        # ...lowered until the retain CE (eval mode) rises by at most this (0: off)
         mask_ratio: float = 0.3      # fraction of all parameter entries the repair may change

@@ -16,8 +16,8 @@ Deviations and choices:
   `epoch_fraction` = 0.6 of that (43 steps here) and E = 1.
 - α = 0.6, lr 0.05, not the published α 0.99 / 0.97 and lr 0.01: with under a fifth of RUM's steps,
   α 0.99 leaves forget accuracy at 0.965 (original 0.978; retrained models 0.596).
-- Every step is capped per tensor at `max_update` = 0.1% of its norm (`_trust.StepCap`, shared by
-  every iterative method); `--set sam=min rho=...` gives sharp-unlearn's NG+SAM on the whole objective.
+- No step cap, as released (`--set max_update=...` adds the kit's); `--set sam=min rho=...` gives
+  sharp-unlearn's NG+SAM on the whole objective.
 
 Tuning on the cpu preset (one run each, `scripts/probe_defaults.py --preset cpu -m ng --runs 1 --set ...`;
 retain / forget / test accuracy, original 0.970 / 0.978 / 0.613, retrained 0.979 / 0.596 / 0.610).
@@ -43,6 +43,8 @@ from methods.BaseMethod import BaseMethod, register
 @register("ng", aliases=("NG", "NegGrad+"))
 class NG(BaseMethod):
     """NegGrad+: per step a retain batch and a fresh forget batch, loss α·CE_r − (1−α)·CE_f."""
+
+    origin = "published"
 
     @dataclass
     class Params(TrainParams):

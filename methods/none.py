@@ -10,6 +10,8 @@ from methods.BaseMethod import BaseMethod, register
 class NoUnlearning(BaseMethod):
     """Do nothing (lower reference: the original model)."""
 
+    origin = "reference"
+
     valid_entry = False
 
     def run(self, net, retain_loader, forget_loader, val_loader):

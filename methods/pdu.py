@@ -112,8 +112,11 @@ def dual_update(lam: float, retain_loss: float, epsilon: float, step_size: float
 class PDU(BaseMethod):
     """Primal-dual unlearning: flatten forget logit margins s.t. retain CE <= epsilon (Entesari et al. 2025)."""
 
+    origin = "ported"
+
     @dataclass
     class Params(TrainParams):
+        max_update: float = 1e-3       # per-step cap, fraction of each tensor's norm (ours: kept; published methods: off)
         epochs: int = 6                    # passes over the forget set (one primal + one dual step per forget batch)
         lr: float = 1e-3                   # peak learning rate of the primal optimizer
         optimizer: str = "adamw"           # adamw (the paper's) | sgd | adam

@@ -104,6 +104,7 @@ class PSGU(BaseMethod):
 
     @dataclass
     class Params(TrainParams):
+        max_update: float = 1e-3       # per-step cap, fraction of each tensor's norm (ours: kept; published methods: off)
         rounds: int = 4              # round budget
         impair_steps: int = 10       # masked NegGrad+ steps per round (a retain + a forget batch each)
         repair_steps: int = 8        # masked retain fine-tune steps per round

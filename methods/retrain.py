@@ -15,6 +15,8 @@ from methods.BaseMethod import BaseMethod, register
 class Retrain(BaseMethod):
     """Retrain from scratch on the retain set (upper reference; not a valid entry)."""
 
+    origin = "reference"
+
     valid_entry = False
 
     @dataclass

@@ -14,8 +14,8 @@ R keeps the rest of the function in place.
 Deviations: labels are redrawn on any dataset with C read from the network (§6 defect 5: RUM relabels
 only for CIFAR-10/SVHN, training on true labels elsewhere); relabelling is a wrapper over
 `forget_loader.dataset` (tuple or Kaggle dict samples) rather than a deep copy of a CIFAR dataset;
-labels and data order come from the method's seed; every step is capped per tensor at `max_update`
-(`_trust.StepCap`). Published values (RUM README): SGD lr 0.1, momentum 0.9, wd 5e-4, constant
+labels and data order come from the method's seed; no step cap, as released (`--set max_update=...`
+adds the kit's). Published values (RUM README): SGD lr 0.1, momentum 0.9, wd 5e-4, constant
 schedule, E 10, ~70% of a retraining on the cpu preset (13 retraining epochs), so E and lr are retuned.
 """
 from dataclasses import dataclass
@@ -30,6 +30,8 @@ from methods.BaseMethod import BaseMethod, register
 @register("rl_og", aliases=("RL_og",))
 class RLOriginal(BaseMethod):
     """Random labels on the forget set, redrawn per epoch, trained jointly with the retain set (RL_og)."""
+
+    origin = "published"
 
     @dataclass
     class Params(TrainParams):

@@ -76,6 +76,8 @@ def _parse_set(text: str) -> list[str]:
 class RUM(BaseMethod):
     """RUM: split the forget set into low/mid/high memorization by a proxy, unlearn them in turn (Zhao et al. 2024)."""
 
+    origin = "published"
+
     @dataclass
     class Params(BaseMethod.Params):
         proxy: str = "confidence"          # confidence | ho_ret (see the docstring)

@@ -26,7 +26,7 @@ Decisions and deviations:
   running statistics only track the input distribution, which F and R share, and after the R pass
   they are dominated by retain data as in a retrained model).
 - Relabelling on any dataset with C read from the network (§6 defect 5); labels and data order from
-  the method's seed; every step capped per tensor at `max_update` (`_trust.StepCap`).
+  the method's seed; no step cap, as released (`--set max_update=...` adds the kit's).
 - Published values: SalUn README (CIFAR-10 ResNet-18) lr 0.013, E 10, r 0.5; RUM README lr 0.1, E 10
   (RUM's high group: E 5). Ten epochs of F+R cost ~75% of a retraining on the cpu preset, so E is cut.
 """
@@ -54,6 +54,8 @@ def negative_cross_entropy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
 @register("salun", aliases=("RL",))
 class SalUn(BaseMethod):
     """SalUn: random-label unlearning of the forget set under a gradient-saliency weight mask (Fan et al. 2024)."""
+
+    origin = "published"
 
     @dataclass
     class Params(TrainParams):

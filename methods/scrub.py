@@ -15,8 +15,8 @@ Deviations and choices:
 - lr 5e-3 (the RUM README's η) instead of the large-scale notebook's 5e-4: at 5e-4 the forget accuracy
   barely moves (0.975; original 0.978, retrained models 0.596) and F is 0.017.
 - SCRUB's ×0.1 step decay is an option (`lr_decay_epochs="3 5 9"`, constant schedule only); off by
-  default, since 3 epochs never reach it. Every step is capped per tensor at `max_update` of its norm
-  (`_trust.StepCap`, shared by every iterative method); `--set sam=min` gives sharp-unlearn's SCRUB+SAM.
+  default, since 3 epochs never reach it. No step cap, as released (`--set max_update=...` adds the kit's);
+  `--set sam=min` gives sharp-unlearn's SCRUB+SAM.
 
 Measured on the cpu preset (bank 339ce6ad7fae, 16 runs, base seed 0; ratio timed beside the runs):
 - large-scale values (lr 5e-4, epoch_fraction 1): final 0 (rejected, 32.6%); before the rule
@@ -63,6 +63,8 @@ def decay_milestones(value) -> tuple[int, ...]:
 @register("scrub", aliases=("SCRUB",))
 class SCRUB(BaseMethod):
     """SCRUB: max passes on F away from the original (teacher), min passes on R towards it plus CE."""
+
+    origin = "published"
 
     @dataclass
     class Params(TrainParams):

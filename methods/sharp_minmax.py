@@ -33,7 +33,7 @@ Deviations from the released code and choices:
 - Time: an iteration is two SAM steps, four forward/backward passes of a batch, so a released epoch
   (|R|/batch iterations) would cost ~45% of a retraining on the cpu preset; an epoch here is
   `epoch_fraction` = 0.3 of it (21 iterations) and E = 1.
-- Every step is capped per tensor at `max_update` (shared `_trust.StepCap`, inside the mask).
+- No step cap, as released (`--set max_update=...` adds the kit's, inside the mask).
 
 SU's settings: ASAM, ρ 1.0, λ 1, α 0.99, AdamW (lr and E not published), r ∈ {0.1, 0.3, 0.5}.
 
@@ -86,6 +86,8 @@ def minmax_iteration(net, retain_opt, forget_opt, retain, forget, alpha: float) 
 @register("sharp_minmax", aliases=("SharpMinMax",))
 class SharpMinMax(BaseMethod):
     """Sharp MinMax: NegGrad+ split by a saliency mask, SAM-min on retain weights, SAM-max on forget weights."""
+
+    origin = "published"
 
     @dataclass
     class Params(TrainParams):

@@ -160,10 +160,13 @@ def _prox_l1_(params, theta0, threshold: float) -> None:
 class SIBL(BaseMethod):
     """Sparse bilevel augmented Lagrangian (S-BiAL): masked retain repair + AL forget step, corrected."""
 
+    origin = "ported"
+
     param_aliases = {"eta_theta": "lr", "eta_in": "inner_lr"}   # the released code's names
 
     @dataclass
     class Params(SAMParams):
+        max_update: float = 1e-3       # per-step cap, fraction of each tensor's norm (ours: kept; published methods: off)
         use_sparsity: bool = True        # False: every weight may change (dense mask)
         sparsity: float = 0.5            # fraction of each conv/linear weight frozen (0.9: 10% may change)
         sparsity_method: str = "layerwise_magnitude"  # or magnitude_sampling, random, structured, gradual, movement

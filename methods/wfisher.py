@@ -28,11 +28,9 @@ Deviations from the released code:
 - The damping N and the number of retain examples are parameters (`damping`, `n_examples`), and the
   examples are drawn at random from the method's generator, not the first ~1,002 in dataset order
   (§6 defect 10). One default α, not the repositories' 0.2 / 0.99 (§6 defect 8).
-- `max_update`: a trust-region cap on the update, per tensor ‖α·k‖ ≤ max_update·ref(θ) (`_trust.cap_update_`,
-  the rule every iterative method's steps follow).
-- Run-to-run variety: (see the tuning record below).
-
-Tuning record: (to be filled).
+- `max_update` (off by default, as released): an optional trust-region cap on the update, per tensor
+  ‖α·k‖ ≤ max_update·ref(θ) (`_trust.cap_update_`).
+- Run-to-run variety comes from the random draw of the retain examples.
 """
 from dataclasses import dataclass
 
@@ -69,6 +67,8 @@ def released_woodfisher(v: torch.Tensor, first: torch.Tensor, dots, damping: flo
 class WFisher(BaseMethod):
     """One-shot influence update θ + α·F⁻¹(ḡ_F − ḡ_R) with the released WoodFisher estimate (Jia et al. 2023)."""
 
+    origin = "published"
+
     @dataclass
     class Params(BaseMethod.Params):
         alpha: float = 2.0             # step: θ ← θ + alpha·k (released 0.2 in RUM/SalUn, 0.99 in sharp-unlearn)
@@ -77,7 +77,7 @@ class WFisher(BaseMethod):
         dots: str = "jvp"              # how g·v, g·g_1 are got: jvp (forward mode) | vmap (per-example gradients)
         chunk_mb: float = 1024.0       # vmap only: memory budget of one chunk of per-example gradients, MB
         mask_ratio: float = 1.0        # < 1: update only the largest |g_F| entries (SalUn mask, global)
-        max_update: float = 1e-3       # per tensor ‖α·k‖ <= max_update·ref(θ) (`_trust.cap_update_`; 0: no cap); 0.01 collapsed ResNet-18 (retain 0.15-0.24)
+        max_update: float = 0.0        # per tensor ‖α·k‖ <= max_update·ref(θ) (`_trust.cap_update_`; 0: no cap, as released)
         weight_noise: float = 0.0      # σ of exit noise on conv/linear weights, relative to each tensor's std
 
         def __post_init__(self):
@@ -97,7 +97,7 @@ class WFisher(BaseMethod):
                 raise ValueError(f"weight_noise must be >= 0, got {self.weight_noise}")
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
-    search_space = {"alpha": ("log", 0.1, 50.0), "damping": ("log", 10.0, 1e5), "max_update": ("log", 1e-4, 1e-2)}
+    search_space = {"alpha": ("log", 0.1, 50.0), "damping": ("log", 10.0, 1e5), "n_examples": ("int", 250, 4000)}
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params

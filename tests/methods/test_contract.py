@@ -1,7 +1,10 @@
 """One contract test over every registered method, on both batch formats (as torchvision tests every model).
 
 The loaders' order is fixed (seeded) and only `params.seed` varies, so a method that ignores its
-seed, and would give identical runs on Kaggle's shared loaders, fails.
+seed, and would give identical runs on Kaggle's shared loaders, fails; so does one whose runs differ by
+a rounding error (the scorer compares runs' outputs: near-identical runs score as identical ones).
+The forget set holds two batches, so a method whose only randomness is its data order (as released)
+has an order to draw.
 """
 import copy
 import json
@@ -13,11 +16,12 @@ import methods
 from methods._training import Recipe
 from tests.methods.toy import fitted_tiny_cnn, random_loaders
 
+SPREAD = 1e-4   # two seeds' runs must differ by at least this share of how far a run moves the weights
 RECIPE = Recipe(epochs=1, lr=0.05, batch_size=32, schedule="onecycle")
 
 
 def _loaders(dict_batches: bool):
-    return random_loaders((96, 32, 32), data_seed=123, shuffle_seed=0, dict_batches=dict_batches)
+    return random_loaders((96, 64, 32), data_seed=123, shuffle_seed=0, dict_batches=dict_batches)
 
 
 def _net():
@@ -55,8 +59,10 @@ def test_method_contract(key, dict_batches):
     same, _ = _run(key, dict_batches, seed=1, net=base)
     assert torch.allclose(_flat(same), w, atol=1e-6), "same seed must give the same weights on CPU"
     other, _ = _run(key, dict_batches, seed=2, net=base)
-    assert not torch.allclose(_flat(other), w), \
-        "another params.seed, with the loaders' order fixed, must give other weights: the method ignores its seed"
+    spread, moved = float((_flat(other) - w).norm()), float((w - _flat(base)).norm())
+    assert spread >= SPREAD * moved, (
+        f"another params.seed, with the loaders' order fixed, must give other weights: the two runs differ by "
+        f"{spread:.2e}, {spread / moved:.1e} of the {moved:.2e} the method moved the weights (at least {SPREAD})")
 
 
 @pytest.mark.parametrize("key", methods.available_methods())

@@ -127,7 +127,7 @@ def test_a_broken_method_file_is_reported_and_the_others_work(tmp_path):
 #: one out-of-range value per shared check (BaseMethod.COMMON_CHECKS), each refused by every method that has the field
 _BAD = {"epochs": 0, "lr": 0.0, "momentum": 1.0, "weight_decay": -1.0, "batch_size": 0, "optimizer": "lion",
         "schedule": "step", "sam": "both", "rho": -0.1, "sam_lambda": -1.0, "max_update": -1e-3,
-        "fresh_max_update": -1e-3, "epoch_fraction": 0.0, "min_steps": -1, "kd_T": 0.0,
+        "fresh_max_update": -1e-3, "epoch_fraction": 0.0, "time_factor": 0.0, "min_steps": -1, "kd_T": 0.0,
         "impair_steps": -1, "repair_steps": -1, "signal_batches": 0}
 
 
@@ -139,6 +139,30 @@ def test_shared_checks_refuse_bad_values(key):
     for name in set(cls.defaults()) & set(_BAD):
         with pytest.raises(ValueError, match=name):
             cls.make_params(**{name: _BAD[name]})
-    if "epoch_fraction" in cls.defaults():
-        with pytest.raises(ValueError, match="epoch_fraction"):
-            cls.make_params(epoch_fraction=1.5)
+    for name in {"epoch_fraction", "time_factor"} & set(cls.defaults()):
+        with pytest.raises(ValueError, match=name):
+            cls.make_params(**{name: 1.5})
+
+
+#: the literature's image-classification methods, the eight NeurIPS 2023 entries and the Kaggle template:
+#: each runs its published algorithm and nothing the kit adds
+PUBLISHED = ("ft", "ft_l1", "ga", "ng", "scrub", "wfisher", "rl_og", "salun", "rum", "sharp_minmax", "my_method",
+             "fanchuan", "kookmin", "seif", "sebastian", "ct", "amnesiacs", "sun", "forget")
+#: kit mechanisms no published method has: step caps, entry noise, step floors (off = 0)
+KIT_MECHANISMS = ("max_update", "fresh_max_update", "noised_max_update", "init_noise", "min_steps")
+
+
+def test_every_method_says_where_it_comes_from():
+    from methods.BaseMethod import ORIGINS
+    for key, cls in methods.all_method_handlers().items():
+        assert cls.origin in ORIGINS, f"{key}: origin {cls.origin!r} is not one of {ORIGINS}"
+    for key in PUBLISHED:
+        assert methods.get_method(key).origin == "published", key
+    assert {methods.get_method(k).origin for k in ("sibl", "pdu")} == {"ported"}
+
+
+@pytest.mark.parametrize("key", [k for k, c in methods.all_method_handlers().items() if c.origin == "published"])
+def test_published_methods_run_no_kit_mechanism_by_default(key):
+    defaults = methods.get_method(key).defaults()
+    on = {name: defaults[name] for name in KIT_MECHANISMS if defaults.get(name)}
+    assert not on, f"{key} is published but ships the kit's {on}: its release has none of them"

@@ -1,10 +1,15 @@
-"""Every registered method, at the defaults it ships with, gives a finite, non-collapsed ResNet-18.
+"""Every registered method, at the defaults it ships with, gives a finite ResNet-18; ours do not collapse it.
 
 Two networks the cpu preset's small ResNet does not resemble (issue 10: defaults tuned on it gave NaN
 weights or 11-22% retain accuracy there): the test phase's `kaggle-tiny` (torchvision ResNet-18 on
 0-255 pixels, trained with the organizers' Adam recipe) and a ResNet-18 on normalized images trained
 with the `full` preset's SGD recipe on 1,000 images. Only the data are small; no method setting is
 reduced. One run per method and network, from the bank's original, through the evaluator's `run_once`.
+
+A published method runs its released values (`origin = "published"`): if they collapse a network, that
+is a finding its preset's record reports, not a failure of the kit, so only finiteness, a changed
+network and a run that completes are asserted for it. Our own and ported methods must also keep half
+of the original's accuracy above chance and predict more than one class.
 
 Every method runs on the test-phase network (what a submission meets); the normalized ResNet-18 runs one
 method per family of shared blocks (`tests/families.py`; `UNLEARN_ALL=1` runs all), which keeps the suite
@@ -45,6 +50,10 @@ def _check(key, preset, splits, bank):
     cls = methods.get_method(key)
     outs = run_once(cls, cls.make_params(), preset, splits, bank, 0, 0, preset.dict_batches)  # raises if non-finite
     original = bank.outputs("original")
+    if key != "none":
+        assert not np.array_equal(outs["forget_logits"], original["forget_logits"]), f"{key} changed nothing"
+    if cls.origin == "published":
+        return
     chance = 1.0 / preset.num_classes
     floor = chance + 0.5 * (float(original["acc_retain"]) - chance)
     assert float(outs["acc_retain"]) >= floor, (
@@ -52,8 +61,6 @@ def _check(key, preset, splits, bank):
         f"original {float(original['acc_retain']):.3f}, floor {floor:.3f}")
     assert float(outs["acc_test"]) >= chance + 0.5 * (float(original["acc_test"]) - chance), f"{key}: test accuracy"
     assert len(np.unique(outs["test_logits"].argmax(-1))) > 1, f"{key} predicts one class on {preset.name}"
-    if key != "none":
-        assert not np.array_equal(outs["forget_logits"], original["forget_logits"]), f"{key} changed nothing"
 
 
 def test_the_normalized_original_learned(normalized_resnet18):

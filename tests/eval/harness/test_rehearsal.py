@@ -52,6 +52,17 @@ def test_the_notebook_stops_on_a_diverging_method(kaggle_tiny, tmp_path):
     assert not (tmp_path / "working" / "submission.zip").exists()
 
 
+def test_the_notebook_stops_on_a_method_whose_runs_are_identical(kaggle_tiny, tmp_path):
+    """A fixed seed gives the same model every run (the scorer gives that 0): the notebook names both runs."""
+    preset, splits, bank = kaggle_tiny
+    root = rehearsal.write_input_tree(preset, splits, bank)
+    nb = nu.build_notebook("my_method", {"seed": 7, "epochs": 1})
+    with pytest.raises(nu.NotebookFailed, match="run 1: the unlearned model is identical to run 0's") as info:
+        nu.execute_notebook(nb, root, tmp_path / "tmp", tmp_path / "working", n_checkpoints=2)
+    assert info.value.cell == "submission"
+    assert not (tmp_path / "working" / "submission.zip").exists()
+
+
 def _rehearse(home, data_root, tmp_path, *args):
     return cli.main(["-p", "test", "--rehearse", "--preset", "kaggle-tiny", "--checkpoints", "3", "--quiet",
                      "--bootstrap", "10", "--home", str(home), "--data-root", str(data_root),
