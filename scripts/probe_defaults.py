@@ -4,13 +4,15 @@
     python scripts/probe_defaults.py --preset kaggle-cpu -m my_method --set lr=0.001
 
 A quick check before a full evaluation or a rehearsal: for every run it prints whether the weights
-and logits stay finite and the retain / forget / test accuracies beside the original's. A retain
-accuracy far below the original's means the method's settings do not suit that network. Runs use
+and logits stay finite, the retain / forget / test accuracies beside the original's, the run's
+seconds and its share of one retraining (the harness's clock: a slice of the preset's retraining timed
+just before and after the run, so the ratio holds on a loaded machine). A retain accuracy far below
+the original's means the method's settings do not suit that network; a share above 20% breaks the
+efficiency rule. Runs use
 the same seed tree as `main.py` (base seed 1000, so they never reuse a cached evaluation's runs).
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -18,6 +20,7 @@ import methods  # noqa: E402
 from data.presets import PRESETS, get_preset  # noqa: E402
 from data.splits import make_splits  # noqa: E402
 from eval.harness.bank import Bank  # noqa: E402
+from eval.harness.timing import RetrainClock  # noqa: E402
 from eval.harness.unlearn import MethodFailed, run_once  # noqa: E402
 
 
@@ -35,7 +38,8 @@ def main(argv=None) -> int:
     bank = Bank(preset, splits, home=args.home, data_root=args.data_root)
     bank.ensure(0)   # the original is all a probe needs
     o = bank.outputs("original")
-    print(f"{'':28}{'finite':>8}{'retain':>9}{'forget':>9}{'test':>9}{'s':>8}")
+    clock = RetrainClock(preset, splits, bank.device)
+    print(f"{'':28}{'finite':>8}{'retain':>9}{'forget':>9}{'test':>9}{'s':>8}{'% retrain':>11}")
     print(f"{'original':28}{'':>8}{float(o['acc_retain']):>9.3f}{float(o['acc_forget']):>9.3f}"
           f"{float(o['acc_test']):>9.3f}")
     for key in args.methods:
@@ -46,15 +50,17 @@ def main(argv=None) -> int:
             print(f"{key:28}  skipped: {exc}")
             continue
         for i in range(args.runs):
-            t0 = time.perf_counter()
+            before = clock.estimate()
             try:
                 outs = run_once(cls, params, preset, splits, bank, 1000, i, preset.dict_batches)
             except MethodFailed as exc:
                 print(f"{cls.key + f' run {i}':28}  failed: {exc.reason}")
                 continue
+            retrain = (before + clock.estimate()) / 2
+            seconds = float(outs["time_s"])
             print(f"{cls.key + f' run {i}':28}{'yes':>8}{float(outs['acc_retain']):>9.3f}"
                   f"{float(outs['acc_forget']):>9.3f}{float(outs['acc_test']):>9.3f}"
-                  f"{time.perf_counter() - t0:>8.1f}")
+                  f"{seconds:>8.1f}{100 * seconds / retrain:>10.1f}%", flush=True)
     return 0
 
 

@@ -471,3 +471,20 @@ def test_masked_sam_composition(mode):
     for n, p in net.named_parameters():
         assert torch.equal(p[~masks[n]], init[n][~masks[n]]), n
         assert (p[masks[n]] != init[n][masks[n]]).float().mean() > 0.5, n
+
+
+@pytest.mark.parametrize("name", ["cosine", "onecycle", "constant"])
+def test_every_schedule_works_for_any_positive_step_count(name):
+    """A phase scaled down to a few steps (kookmin's notebook once died in OneCycleLR at 4): every step's
+    rate is finite, the first is positive, and none exceeds the peak."""
+    from methods._optim import make_scheduler
+    for steps in range(1, 12):
+        q = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.SGD([q], lr=0.1)
+        sched = make_scheduler(name, opt, steps, 0.1)
+        rates = []
+        for _ in range(steps):
+            rates.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert rates[0] > 0 and all(0 <= r <= 0.1 + 1e-12 and math.isfinite(r) for r in rates), (steps, rates)

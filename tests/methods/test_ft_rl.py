@@ -176,3 +176,30 @@ def test_salun_checks_its_options():
         methods.get_method("salun")(mask_ratio=0.0)
     with pytest.raises(ValueError, match="passes"):
         methods.get_method("salun")(passes="both")
+
+
+@pytest.mark.parametrize("key", ["rl_og", "salun"])
+def test_a_run_trains_on_forget_images_with_random_labels_and_retain_images_with_their_own(key, monkeypatch):
+    """Every batch the run's loss sees, split by where each image comes from: forget images carry drawn
+    labels (about 9 in 10 differ from the true one), retain images their true labels."""
+    import methods._loop as loop
+    module = __import__(f"methods.{key}", fromlist=["run"])
+    retain, forget, val = random_loaders((64, 64, 32), data_seed=11)
+    true = {}
+    for loader, where in ((retain, "retain"), (forget, "forget")):
+        for i in range(len(loader.dataset)):
+            x, y = loader.dataset[i][0], int(loader.dataset[i][1])
+            true[x.flatten()[:8].numpy().tobytes()] = (where, y)
+    seen = {"retain": [0, 0], "forget": [0, 0]}     # [examples, examples whose label is the true one]
+
+    def spy(net, x, y):
+        for xi, yi in zip(x, y):
+            where, label = true[xi.flatten()[:8].numpy().tobytes()]
+            seen[where][0] += 1
+            seen[where][1] += int(yi) == label
+        return loop.batch_cross_entropy(net, x, y)
+    monkeypatch.setattr(module, "batch_cross_entropy", spy)
+    methods.get_method(key)(seed=0, epochs=2).run(fitted_tiny_cnn(retain), retain, forget, val)
+    assert seen["forget"][0] >= 2 * 64, "the forget set is visited every epoch"
+    assert seen["retain"][1] == seen["retain"][0] > 0
+    assert seen["forget"][1] / seen["forget"][0] < 0.3, f"forget labels kept: {seen['forget']}"
