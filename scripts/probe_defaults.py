@@ -30,10 +30,11 @@ def main(argv=None) -> int:
     p.add_argument("--preset", choices=sorted(PRESETS), default="kaggle-cpu")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every method")
     p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--forget-seed", type=int, default=None, help="the preset's random forget set drawn with this seed")
     p.add_argument("--home", default=None, help="artifacts folder (default: $UNLEARN_HOME or ./artifacts)")
     p.add_argument("--data-root", default=None)
     args = p.parse_args(argv)
-    preset = get_preset(args.preset)
+    preset = get_preset(args.preset).with_forget(seed=args.forget_seed)
     splits = make_splits(preset, args.data_root)
     bank = Bank(preset, splits, home=args.home, data_root=args.data_root)
     bank.ensure(0)   # the original is all a probe needs
