@@ -122,6 +122,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     lb.add_argument("--leaderboard", nargs="*", default=None, metavar="NAME",
                     help="evaluate these methods (default: all registered) on one preset and bank and write "
                          "results/<preset>/leaderboard.{csv,md} and plots")
+    p.add_argument("--published", action="store_true",
+                   help="run methods with their published defaults, not the preset's committed tuned record "
+                        "(benchmarks/tuned/<preset>/: used by default where one exists)")
     lb.add_argument("--tuned", default=None, metavar="DIR",
                     help="run each method with the best parameters of its Optuna search under DIR (the best.json "
                          "files of scripts/sweep.py --optuna N --out DIR; methods without one keep their "
@@ -442,7 +445,8 @@ def _leaderboard(parser, args) -> int:
     from eval.harness.forget_seeds import summary_tag, write_summary
     per_seed = [argparse.Namespace(**{**vars(args), "forget_seed": s}) for s in seeds]
     presets = [_device_and_preset(parser, a)[1] for a in per_seed]   # every seed checked before any work
-    out_dir = Path(args.results_dir) / (summary_tag(presets[0], seeds) + ("-tuned" if args.tuned else ""))
+    out_dir = Path(args.results_dir) / (summary_tag(presets[0], seeds) + ("-tuned" if args.tuned else "")
+                                        + ("-published" if args.published else ""))
     _check_outputs(parser, (out_dir, "--results-dir"))
     boards = []
     for a in per_seed:
@@ -464,11 +468,38 @@ def _method_keys(names) -> list[str]:
     return [methods.get_method(n).key for n in names if n.lower() not in methods.broken_methods()]
 
 
+def _records(parser, args, keys) -> dict:
+    """{method: Tuned}: the committed tuned records of the preset (benchmarks/tuned/<preset>/) for `keys`;
+    empty with --published, --tuned DIR or when the preset has none. Bad records refused before any work."""
+    from eval.harness import tuned
+    if args.published or args.tuned is not None or not tuned.RECORDS.is_dir():
+        return {}
+    try:
+        found = tuned.load(tuned.RECORDS, _device_and_preset(parser, args)[1].name, keys)
+        for key, t in found.items():
+            methods.parse_overrides(methods.get_method(key), list(t.tokens))
+    except ValueError as exc:
+        parser.error(f"the committed record: {exc} (or run --published)")
+    return found
+
+
+def _with_record(parser, args, cls, overrides: dict) -> dict:
+    """-m: the preset's committed record for `cls` (if any) under the --set `overrides`; says which values run."""
+    record = _records(parser, args, [cls.key]).get(cls.key)
+    if record is None:
+        print(f"values: {cls.key}'s published defaults" + ("" if args.published else
+              " (no tuned record for this preset)") + (f", --set {' '.join(args.set)}" if args.set else ""), flush=True)
+        return overrides
+    print(f"values: the record {record.describe()} from {record.source}"
+          + (f", --set {' '.join(args.set)} over it" if args.set else "") + " (--published: the defaults)", flush=True)
+    return {**methods.parse_overrides(cls, list(record.tokens)), **overrides}
+
+
 def _tuned(parser, args, names) -> dict | None:
     """--tuned DIR: {method: Tuned} for the named methods, every token checked against its Params before
     any work; None without --tuned."""
     if args.tuned is None:
-        return None
+        return _records(parser, args, _method_keys(names)) or None
     from eval.harness import tuned
     keys = _method_keys(names)
     try:
@@ -498,7 +529,12 @@ def _one_leaderboard(parser, args, names, tuned: dict | None = None) -> dict | N
     if tuned is not None:
         from eval.harness.tuned import notes
         overrides = {k: list(t.tokens) for k, t in tuned.items()}
-        extra = {"out_tag": f"{preset.tag}-tuned", "notes": notes(tuned, _method_keys(names), preset.forget_seed)}
+        extra = {"notes": notes(tuned, _method_keys(names), preset.forget_seed)}
+        if args.tuned is not None:
+            extra["out_tag"] = f"{preset.tag}-tuned"
+    if args.published:
+        extra = {"out_tag": f"{preset.tag}-published",
+                 "notes": ["**Published defaults** for every method (`--published`), not the preset's tuned records."]}
     try:
         if _scaling_out(args):
             from eval.harness.leaderboard import leaderboard_jobs
@@ -649,6 +685,8 @@ def _main(parser, args) -> int:
                 parser.error(str(exc))
     if args.forget_seeds is not None and args.leaderboard is None:
         parser.error("--forget-seeds compares leaderboards: use it with --leaderboard")
+    if args.published and args.tuned is not None:
+        parser.error("--published runs the published defaults and --tuned DIR a search's values: choose one")
     if args.tuned is not None and args.leaderboard is None:
         parser.error("--tuned gives a leaderboard's methods their tuned parameters: use it with --leaderboard")
     if args.leaderboard is not None:
@@ -663,6 +701,8 @@ def _main(parser, args) -> int:
         overrides = methods.parse_overrides(cls, args.set)
     except (ValueError, TypeError) as exc:
         parser.error(f"--set: {exc}")
+    if args.phase != "test":
+        overrides = _with_record(parser, args, cls, overrides)
     if args.phase == "test":
         return _test_phase(parser, args, overrides)
     if args.requests is not None:

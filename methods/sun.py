@@ -1,135 +1,135 @@
-"""`sun`: reset the fc layer, then noised epochs that perturb and fine-tune random layers, then plain retain epochs.
+"""`sun`: Sun's "RNI", prize rank 7 (private leaderboard 8) of the NeurIPS 2023 Machine Unlearning Challenge.
 
-Follows the Sun entry of the NeurIPS 2023 Machine Unlearning Challenge as the competition report
-summarises it (Triantafillou et al. 2024, arXiv 2406.09073; /work/shared/reference/design-methods.md,
-"NeurIPS 2023 top entries"); the values the description leaves open were compared with the public
-re-implementation in xcadet/deepunlearn (`munl/unlearning/kgltop7.py`). No code was copied.
+Reset the classifier, then epochs that train a random draw of parameter tensors plus every BatchNorm
+parameter, the draw partly noised with absolute Gaussian noise, then full fine-tuning epochs. Sources: the
+team's Kaggle notebook as ported in xcadet/deepunlearn (`munl/unlearning/kgltop7.py`); the competition
+report (Triantafillou et al. 2024, arXiv 2406.09073). No code was copied.
 
-Algorithm (layers = modules with parameters of their own, chosen by type, `_partial.weight_layers`):
-1. Re-initialise the fc layer (the last nn.Linear; `_reinit.reinit_modules`, drawn from the seed).
-2. `noised_epochs` epochs on the retain set, each: draw `layer_fraction` of the non-BatchNorm layers
-   (convolutions and the fc) at random, add Gaussian noise of std `noise_scale` × (the tensor's std) to
-   their weights (`_noise.add_weight_noise_` under `_partial.layer_masks`; biases are not noised), and
-   fine-tune ONLY those layers (and the fc, `train_fc`) with CE for the epoch: a fresh optimizer over
-   their parameters, every other parameter with requires_grad False (`_partial.only_trainable`), so
-   it is bit-for-bit unchanged by the epoch.
-3. `epochs` plain epochs of CE on the retain set over all parameters, schedule `schedule`.
-SGD, momentum 0.9, weight decay 5e-4 (published). Every step is capped per tensor
-(`_partial.fresh_layer_optimizer`, `_trust`): the re-initialised fc at `fresh_max_update` of its norm,
-the noised layers during their epoch at `noised_max_update`, everything else at `max_update`. The
-forget and validation loaders are never read.
+Algorithm ("tensor" = one entry of `named_parameters`, weights and biases apart; BatchNorm by module type):
+1. Re-initialise the fc (the last nn.Linear) with its own `reset_parameters` (torchvision's default).
+2. `epochs` - len(`fine_lrs`) = 5 selective epochs on the retain set, each with a fresh SGD (lr 2e-4,
+   momentum 0.9, weight decay 5e-4, constant): draw `drawn_tensors` = 9 of the non-BatchNorm tensors
+   without replacement (a tensor drawn in an earlier epoch may be drawn again); from the second epoch on
+   (`reset_epochs` = 1), pick `noised_tensors` = 6 of the 9 and add N(0, `noise_std`² = 0.04²) to those
+   not drawn in any earlier epoch; train the 9 drawn tensors and every BatchNorm weight and bias with CE,
+   all other tensors frozen (requires_grad False; BN running statistics update in train mode).
+3. One full fine-tuning epoch per entry of `fine_lrs` (2e-4, 2e-4, 2e-4, 1e-3): CE on every parameter, a
+   fresh SGD (momentum 0.9, weight decay 5e-4) at that constant lr.
+9 epochs of round(E/30 · |retain batches|) steps each (`ReleasedEntry`). Forget and validation are unread.
 
-Published values (re-implementation; the description gives no counts and no σ): 9 epochs, the first
-after the fc reset without noise, 4 noised, the last 4 plain; 9 parameter tensors drawn per epoch
-(about 40% of ResNet-18's 22 non-BN tensors), 6 of them noised with absolute σ 0.04 (about one std of a
-ResNet-18 conv weight); lr 2e-4 (plain epochs 2e-4 ... 1e-3), momentum 0.9, weight decay 5e-4, batch 64;
-BatchNorm parameters are trained in every epoch.
-
-Deviations and choices where the description is silent:
-- Only the drawn layers learn in a noised epoch (the description); the re-implementation also trains
-  every BatchNorm layer. BN running statistics are buffers and keep updating (train mode), so they
-  follow the noised activations.
-- The re-initialised fc is trained in every noised epoch (`train_fc`; noised only when drawn): with a
-  random head frozen for an epoch the drawn layers would fit a random classifier.
-- All drawn layers are noised (the re-implementation noises 6 of 9); σ is relative to each tensor's
-  std (`add_weight_noise_`), so it means about the same on the small ResNet and on ResNet-18.
-  `layer_fraction` 0.4: 4 of the cpu preset's 10 layers, 8 of ResNet-18's 21.
-- Time: 4 noised + 4 plain full epochs would cost roughly half a retraining on the cpu preset (13
-  retraining epochs; estimated, not run). So 3 noised + 1 plain epochs, each `epoch_fraction` = 0.5
-  of the retain batches (36 steps) but at least `min_steps` = 16 (`_partial.PartialEpochs`, a fresh
-  subset each time; the floor only binds on tiny data sets such as the kaggle-tiny test preset, 16
-  batches per epoch). A noised epoch is cheaper than a plain one (no gradients below the first drawn layer).
-- Learning rate 0.05 for the cpu preset's SGD-trained network; caps 0.05 (fc), 0.01 (noised layers),
-  0.001 (the rest, the kit's default): one cap of 0.05 for everything collapsed the Adam-trained
-  ResNet-18 of kaggle-tiny (retain 0.20), as did noised layers capped at 0.05 (0.41-0.45).
-
-Tuning on the cpu preset (retain / forget / test accuracy; original 0.970 / 0.978 / 0.613, retrained
-0.979 / 0.596 / 0.610). Single runs: lr 0.02, one cap 0.01: 0.799 / 0.781 / 0.592; lr 0.05, one cap
-0.05: 0.915 / 0.871 / 0.612. `python main.py -m sun --quiet` (16 runs): noise 0.3, fc cap 0.05, all else
-0.001: 0.0472 [95% CI 0.0445, 0.0501], F 0.052, RA 0.915, TA 0.991, 0.896 / 0.879 / 0.605, 13.3%; noise
-0.6 (same caps): 0.0465 [0.0424, 0.0498], F 0.067, RA 0.746, TA 0.932, 13.4%. Four runs each with the
-noised layers capped at 0.05: noise 0.3 0.906 / 0.867 / 0.603, noise 0.6 0.783 / 0.746 / 0.592; at
-0.01, noise 0.6: 0.783 / 0.748 / 0.591 (kaggle-tiny retain 0.64-0.74); layer_fraction 0.7 0.693 /
-0.649 / 0.573; 4 noised epochs of 0.4 with layer_fraction 0.6 0.636 / 0.594 / 0.548.
-Shipped defaults (noise 0.6, noised cap 0.01), `python main.py -m sun --quiet`: 0.0518 [95% CI 0.0472,
-0.0556], F 0.066, RA 0.813, TA 0.971, retain / forget / test 0.796 / 0.758 / 0.593, 13.7% of a
-retraining timed beside the runs.
+Deviations: BatchNorm is told by module type; the release tests for "bn" in the parameter's name, which on
+torchvision's ResNet-18 puts the projection shortcuts' BatchNorm (`downsample.1`) among the drawable,
+noisable tensors (28 drawable tensors instead of 22). Each epoch's batches come from the seed's own shuffle.
+The one-paragraph summary reads otherwise: it trains only the drawn layers, noises all of them with
+unstated σ and calls the first epoch plain; the release trains every BatchNorm parameter too, noises 6
+of 9 (skipping tensors drawn before) and trains a draw, unnoised, in the first epoch.
 """
 from dataclasses import dataclass
 
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 
-from methods._common import reshuffled
-from methods._iterative import TrainParams, build_scheduler
-from methods._loop import batch_cross_entropy, train_epochs
-from methods._noise import add_weight_noise_
-from methods._partial import PartialEpochs, fresh_layer_optimizer, last_linear, layer_masks, layer_parameters
-from methods._partial import only_trainable, random_layers, weight_layers
+from methods._iterative import TrainParams, build_optimizer
+from methods._kaggle_budget import BudgetParams, ReleasedEntry
+from methods._loop import batch_cross_entropy, train_steps
+from methods._optim import make_scheduler
+from methods._partial import last_linear, only_trainable, random_layers
 from methods._reinit import reinit_modules
-from methods.BaseMethod import BaseMethod, register
+from methods.BaseMethod import register
+
+
+def parse_floats(text: str, name: str) -> list[float]:
+    """Space-separated positive numbers ("2e-4 1e-3"); ValueError naming the field otherwise."""
+    try:
+        values = [float(v) for v in text.split()]
+    except ValueError:
+        raise ValueError(f"{name} must be space-separated numbers, got {text!r}") from None
+    if not all(v > 0 for v in values) or not all(v < float("inf") for v in values):
+        raise ValueError(f"{name} must be positive finite numbers, got {text!r}")
+    return values
+
+
+def batchnorm_split(net: torch.nn.Module) -> tuple[list[str], list[str]]:
+    """(non-BatchNorm, BatchNorm) parameter names, in named_parameters order, told by the owning module's type."""
+    modules = dict(net.named_modules())
+    plain, bn = [], []
+    for name, _ in net.named_parameters():
+        (bn if isinstance(modules[name.rpartition(".")[0]], _BatchNorm) else plain).append(name)
+    return plain, bn
+
+
+@torch.no_grad()
+def add_absolute_noise_(net: torch.nn.Module, names, std: float, generator: torch.Generator) -> None:
+    """Add N(0, std²) to every entry of the parameters `names` (absolute σ, drawn on the generator's device)."""
+    params = dict(net.named_parameters())
+    for name in names:
+        q = params[name]
+        noise = torch.randn(q.shape, generator=generator, device=generator.device, dtype=q.dtype)
+        q.add_(noise.to(q.device) * std)
 
 
 @register("sun", aliases=("Sun",))
-class Sun(BaseMethod):
-    """Sun (NeurIPS 2023): reset fc; epochs that noise and fine-tune only random non-BN layers; plain retain epochs."""
+class Sun(ReleasedEntry):
+    """Sun (NeurIPS 2023, RNI): reset fc; noise and train random tensors plus BN; full fine-tuning."""
+
+    origin = "published"
 
     @dataclass
-    class Params(TrainParams):
-        noised_epochs: int = 3          # noised epochs (re-implementation: 4)
-        epochs: int = 1                 # plain retain epochs at the end (re-implementation: 4)
-        epoch_fraction: float = 0.5     # each epoch's share of the retain batches (published: 1; 20% rule)
-        min_steps: int = 16             # but at least this many steps per epoch (tiny data sets; may cycle)
-        layer_fraction: float = 0.4     # share of the non-BN layers drawn per noised epoch (re-impl.: 9 of 22 tensors)
-        noise_scale: float = 0.6        # noise std relative to each drawn weight's std (re-impl.: σ 0.04 absolute)
-        train_fc: bool = True           # also fine-tune the re-initialised fc in every noised epoch
-        lr: float = 0.05                # SGD learning rate (re-implementation: 2e-4 ... 1e-3)
-        schedule: str = "cosine"        # of the plain epochs; noised epochs are constant
-        max_update: float = 0.001       # per-step cap of the trained layers, fraction of each tensor's norm
-        fresh_max_update: float = 0.05  # per-step cap of the re-initialised fc
-        noised_max_update: float = 0.01  # per-step cap of the noised layers during their epoch
+    class Params(TrainParams, BudgetParams):
+        epochs: int = 9                 # all epochs: selective ones, then one full epoch per fine_lrs entry
+        reset_epochs: int = 1           # first selective epochs, after the fc reset, without noise
+        drawn_tensors: int = 9          # non-BN parameter tensors trained per selective epoch
+        noised_tensors: int = 6         # of them noised from epoch reset_epochs + 1 on (0.7 × 9, rounded down)
+        noise_std: float = 0.04         # absolute σ of the Gaussian weight noise
+        lr: float = 2e-4                # SGD lr of the selective epochs
+        fine_lrs: str = "2e-4 2e-4 2e-4 1e-3"  # one full fine-tuning epoch per lr, in order
+        schedule: str = "constant"      # within each epoch's fresh optimizer
+        momentum: float = 0.9
+        weight_decay: float = 5e-4
 
         def __post_init__(self):
-            if self.noised_epochs < 0:
-                raise ValueError(f"noised_epochs must be >= 0, got {self.noised_epochs}")
-            if not 0.0 < self.layer_fraction <= 1.0:
-                raise ValueError(f"layer_fraction must be in (0, 1], got {self.layer_fraction}")
-            if self.noised_max_update < 0:
-                raise ValueError(f"noised_max_update must be >= 0 (0: no cap), got {self.noised_max_update}")
-            if self.noise_scale < 0:
-                raise ValueError(f"noise_scale must be >= 0, got {self.noise_scale}")
+            fine = parse_floats(self.fine_lrs, "fine_lrs")
+            if not 0 <= self.reset_epochs <= self.epochs - len(fine):
+                raise ValueError(f"reset_epochs must be in [0, epochs - len(fine_lrs)] = "
+                                 f"[0, {self.epochs - len(fine)}], got {self.reset_epochs} (epochs {self.epochs})")
+            if self.drawn_tensors < 1 or self.noised_tensors < 0:
+                raise ValueError(f"drawn_tensors must be >= 1 and noised_tensors >= 0, got "
+                                 f"{self.drawn_tensors}, {self.noised_tensors}")
+            if self.noise_std < 0:
+                raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
 
-    search_space = {"lr": ("log", 0.01, 0.3), "noise_scale": ("log", 0.1, 1.5),
-                    "layer_fraction": ("float", 0.2, 0.8), "noised_epochs": ("int", 1, 4)}
+    search_space = {"lr": ("log", 5e-5, 1e-3), "noise_std": ("log", 0.01, 0.16),
+                    "drawn_tensors": ("int", 3, 15), "noised_tensors": ("int", 2, 9)}
 
-    def draw_layers(self, net: torch.nn.Module, generator: torch.Generator) -> list[str]:
-        """The non-BatchNorm layers noised and fine-tuned in one noised epoch (at least one)."""
-        candidates = weight_layers(net, batchnorm=False)
-        return random_layers(candidates, max(1, round(self.params.layer_fraction * len(candidates))), generator)
-
-    def noised_epoch(self, net, loader, generator, head: str | None = None) -> dict:
-        """Draw layers, noise their weights, fine-tune only them (and `head`) for one pass of `loader`."""
+    def epoch(self, net, stream, steps: int, lr: float, trained: list[str] | None = None) -> float:
+        """`steps` CE steps on `stream`, a fresh optimizer at `lr` over the parameters `trained` (all when None)."""
         p = self.params
-        drawn = self.draw_layers(net, generator)
-        add_weight_noise_(net, p.noise_scale, generator, layer_masks(net, drawn))
-        trained = drawn + ([head] if head is not None and head not in drawn else [])
-        params = layer_parameters(net, trained)
+        named = dict(net.named_parameters())
+        params = list(named.values()) if trained is None else [named[n] for n in trained]
         with only_trainable(net, params):
-            fc = layer_parameters(net, [last_linear(net)])
-            opt = fresh_layer_optimizer(p, net, fc, p.fresh_max_update, params,
-                                        [(layer_parameters(net, drawn), p.noised_max_update)])
-            loss = train_epochs(net, loader, batch_cross_entropy, opt, 1)[0]
-        return {"noised": drawn, "trained": trained, "loss": loss}
+            opt = build_optimizer(p, net, parameters=params, lr=lr)
+            sched = make_scheduler(p.schedule, opt, steps, lr)
+            return train_steps(net, self.take(stream, steps), batch_cross_entropy, opt, sched)
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
         g = self.generator("cpu")
-        fc = last_linear(net)
-        self.log_["reset"] = reinit_modules(net, [fc], g)
-        retain = PartialEpochs(reshuffled(retain_loader, g), p.epoch_fraction, p.min_steps)
-        self.log_["noised_epochs"] = [self.noised_epoch(net, retain, g, fc if p.train_fc else None)
-                                      for _ in range(p.noised_epochs)]
-        opt = fresh_layer_optimizer(p, net, layer_parameters(net, [fc]), p.fresh_max_update)
-        sched = build_scheduler(p, opt, p.epochs * len(retain))
-        self.log_["retain_loss"] = train_epochs(net, retain, batch_cross_entropy, opt, p.epochs, sched)
-        self.log_["capped_steps"] = getattr(opt, "capped_steps", 0)
+        fine_lrs = parse_floats(p.fine_lrs, "fine_lrs")
+        self.log_["reset"] = reinit_modules(net, [last_linear(net)], g)
+        pool, batchnorm = batchnorm_split(net)
+        stream, steps = self.stream(retain_loader, g), self.steps(1, retain_loader)
+        self.log_.update(drawn=[], noised=[], loss=[])
+        seen: set[str] = set()
+        for ep in range(p.epochs - len(fine_lrs)):
+            drawn = random_layers(pool, p.drawn_tensors, g)
+            noised = []
+            if ep >= p.reset_epochs:
+                noised = [n for n in random_layers(drawn, p.noised_tensors, g) if n not in seen]
+                add_absolute_noise_(net, noised, p.noise_std, g)
+            seen.update(drawn)
+            self.log_["loss"].append(self.epoch(net, stream, steps, p.lr, drawn + batchnorm))
+            self.log_["drawn"].append(drawn)
+            self.log_["noised"].append(noised)
+        for lr in fine_lrs:
+            self.log_["loss"].append(self.epoch(net, stream, steps, lr))
         net.eval()

@@ -61,7 +61,7 @@ def evaluate(args, key: str, sets: list[str], res_dir: Path, extra: list[str], *
     on failure the reason is the last line main.py wrote to stderr. Ctrl-C inside main.py raises
     KeyboardInterrupt here."""
     seed = [] if forget_seed is None else ["--forget-seed", str(forget_seed)]
-    argv = ["-m", args.method, "--preset", args.preset, "--runs", str(args.runs), *seed, "--quiet",
+    argv = ["-m", args.method, "--preset", args.preset, "--runs", str(args.runs), *seed, "--quiet", "--published",
             "--results-dir", str(res_dir), "--set", *sets, *extra]
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), (contextlib.redirect_stderr(err) if capture_stderr

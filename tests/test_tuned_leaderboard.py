@@ -113,3 +113,32 @@ def test_tuned_leaderboard_runs_the_tuned_values_beside_the_defaults(noisy, home
     md = (folder / "leaderboard.md").read_text()
     assert "**Tuned** with `scripts/sweep.py --optuna`: `_tu_a` scale=0.002" in md
     assert "**Defaults** (no search found): `_tu_b`" in md and "Not held out" not in md
+
+
+def test_a_presets_committed_record_runs_by_default_and_published_runs_the_defaults(
+        noisy, home, data_root, tmp_path, capsys, monkeypatch):
+    """benchmarks/tuned/<preset>/: -m and --leaderboard run a method's record, --set goes over it, --published
+    runs the published defaults; each says which values ran."""
+    monkeypatch.setattr(tuned, "RECORDS", tmp_path / "records")
+    _best(tmp_path / "records", forget_seed=1)
+    results = tmp_path / "results"
+    common = ["--preset", "tiny", "--quiet", "--bootstrap", "0", "--home", str(home), "--data-root", str(data_root),
+              "--results-dir", str(results)]
+
+    def scale(*extra):
+        assert cli.main(["-m", "_tu_a", *common, *extra]) == 0
+        return json.loads((results / "tiny" / "_tu_a.json").read_text())["params"]["scale"]
+    assert scale() == 0.002
+    assert "values: the record `_tu_a` scale=0.002" in capsys.readouterr().out
+    assert scale("--set", "scale=0.004") == 0.004
+    assert scale("--published") == 0.01
+    assert "values: _tu_a's published defaults" in capsys.readouterr().out
+    assert cli.main(["--leaderboard", "_tu_a", "_tu_b", *common]) == 0
+    board = pd.read_csv(results / "tiny" / "leaderboard.csv").set_index("method")
+    assert json.loads(board.loc["_tu_a", "params"])["scale"] == 0.002
+    assert json.loads(board.loc["_tu_b", "params"])["scale"] == 0.01
+    assert "**Tuned** with `scripts/sweep.py --optuna`: `_tu_a`" in (results / "tiny" / "leaderboard.md").read_text()
+    assert cli.main(["--leaderboard", "_tu_a", *common, "--published"]) == 0
+    published = pd.read_csv(results / "tiny-published" / "leaderboard.csv").set_index("method")
+    assert json.loads(published.loc["_tu_a", "params"])["scale"] == 0.01
+    assert "**Published defaults**" in (results / "tiny-published" / "leaderboard.md").read_text()

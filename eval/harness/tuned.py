@@ -10,6 +10,11 @@ from pathlib import Path
 from eval.io import read_json
 
 
+#: the committed records: `scripts/sweep.py --optuna N --out benchmarks/tuned` writes
+#: <preset>/<method>/optuna.db and <study>/best.json; `main.py` runs a preset's record by default
+RECORDS = Path(__file__).resolve().parents[2] / "benchmarks" / "tuned"
+
+
 @dataclass(frozen=True)
 class Tuned:
     """One method's search result: its `--set` tokens and what they were tuned on."""
