@@ -16,8 +16,9 @@ with a fresh retain batch from a persistent iterator over `retain_loader`.
 
 Port to image classifiers and deviations from the paper/code:
 - ε. ε = L₀ + `epsilon` (`epsilon_mode=additive`, default) or `epsilon` itself (`absolute`), with L₀ the
-  original model's retain cross-entropy measured at entry on `entry_batches` retain batches (eval mode;
-  `_entry.py`, shared with `sibl`). The paper's relative rule
+  original model's retain cross-entropy measured at entry on `entry_batches` retain batches in train mode
+  (batch statistics, on a copy: the running statistics are untouched), the mode in which the run measures
+  the constraint (`train_mode_retain_loss`). The paper's relative rule
   (1+α)·L₀ gives no budget when L₀ ≈ 0 (a well-fit model).
 - Over-forgetting cap (not in the paper). PDU drives every forget output to uniform. That suits TOFU's
   fictitious authors and class-wise forgetting, but on random-sample forgetting a model that never saw an
@@ -87,13 +88,14 @@ own random streams; cpu preset: 16 retrained models, one retraining 61 s, so 12.
   (my_method: 0.0221.) Without noise, λ₀ 1-10, η_λ 5 and lr 3e-4-1e-3 all gave F ≤ 0.001 at 8 runs:
   with N = 8 models only epsilons below ⌈ln 7⌉ = 2 earn points, so compare settings at 16 runs.
 """
+import copy
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from methods._common import cycle, device_of, unpack
-from methods._entry import entry_retain_loss, epsilon_budget, loader_statistics, quantile_targets
+from methods._entry import epsilon_budget, loader_statistics, quantile_targets
 from methods._iterative import TrainParams, build_optimizer, build_scheduler
 from methods._losses import logit_margin, true_label_confidence
 from methods._loop import take_step
@@ -101,6 +103,21 @@ from methods._noise import entry_noise_
 from methods.BaseMethod import BaseMethod, register
 
 CAPS = ("confidence", "margin", "none")
+
+
+@torch.no_grad()
+def train_mode_retain_loss(net: torch.nn.Module, loader, n_batches: int) -> float:
+    """Mean cross-entropy over the first `n_batches` batches of `loader` with BatchNorm on batch statistics
+    (train mode, as the constraint is measured during the run), on a copy of `net`: its running statistics
+    are untouched."""
+    probe, device, total, count = copy.deepcopy(net).train(), device_of(net), 0.0, 0
+    for i, batch in enumerate(loader):
+        if i >= n_batches:
+            break
+        x, y = unpack(batch, device)
+        total += F.cross_entropy(probe(x), y, reduction="sum").item()
+        count += len(y)
+    return total / max(count, 1)
 
 
 def dual_update(lam: float, retain_loss: float, epsilon: float, step_size: float) -> float:
@@ -174,7 +191,7 @@ class PDU(BaseMethod):
         p = self.params
         device = device_of(net)
         g = self.generator("cpu")   # forget order, target jitter and entry noise
-        l0 = entry_retain_loss(net, retain_loader, p.entry_batches)
+        l0 = train_mode_retain_loss(net, retain_loader, p.entry_batches)
         eps = epsilon_budget(l0, p.epsilon, p.epsilon_mode)
         f_stat, fx, fy = loader_statistics(net, forget_loader, self._statistic, keep_batches=True)  # (n_f,) ...
         targets = self._targets(net, f_stat, val_loader, g)

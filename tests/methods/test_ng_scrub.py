@@ -124,6 +124,33 @@ def test_scrub_max_pass_moves_the_student_away_from_the_teacher(net):
     assert kl[2] > 10 * kl[0]
 
 
+def test_scrub_min_pass_is_ce_plus_kl_to_the_original_on_retain_batches(net, monkeypatch):
+    """Each min pass steps on retain batches only, on ce_weight·CE + kl_weight·KL(teacher ‖ student) at T, the
+    teacher the network at entry (hand computation on a retain batch, with the weights given)."""
+    import methods.scrub as scrub_module
+    from methods._losses import kl_to_teacher
+    retain, forget, val = _loaders()
+    retain_rows = {tuple(x.flatten()[:6].tolist()) for x, _ in retain.dataset}
+    calls, real = [], scrub_module.train_steps
+
+    def spy(model, batches, loss_fn, *rest):
+        batches = list(batches)
+        calls.append((batches, loss_fn))
+        return real(model, batches, loss_fn, *rest)
+    monkeypatch.setattr(scrub_module, "train_steps", spy)
+    original = copy.deepcopy(net).eval()
+    SCRUB(seed=0, epochs=2, msteps=1, ce_weight=0.7, kl_weight=0.3, kd_T=2.0).run(copy.deepcopy(net), retain, forget, val)
+    assert len(calls) == 3, "max, min, min"
+    for batches, loss_fn in calls[1:]:
+        assert all(tuple(x.flatten()[:6].tolist()) in retain_rows for b in batches for x in unpack(b)[0])
+    x, y = unpack(next(iter(retain)))
+    student = copy.deepcopy(net).train()
+    z = student(x)
+    expected = 0.7 * F.cross_entropy(z, y) + 0.3 * kl_to_teacher(z, original(x), 2.0)
+    got = calls[1][1](copy.deepcopy(net).train(), x, y)
+    assert torch.allclose(got, expected, atol=1e-6), (float(got), float(expected))
+
+
 def test_scrub_lr_decay_follows_scrubs_adjust_learning_rate(net):
     method = SCRUB(seed=0, epochs=4, msteps=1, lr=1e-3, lr_decay_epochs="1 3")
     method.run(copy.deepcopy(net), *_loaders())

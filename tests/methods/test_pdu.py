@@ -78,6 +78,25 @@ def test_epsilon_is_original_retain_loss_plus_margin(net):
     assert log["L0"] > 0
 
 
+def test_the_budget_and_the_constraint_are_measured_in_the_same_mode(net):
+    """L0 is the original's retain loss in train mode (batch statistics), as the run measures the constraint,
+    and measuring it leaves the running statistics alone."""
+    import torch.nn.functional as F
+    retain = _loaders()[0]
+    before = copy.deepcopy(net.state_dict())
+    log = _run(net, epochs=1, entry_batches=2, noise_rise=0.0, init_noise=0.0)
+    probe = copy.deepcopy(net).train()
+    with torch.no_grad():
+        batches = [b for _, b in zip(range(2), retain)]
+        expected = sum(F.cross_entropy(probe(x), y, reduction="sum").item() for x, y in batches) / sum(
+            len(y) for _, y in batches)
+    assert log["L0"] == pytest.approx(expected, rel=1e-5)
+    eval_mode = sum(F.cross_entropy(copy.deepcopy(net).eval()(x), y, reduction="sum").item()
+                    for x, y in batches) / sum(len(y) for _, y in batches)
+    assert abs(eval_mode - expected) > 1e-4, "the toy must tell the two modes apart"
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
 @pytest.mark.parametrize("cap", ["none", "margin", "confidence"])
 def test_caps_run_and_log(net, cap):
     log = _run(net, dict_batches=True, epochs=2, cap=cap)

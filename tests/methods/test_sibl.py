@@ -136,3 +136,32 @@ def test_masked_out_weights_bit_identical_with_sam(net):
         if p.ndim >= 2:
             assert torch.equal(p[~masks[n]], q[~masks[n]]), n
     assert 0 < log["changed_fraction"] <= log["mask_density"] + 1e-9
+
+
+def test_the_outer_step_descends_the_forget_loss(net, monkeypatch):
+    """First order, constraint slack (μ = 0), dense mask, no prox or cap: the outer step is θ − lr·h with
+    h = ∇L_f, so it lowers L_f on its batch (the sign a forget step must have)."""
+    import methods.sibl as sibl
+    seen = {}
+    real_direction, real_restore = SIBL._outer_direction, sibl.restore_masked_
+
+    def direction(self, net_, names, params, lf, *rest):
+        seen["before"] = [q.detach().clone() for q in params]
+        seen["grad"] = torch.autograd.grad(lf, params, retain_graph=True, allow_unused=True)
+        seen["h"] = real_direction(self, net_, names, params, lf, *rest)
+        return seen["h"]
+
+    def restore(net_, masks, theta0):
+        if "h" in seen and "after" not in seen:
+            seen["after"] = [q.detach().clone() for q in net_.parameters() if q.requires_grad]
+        return real_restore(net_, masks, theta0)
+    monkeypatch.setattr(SIBL, "_outer_direction", direction)
+    monkeypatch.setattr(sibl, "restore_masked_", restore)
+    lr = 0.05
+    _run(net, T=1, K=1, lr=lr, schedule="constant", use_sparsity=False, gamma=0.0, max_update=0.0,
+         epsilon=100.0, lambda0=0.0, noise_rise=0.0, init_noise=0.0, clip_norm=0.0)
+    grad = torch.cat([(torch.zeros_like(q) if g is None else g).flatten()
+                      for g, q in zip(seen["grad"], seen["before"])])
+    step = torch.cat([(a - b).flatten() for a, b in zip(seen["after"], seen["before"])])
+    assert torch.allclose(step, -lr * seen["h"], atol=1e-6), "the step applied is −lr·h"
+    assert float(seen["h"] @ grad) > 0 and float(step @ grad) < 0, "h ascends L_f: the step descends it"
