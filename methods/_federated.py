@@ -29,9 +29,11 @@ class ServerBuffer:
         if clients < 1 or size < 1:
             raise ValueError(f"clients and size must be >= 1, got {clients}, {size}")
         self.grads = [deque(maxlen=size) for _ in range(clients)]
+        self.pushed = 0                                     # gradients received (kept or since evicted)
 
     def push(self, client: int, grad: torch.Tensor) -> None:
         self.grads[client].append(grad.detach())
+        self.pushed += 1
 
     def counts(self) -> list[int]:
         return [len(d) for d in self.grads]

@@ -15,6 +15,13 @@ update a method computes by hand (`sibl`'s outer step). Imports only torch.
 import torch
 
 
+def step_reference(w: torch.Tensor) -> float:
+    """The norm a tensor's step is measured against: ‖w‖, at least √numel for a vector (a bias or BN
+    parameter near 0 would otherwise allow no step)."""
+    n = float(w.detach().norm())
+    return max(n, w.numel() ** 0.5) if w.ndim < 2 else n
+
+
 @torch.no_grad()
 def cap_update_(params, before, max_update: float) -> int:
     """Scale `params[i] - before[i]` down to norm `max_update · ref(before[i])` where it is larger, in place.

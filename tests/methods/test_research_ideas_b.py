@@ -135,6 +135,38 @@ def test_ftsu_linear_removal_is_the_documented_formula():
     assert abs(float(g_f.double() @ delta.double()) - 0.7) < 1e-4  # first-order forget rise = linear_rise
 
 
+def test_ftsu_limited_linear_step_is_one_scale_of_the_direction_and_logs_what_was_applied():
+    """With `linear_cap` binding, the step is the uncapped one times one factor (retain gradients stay
+    orthogonal to it), no tensor moves more than the cap, and the log gives the applied η and rise."""
+    from methods._trust import step_reference
+    torch.manual_seed(0)
+    full, tiny = torch.nn.Linear(4, 2), torch.nn.Linear(4, 2)
+    tiny.load_state_dict(full.state_dict())
+    g_f, G = torch.randn(10), torch.randn(3, 10)
+    m = torch.ones(10)
+    before = torch.cat([q.detach().flatten() for q in full.parameters()])
+    ftsu_mod.FTSU(linear_rise=50.0, linear_cap=0.0).linear_removal_(full, g_f, G, m)
+    log = ftsu_mod.FTSU(linear_rise=50.0, linear_cap=0.01).linear_removal_(tiny, g_f, G, m)
+    uncapped = torch.cat([q.detach().flatten() for q in full.parameters()]) - before
+    delta = torch.cat([q.detach().flatten() for q in tiny.parameters()]) - before
+    assert 0 < log["scale"] < 1
+    assert torch.allclose(delta, log["scale"] * uncapped, atol=1e-6), "one factor for the whole step"
+    assert torch.allclose(G.double() @ delta.double(), torch.zeros(3, dtype=torch.double), atol=1e-6)
+    moves = [float((q.detach() - b).norm()) / step_reference(b)
+             for q, b in zip(tiny.parameters(), [before[:8].view(2, 4), before[8:]])]
+    assert max(moves) == pytest.approx(0.01, rel=1e-4)
+    assert log["forget_rise"] == pytest.approx(float(g_f.double() @ delta.double()), rel=1e-5)
+    assert log["forget_rise"] == pytest.approx(50.0 * log["scale"], rel=1e-4)
+    assert log["step_norm"] == pytest.approx(float(delta.norm()), rel=1e-5)
+
+
+def test_ftsu_server_buffer_evicts_old_gradients_in_a_run(net):
+    retain, forget, val = _loaders()
+    method = ftsu_mod.FTSU(seed=2, **{**FTSU_FAST, "clients": 2, "buffer": 1, "history_batches": 3})
+    method.run(copy.deepcopy(net), retain, forget, val)
+    assert method.log_["gradients_sent"] == 3 and method.log_["buffer_counts"] == [1, 1]
+
+
 def test_ftsu_repair_changes_only_masked_weights_and_never_sees_forget_data(net, monkeypatch):
     retain, forget, val = _loaders()
     forget_images = {x.numpy().tobytes() for xb, _ in forget for x in xb}
