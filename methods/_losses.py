@@ -3,8 +3,8 @@
 All are differentiable; batch losses are batch means. Logits have shape (b, C). Sources:
 SCRUB's DistillKL (meghdadk/SCRUB, thirdparty/repdistiller/distiller_zoo/KD.py), RUM's `ho_ret`
 symmetric KL (kairanzhao/RUM, memorization_proxy/heldout_retrain.py), PDU's logit margin (Entesari
-et al. 2025), the competition scorer's logit-scaled confidence, and the NeurIPS 2023 entries
-summarised in /work/shared/reference/design-methods.md (the NeurIPS 2023 top entries).
+et al. 2025), the competition scorer's logit-scaled confidence, and the NeurIPS 2023 entries as their
+teams released them (ported in xcadet/deepunlearn, `munl/unlearning/kgltop*.py`).
 Deviation: probabilities are taken through log_softmax everywhere, so no 1e-10 clamping (RUM) is needed.
 Imports only torch; no work at import time.
 """
