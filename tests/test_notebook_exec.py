@@ -107,6 +107,8 @@ def test_generated_notebook_runs_end_to_end(key, kaggle_input, kaggle_tiny, tmp_
         assert any(not torch.equal(states[0][k], v) for k, v in states[1].items()), "the two runs are identical"
     if key == "retrain":   # trained from scratch for 1 epoch here (FAST): low accuracy is expected
         return
+    if methods.get_method(key).origin == "published":   # its released values: a collapse is a finding to report
+        return
     splits = kaggle_tiny[1]
     before = _retain_accuracy(original, splits)
     for i, state in enumerate(states):   # not collapsed: at least halfway from chance to the original

@@ -46,10 +46,12 @@ def test_a_zero_vector_still_gets_room_and_a_nan_change_is_left_for_the_check():
     assert cap_update_([broken], [torch.ones(4, 4)], 0.01) == 0 and torch.isnan(broken).all()
 
 
-def test_every_iterative_method_is_capped_by_default_and_zero_turns_it_off():
+def test_the_step_cap_is_an_option_off_by_default_and_on_where_a_method_sets_it():
     net = torch.nn.Linear(4, 2)
-    assert isinstance(build_optimizer(TrainParams(), net), StepCap)
-    assert isinstance(build_optimizer(TrainParams(max_update=0.0), net), torch.optim.SGD)
+    assert isinstance(build_optimizer(TrainParams(), net), torch.optim.SGD), "no published method has a cap"
+    assert isinstance(build_optimizer(TrainParams(max_update=1e-3), net), StepCap)
+    from methods.sibl import SIBL
+    assert SIBL.defaults()["max_update"] == 1e-3, "ours keep theirs"
     from methods.MyMethod import MyMethod
     with pytest.raises(ValueError, match="max_update"):
         MyMethod.make_params(max_update=-1)

@@ -12,7 +12,7 @@ import torch
 import methods
 from tests.conftest import ROOT
 
-SPACE = {"lr": ("log", 0.005, 0.05), "epochs": ("int", 1, 2)}
+SPACE = {"lr": ("log", 5e-4, 0.05), "epochs": ("int", 1, 2)}
 
 
 def _sweep():
@@ -95,13 +95,13 @@ def test_search_resumes_and_scores_failures_zero(space, tmp_path, monkeypatch, c
     assert table.loc[1, "score"] == 0 and "RuntimeError: the method blew up" in table.loc[1, "reason"]
     assert table.loc[2, "score"] == 0 and table.loc[2, "rejected"] and pd.isna(table.loc[2, "reason"])
     assert table.loc[3, "score"] == 0 and table.loc[3, "reason"] == "FAILED: loss is NaN"
-    assert table["lr"].between(0.005, 0.05).all() and table["epochs"].isin([1, 2]).all()
+    assert table["lr"].between(5e-4, 0.05).all() and table["epochs"].isin([1, 2]).all()
     assert table.loc[3, "lr"] != table.loc[0, "lr"]      # a resumed sampler does not replay the first points
     assert (folder / "search.png").stat().st_size > 1000
 
     out = capsys.readouterr().out
     best = table.loc[table["score"].idxmax()]
-    line = out.split("reproduce: ")[1].splitlines()[0]
+    line = out.split("reproduce: ")[-1].splitlines()[0]   # the last run's best: over all five trials
     assert line.startswith("python main.py -m my_method --preset tiny --runs 2 --forget-seed 1 --set ")
     sets = methods.parse_overrides(methods.get_method("my_method"), line.split("--set ")[1].split())
     assert sets == {"lr": best["lr"], "epochs": best["epochs"]}
@@ -154,7 +154,7 @@ def test_refusals(space, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(methods.get_method("my_method"), "search_space", {"lr": ("log", 0.05, 0.1)})
     with pytest.raises(SystemExit):
         _run(mod, tmp_path, 2)
-    assert "default lr=0.02 is outside the range" in capsys.readouterr().err
+    assert "default lr=0.001 is outside the range" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         mod.main(["-m", "none", "--optuna", "2", "--out", str(tmp_path)])
     assert "declares no search_space" in capsys.readouterr().err
@@ -188,7 +188,7 @@ def test_first_trial_is_the_defaults(space, tmp_path, monkeypatch, capsys):
     fake = FakeMain()
     monkeypatch.setattr(mod.cli, "main", fake)
     assert _run(mod, tmp_path, 2) == 0
-    assert _parse(fake.calls[0])[1] == {"lr": "0.02", "epochs": "2"}     # MyMethod's Params defaults
+    assert _parse(fake.calls[0])[1] == {"lr": "0.001", "epochs": "1"}    # MyMethod's Params defaults
     assert _parse(fake.calls[1])[1] != _parse(fake.calls[0])[1]
     assert "trial 0 is the method's defaults" in capsys.readouterr().out
 
@@ -198,4 +198,4 @@ def test_defaults_outside_a_narrowed_range_are_not_queued(monkeypatch):
     cls = methods.get_method("my_method")
     dists = tuning.distributions(cls, {"lr": ("log", 0.03, 0.05), "epochs": ("int", 1, 2)})
     assert tuning.defaults(cls, dists) is None
-    assert tuning.defaults(cls, tuning.distributions(cls, SPACE)) == {"lr": 0.02, "epochs": 2}
+    assert tuning.defaults(cls, tuning.distributions(cls, SPACE)) == {"lr": 0.001, "epochs": 1}

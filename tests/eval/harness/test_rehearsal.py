@@ -97,8 +97,9 @@ def test_rehearsal_end_to_end(kaggle_tiny, home, data_root, tmp_path, capsys, mo
 
 
 def test_rehearsal_reports_identical_checkpoints(kaggle_tiny, home, data_root, tmp_path, capsys):
+    """The notebook itself stops at the second identical checkpoint, and the rehearsal says so."""
     assert _rehearse(home, data_root, tmp_path, "-m", "none") == 1
-    assert "PROBLEM: only 1 distinct checkpoints among 3" in capsys.readouterr().out
+    assert "run 1: the unlearned model is identical to run 0's" in capsys.readouterr().err
 
 
 def test_rehearsal_needs_a_test_phase_preset(home, data_root, tmp_path, capsys):
