@@ -140,11 +140,11 @@ def test_cached_rows_reused_and_keyed_by_params(first, tiny_splits, tiny_bank, m
     # changed hyperparameters are a different key: the method runs again (and here fails, reported)
     third = leaderboard.run_leaderboard(["my_method"], get_preset("tiny"), tiny_splits, tiny_bank,
                                         results_dir=folder.parent, bootstrap=5,
-                                        overrides={"my_method": {"epochs": 1}})
+                                        overrides={"my_method": {"epochs": 2}})
     assert calls == ["my_method"]
     row = third["table"].set_index("method").loc["my_method"]
     assert row["status"] == "failed" and "run_once called" in row["reason"]
-    assert '"epochs":1' in row["params"]
+    assert '"epochs":2' in row["params"]
 
 
 def test_normalized_scores_nan_safe():
