@@ -10,7 +10,7 @@ from torch import nn
 
 from methods import kookmin
 from methods._training import Recipe
-from tests.methods.toy import fitted_tiny_cnn, random_loaders
+from tests.methods.toy import count_steps, fitted_tiny_cnn, random_loaders
 
 
 def _loaders(n_retain=320, n_forget=32):
@@ -161,13 +161,7 @@ def test_lr_per_epoch_is_the_released_ramp(monkeypatch):
 @pytest.mark.parametrize("epochs_30, per_epoch", [(30, 10), (15, 5), (3, 1), (1, 1)])
 def test_steps_per_epoch_follow_e_over_30_and_a_one_step_epoch_runs(monkeypatch, epochs_30, per_epoch):
     """10 retain batches; an epoch is round(E/30·10) steps (at least one); real training, 5 epochs."""
-    real, steps = kookmin.train_steps, []
-
-    def spy(net_, batches, *a, **k):
-        batches = list(batches)
-        steps.append(len(batches))
-        return real(net_, batches, *a, **k)
-    monkeypatch.setattr(kookmin, "train_steps", spy)
+    steps = count_steps(monkeypatch, kookmin)
     retain, forget, val = _loaders()
     net = fitted_tiny_cnn(retain)
     _method(epochs_30).run(net, retain, forget, val)

@@ -11,7 +11,7 @@ from torchvision.models import resnet18
 from data.archs.small_resnet import SmallResNet
 from methods import seif
 from methods._training import Recipe
-from tests.methods.toy import fitted_tiny_cnn, random_loaders
+from tests.methods.toy import count_steps, fitted_tiny_cnn, random_loaders
 
 
 def _loaders(n_retain=320):
@@ -119,13 +119,7 @@ def test_the_loss_is_mean_ce_times_mean_weight(monkeypatch):
 @pytest.mark.parametrize("epochs_30, per_epoch", [(30, 10), (15, 5), (3, 1), (1, 1)])
 def test_steps_per_epoch_follow_e_over_30_and_a_one_step_epoch_runs(monkeypatch, epochs_30, per_epoch):
     """10 retain batches; an epoch is round(E/30·10) steps (at least one); real training, 4 epochs."""
-    real, steps = seif.train_steps, []
-
-    def spy(net_, batches, *a, **k):
-        batches = list(batches)
-        steps.append(len(batches))
-        return real(net_, batches, *a, **k)
-    monkeypatch.setattr(seif, "train_steps", spy)
+    steps = count_steps(monkeypatch, seif)
     retain, forget, val = _loaders()
     net = fitted_tiny_cnn(retain)
     _method(epochs_30).run(net, retain, forget, val)

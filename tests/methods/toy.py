@@ -33,3 +33,15 @@ def fitted_tiny_cnn(loader, epochs: int = 1, momentum: float = 0.0) -> TinyCNN:
             loss = torch.nn.functional.cross_entropy(net(xb), yb)
             opt.zero_grad(); loss.backward(); opt.step()
     return net.eval()
+
+
+def count_steps(monkeypatch, module) -> list[int]:
+    """Spy on `module.train_steps`: the returned list gets each call's number of batches (the call still runs)."""
+    real, steps = module.train_steps, []
+
+    def spy(net, batches, *args, **kwargs):
+        batches = list(batches)
+        steps.append(len(batches))
+        return real(net, batches, *args, **kwargs)
+    monkeypatch.setattr(module, "train_steps", spy)
+    return steps
