@@ -11,10 +11,13 @@ check after an unlearning step: forget-probe accuracy minus validation-probe acc
 model (eval mode; a retrained model classifies its forget set about as well as unseen data).
 Imports only torch and project method modules.
 """
+import math
+
 import torch
 
 from methods._common import device_of, eval_mode, unpack
-from methods.BaseMethod import request_seeds   # noqa: F401  (re-exported: the requests' seed rule, defined once)
+from methods.BaseMethod import request_seeds  # noqa: F401  (re-exported: the requests' seed rule, defined once)
+
 
 def seeded_generator(seed: int | None, device="cpu") -> torch.Generator:
     """A torch.Generator seeded with `seed`, or freshly when it is None."""
@@ -51,18 +54,28 @@ class RunningSaliency:
 
 
 @torch.no_grad()
-def probe_accuracy(net: torch.nn.Module, batches) -> float:
-    """Accuracy of `net` (eval mode) over `batches` [(x, y)]."""
+def probe_hits(net: torch.nn.Module, batches) -> tuple[int, int]:
+    """(correct, examples) of `net` (eval mode) over `batches` [(x, y)]."""
     device, hit, count = device_of(net), 0, 0
     with eval_mode(net):
         for batch in batches:
             x, y = unpack(batch, device)
             hit += int((net(x).argmax(-1) == y).sum())
             count += len(y)
+    return hit, count
+
+
+def probe_accuracy(net: torch.nn.Module, batches) -> float:
+    """Accuracy of `net` (eval mode) over `batches` [(x, y)]."""
+    hit, count = probe_hits(net, batches)
     return hit / max(count, 1)
 
 
 def accuracy_gap(net: torch.nn.Module, forget_probe, val_probe) -> dict:
-    """{"gap": acc(forget_probe) − acc(val_probe), "forget_acc", "val_acc"} of the current model."""
-    f, v = probe_accuracy(net, forget_probe), probe_accuracy(net, val_probe)
-    return {"gap": f - v, "forget_acc": f, "val_acc": v}
+    """{"gap": acc(forget_probe) − acc(val_probe), "se", "forget_acc", "val_acc"} of the current model;
+    se = sqrt(f(1−f)/n_f + v(1−v)/n_v), the binomial standard error of that difference: a gap within
+    about one se is what two samples of the same accuracy show."""
+    (hf, nf), (hv, nv) = probe_hits(net, forget_probe), probe_hits(net, val_probe)
+    f, v = hf / max(nf, 1), hv / max(nv, 1)
+    se = math.sqrt(f * (1 - f) / max(nf, 1) + v * (1 - v) / max(nv, 1))
+    return {"gap": f - v, "se": se, "forget_acc": f, "val_acc": v}

@@ -98,6 +98,30 @@ def test_ams_check_is_bounded_and_dict_batches_work(net):
     assert always.log_["requests"][0]["steps"] == 1
 
 
+@pytest.mark.parametrize("gap, se, steps", [(0.05, 0.06, 1),     # within the probes' noise: passes at once
+                                            (0.05, 0.01, 3),     # beyond it: every extra step is taken
+                                            (-0.01, 0.0, 1)])    # the forget set classified worse: passes
+def test_ams_check_fires_at_the_defaults_when_the_gap_is_within_the_probes_noise(net, monkeypatch, gap, se, steps):
+    monkeypatch.setattr(ams_mod, "accuracy_gap", lambda *a: {"gap": gap, "se": se, "forget_acc": 0.0, "val_acc": 0.0})
+    method = ams_mod.AMS(seed=1, impair_steps=1, repair_steps=1, mask_batches=1, signal_batches=1, entry_batches=1)
+    assert (method.params.tol, method.params.tol_se, method.params.max_extra) == (0.0, 1.0, 2)
+    method.run(copy.deepcopy(net), *_loaders())
+    assert method.log_["requests"][0]["steps"] == steps
+
+
+def test_accuracy_gap_reports_the_binomial_standard_error_of_the_difference(net):
+    from methods._requests import accuracy_gap, probe_hits
+    g = torch.Generator().manual_seed(3)
+    f = [(torch.randn(40, 3, 32, 32, generator=g), torch.randint(0, 10, (40,), generator=g))]
+    v = [(torch.randn(24, 3, 32, 32, generator=g), torch.randint(0, 10, (24,), generator=g))]
+    out = accuracy_gap(net, f, v)
+    (hf, nf), (hv, nv) = probe_hits(net, f), probe_hits(net, v)
+    assert (nf, nv) == (40, 24)
+    a, b = hf / nf, hv / nv
+    assert out["gap"] == pytest.approx(a - b)
+    assert out["se"] == pytest.approx((a * (1 - a) / 40 + b * (1 - b) / 24) ** 0.5)
+
+
 # ---------------------------------------------------------------------------------------------- ftsu
 
 @pytest.mark.parametrize("n, clients", [(0, 3), (1, 1), (7, 3), (71, 4), (5, 8)])
