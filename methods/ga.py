@@ -37,25 +37,17 @@ ToW 0.684, ToW-MIA 0.775, 4.4% of a retraining.
 """
 from dataclasses import dataclass
 
-from methods._augment import crop_flip
-from methods._common import reshuffled, unpack
+from methods._common import reshuffled
 from methods._iterative import TrainParams, build_optimizer, build_scheduler
 from methods._loop import batch_cross_entropy, train_steps
 from methods._noise import add_weight_noise_
+from methods._views import augmented
 from methods.BaseMethod import BaseMethod, register
 
 
 def ascent_loss(net, x, y):
     """−CE(net(x), y): minimising it ascends the forget loss."""
     return -batch_cross_entropy(net, x, y)
-
-
-def augmented(loader, generator):
-    """`loader`'s batches as (crop_flip(x), y), drawn once per batch (outside the step, so SAM's two
-    passes see the same images)."""
-    for batch in loader:
-        x, y = unpack(batch)
-        yield crop_flip(x, generator), y
 
 
 @register("ga", aliases=("GA", "NegGrad"))

@@ -24,25 +24,45 @@ gradients G (`_pergrad.per_example_grads`, vmap) we take G·v and G·g_1 in one 
 sequential recursion on the scalars (s, c) in float64 (`released_woodfisher`; the tests check it
 against the literal vector loop).
 
+Data: the released code takes every gradient on its loaders' datasets, which carry the training
+transform (random crop, pad 4, and flip; baselines.md §2), so g_F, g_R and each per-example gradient
+are of augmented views. `augment` (on, as released) draws those views from the method's generator:
+they are the run-to-run variety (the released recursion walks the retain set in dataset order, and
+without views two runs differ only along g_1, about 1e-3 of the update: near-identical runs, which the
+scorer rates 0, and bit-identical ones once the update falls under float32 resolution).
+
+Strength: α = 0.99, the default of the paper's release (Unlearn-Sparse/SU; RUM and SalUn ship 0.2;
+the authors tune it, value unpublished). The released recursion starts from F̂₀⁻¹ = I, not (λI)⁻¹,
+so α·k ≈ α·v is a step of (n_F/n)·(ḡ_F − ḡ_R) whose scale has no natural unit: on a small network it
+barely moves the model and a hundredfold α wrecks it. A preset's strength that forgets is its tuned
+record's (benchmarks/tuned/), the released value the default.
+
 Deviations from the released code:
 - The damping N and the number of retain examples are parameters (`damping`, `n_examples`), and the
   examples are drawn at random from the method's generator, not the first ~1,002 in dataset order
-  (§6 defect 10). One default α, not the repositories' 0.2 / 0.99 (§6 defect 8).
+  (§6 defect 10).
 - `max_update` (off by default, as released): an optional trust-region cap on the update, per tensor
   ‖α·k‖ ≤ max_update·ref(θ) (`_trust.cap_update_`).
-- Run-to-run variety comes from the random draw of the retain examples.
 """
 from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from methods._augment import crop_flip
 from methods._common import device_of, unpack
 from methods._hvp import unflatten
 from methods._noise import add_weight_noise_
-from methods._pergrad import chunk_for_budget, per_example_dots, per_example_grads, summed_gradient, trainable
+from methods._pergrad import (
+    chunk_for_budget,
+    per_example_dots,
+    per_example_grads,
+    summed_gradient,
+    trainable,
+)
 from methods._saliency import saliency_mask
 from methods._trust import cap_update_
+from methods._views import augmented
 from methods.BaseMethod import BaseMethod, register
 
 DOTS = ("jvp", "vmap")
@@ -71,7 +91,7 @@ class WFisher(BaseMethod):
 
     @dataclass
     class Params(BaseMethod.Params):
-        alpha: float = 2.0             # step: θ ← θ + alpha·k (released 0.2 in RUM/SalUn, 0.99 in sharp-unlearn)
+        alpha: float = 0.99            # step: θ ← θ + alpha·k (released: 0.99 in Unlearn-Sparse/SU, 0.2 in RUM/SalUn)
         damping: float = 1000.0        # N of the recursion (released: hard-coded 1000)
         n_examples: int = 1000         # retain examples of the recursion, drawn at random (released: first ~1,002)
         dots: str = "jvp"              # how g·v, g·g_1 are got: jvp (forward mode) | vmap (per-example gradients)
@@ -79,6 +99,7 @@ class WFisher(BaseMethod):
         mask_ratio: float = 1.0        # < 1: update only the largest |g_F| entries (SalUn mask, global)
         max_update: float = 0.0        # per tensor ‖α·k‖ <= max_update·ref(θ) (`_trust.cap_update_`; 0: no cap, as released)
         weight_noise: float = 0.0      # σ of exit noise on conv/linear weights, relative to each tensor's std
+        augment: bool = True           # gradients of random crop (pad 4) + flip views, as the released loaders
 
         def __post_init__(self):
             if not self.alpha > 0:
@@ -106,28 +127,30 @@ class WFisher(BaseMethod):
         named = trainable(net)
         like = [q for _, q in named]
 
-        g_f, n_f = summed_gradient(net, forget_loader)                           # (P,)
-        g_r, n_r = summed_gradient(net, retain_loader)                           # (P,)
+        view = (lambda x: crop_flip(x, gen)) if p.augment else (lambda x: x)
+        g_f, n_f = summed_gradient(net, augmented(forget_loader, gen) if p.augment else forget_loader)   # (P,)
+        g_r, n_r = summed_gradient(net, augmented(retain_loader, gen) if p.augment else retain_loader)   # (P,)
         n = n_f + n_r
         v = g_f / n - g_r * (n_f / (n * n_r))                                    # (P,)
 
         dataset = retain_loader.dataset
         picked = torch.randperm(len(dataset), generator=gen)[:p.n_examples].tolist()
         x1, y1 = unpack(retain_loader.collate_fn([dataset[picked[0]]]), device)
-        (first,) = per_example_grads(net, x1, y1)                                # (1, P)
+        (first,) = per_example_grads(net, view(x1), y1)                          # (1, P)
         first = first[0]
         uv = torch.stack([v, first], dim=1)                                      # (P, 2)
         chunk = chunk_for_budget(net, p.chunk_mb) if p.dots == "vmap" else retain_loader.batch_size or 64
-        rest = DataLoader(Subset(dataset, picked[1:]), batch_size=chunk, shuffle=False,
-                          collate_fn=retain_loader.collate_fn)
+        rest = DataLoader(Subset(dataset, picked[1:]), batch_size=retain_loader.batch_size or 64, shuffle=False,
+                          collate_fn=retain_loader.collate_fn)   # batches (and views) whatever the chunk
 
         def dots():
             for batch in rest:
                 x, y = unpack(batch, device)
+                x = view(x)
                 if p.dots == "jvp":
                     yield per_example_dots(net, x, y, [v, first])               # (chunk, 2)
                 else:
-                    yield from (grads @ uv for grads in per_example_grads(net, x, y))
+                    yield from (grads @ uv for grads in per_example_grads(net, x, y, chunk_size=chunk))
         k, info = released_woodfisher(v, first, dots(), p.damping)
 
         update = unflatten(p.alpha * k, like)

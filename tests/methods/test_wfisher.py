@@ -176,6 +176,26 @@ def test_run_is_the_influence_update(net):
     assert torch.allclose(_flat(dicts), _flat(out), atol=1e-6)
 
 
+def test_views_give_runs_their_spread_even_when_the_recursion_takes_all_of_r(net):
+    """n_examples >= |R|: every run walks the same examples; without the released loaders' views runs
+    differ only along g_1, with them by a fair fraction of the update (the scorer needs the spread)."""
+    def spread(**kw):
+        a, log = _run(net, n_examples=1000, **kw)
+        b, _ = _run(net, n_examples=1000, seed=1, **kw)
+        return float((_flat(a) - _flat(b)).norm() / log["update_norm"])
+    plain, viewed = spread(augment=False), spread()
+    assert viewed > 0.05 and viewed > 10 * plain
+
+
+def test_views_are_crop_flip_drawn_from_the_generator(net, monkeypatch):
+    import methods.wfisher as wf
+    plain, _ = _run(net, augment=False)
+    monkeypatch.setattr(wf, "crop_flip", lambda x, g: x)
+    monkeypatch.setattr(wf, "augmented", lambda loader, g: loader)
+    identity, _ = _run(net)
+    assert torch.equal(_flat(identity), _flat(plain))
+
+
 def test_jvp_and_vmap_dots_give_the_same_run(net):
     a, log_a = _run(net, dots="jvp")
     b, log_b = _run(net, dots="vmap", chunk_mb=0.05)
