@@ -13,6 +13,7 @@ project method modules.
 """
 import torch
 
+from methods._augment import crop_flip
 from methods._common import cycle, device_of, reshuffled, unpack
 from methods._loop import batch_cross_entropy, take_step
 
@@ -24,7 +25,8 @@ class PairedBatches:
     An epoch has round(epoch_fraction · |R|/batch) pairs, at least one (1.0: one pass over the retain
     loader, as released; less to fit a time budget). Both streams persist across epochs and re-iterate
     (reshuffle) their loader when exhausted, so at 1.0 every epoch is exactly one pass over R, and a
-    shorter epoch takes the next batches of the current pass.
+    shorter epoch takes the next batches of the current pass. `views`, a generator: both batches of
+    every pair become random crop (pad 4) + flip views drawn from it (the reference loaders').
     """
 
     def __init__(self, retain_loader, forget_loader, generator: torch.Generator, epoch_fraction: float = 1.0,
@@ -34,6 +36,7 @@ class PairedBatches:
         retain = reshuffled(retain_loader, generator)
         self.steps = max(1, round(epoch_fraction * len(retain)))
         self.device = device
+        self.views = None
         self._retain = cycle(retain)
         self._forget = cycle(reshuffled(forget_loader, generator))
 
@@ -42,7 +45,10 @@ class PairedBatches:
 
     def __iter__(self):
         for _ in range(self.steps):
-            yield unpack(next(self._retain), self.device), unpack(next(self._forget), self.device)
+            (xr, yr), (xf, yf) = unpack(next(self._retain), self.device), unpack(next(self._forget), self.device)
+            if self.views is not None:
+                xr, xf = crop_flip(xr, self.views), crop_flip(xf, self.views)
+            yield (xr, yr), (xf, yf)
 
 
 def retain_term(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -11,3 +11,8 @@ def augmented(loader, generator):
     for batch in loader:
         x, y = unpack(batch)
         yield crop_flip(x, generator), y
+
+
+def views(batches, generator, augment: bool = True):
+    """`augmented(batches, generator)` when `augment`, else `batches` unchanged."""
+    return augmented(batches, generator) if augment else batches

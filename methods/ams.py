@@ -68,12 +68,7 @@ from methods._loop import batch_cross_entropy, train_steps
 from methods._masked import MaskedOptimizer
 from methods._noise import entry_noise_
 from methods._paired import PairedBatches, neggrad_plus_loss, train_paired
-from methods._requests import (
-    RunningSaliency,
-    accuracy_gap,
-    request_seeds,
-    seeded_generator,
-)
+from methods._requests import RunningSaliency, accuracy_gap, request_seeds, seeded_generator
 from methods._saliency import gradient_saliency, saliency_mask
 from methods.BaseMethod import BaseMethod, register
 

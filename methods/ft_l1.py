@@ -15,8 +15,8 @@ moves the weights off the solution the forget set shaped, and the CE term repair
 α. The penalty is an unnormalised sum, so its size in the loss grows with the parameter count
 (~3,300 on the cpu preset's 78k-parameter ResNet, ~11.2M parameters on ResNet-18), but its gradient per
 entry is α·sign(θ) whatever the model: per step an entry moves lr·α towards 0 (before momentum). The
-released defaults (α 0.2 in RUM/SalUn, 0.99 in sharp-unlearn) are not inherited (§6 defect 8): the
-default here is an explicit α = 5e-4 chosen on the cpu preset (see the record below); it is the
+released defaults (α 0.2 in RUM/SalUn, 0.99 in sharp-unlearn) are not inherited (§6 defect 8; the
+RUM README's tuned value is unpublished): the default here is an explicit α = 5e-4; it is the
 shrink per entry per unit of learning rate, so it transfers across model sizes as a rate, not as a
 loss value. No step cap, as released (`--set max_update=...` adds the kit's per-tensor cap, which
 bounds the L1 pull on networks with small weights such as ResNet-18).
@@ -28,9 +28,11 @@ leaves the L1 term out of every first pass: the perturbation ε comes from ∇CE
 gradient is ∇[CE + α_e‖θ‖₁](w + ε) as in the reference (with `sam=max` the L1 term thereby enters
 with weight −λ, also as in the reference). Without SAM every step has the L1 term.
 
-Deviations: RUM's constant learning rate and SGD as in `ft` (its MultiStepLR never decays in ≤ 10
-epochs); the retain order comes from the method's seed (`reshuffled`); E cut from RUM README's 10 to
-fit the 20% budget (one retraining is 13 epochs on the cpu preset).
+Released values (RUM README): lr 0.01, E 10, SGD at a constant rate as in `ft`, on the reference
+loaders' crop/flip views (`augment`); the retain order comes from the method's seed. Budget as `ft`:
+each released epoch is scaled to the preset's retraining (E_preset/30 of a pass; RUM retrains for 30)
+and `time_factor` 0.5 cuts every epoch by one factor to fit the 20% rule (1: the release); α_e keeps
+its per-epoch schedule over the E released epochs. Per-preset tuned values: benchmarks/tuned/.
 """
 import itertools
 from dataclasses import dataclass
@@ -38,10 +40,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods._common import reshuffled
 from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._loop import train_epochs
-from methods.BaseMethod import BaseMethod, register
+from methods._kaggle_budget import ReleasedEntry
+from methods._loop import train_steps
+from methods._views import views
+from methods.BaseMethod import register
 
 
 def l1_weight(alpha: float, epoch: int, epochs: int, no_l1_epochs: int = 0) -> float:
@@ -58,18 +61,20 @@ def l1_norm(net: torch.nn.Module) -> torch.Tensor:
 
 
 @register("ft_l1", aliases=("FT_prune",))
-class FTL1(BaseMethod):
+class FTL1(ReleasedEntry):
     """Fine-tune on the retain set with CE + a linearly decaying L1 penalty on all weights (L1-sparse)."""
 
     origin = "published"
 
     @dataclass
     class Params(TrainParams):
-        epochs: int = 2            # passes over the retain set (RUM README: 10; cut for the 20% budget)
-        lr: float = 0.05           # SGD learning rate (RUM README: 0.01)
+        epochs: int = 10           # released epochs over the retain set (RUM README), each scaled (docstring)
+        lr: float = 0.01           # SGD learning rate (RUM README)
         schedule: str = "constant" # RUM: constant for <= 10 epochs
-        alpha: float = 5e-4        # α: initial weight of ‖θ‖₁ (released 0.2 / 0.99; chosen on the cpu preset)
+        alpha: float = 5e-4        # α: initial weight of ‖θ‖₁ (released 0.2 / 0.99, not inherited: docstring)
         no_l1_epochs: int = 0      # last epochs without the penalty (released default 0)
+        augment: bool = True       # random crop (pad 4) + flip views, as the reference loaders
+        time_factor: float = 0.5   # every epoch times this (1: as released, a third of a retraining)
 
         def __post_init__(self):
             if self.alpha < 0:
@@ -78,7 +83,7 @@ class FTL1(BaseMethod):
                 raise ValueError(f"no_l1_epochs must be in [0, epochs={self.epochs}], got {self.no_l1_epochs}")
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
-    search_space = {"lr": ("log", 0.005, 0.2), "epochs": ("int", 1, 3), "alpha": ("log", 1e-5, 5e-3)}
+    search_space = {"lr": ("log", 0.003, 0.2), "time_factor": ("float", 0.2, 0.6), "alpha": ("log", 1e-5, 5e-3)}
 
     @classmethod
     def test_overrides(cls) -> dict:
@@ -87,9 +92,10 @@ class FTL1(BaseMethod):
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
-        loader = reshuffled(retain_loader, self.generator("cpu"))
+        g = self.generator("cpu")   # data order and views
+        stream, steps = self.stream(retain_loader, g), self.steps(1, retain_loader)
         opt = build_optimizer(p, net)
-        sched = build_scheduler(p, opt, p.epochs * len(loader))
+        sched = build_scheduler(p, opt, p.epochs * steps)
         alpha = {"e": 0.0}                      # this epoch's α_e, set before each epoch
         calls = itertools.count()               # SAM evaluates the loss twice per step: L1 in the second only
 
@@ -99,11 +105,12 @@ class FTL1(BaseMethod):
                 return ce
             return ce + alpha["e"] * l1_norm(model)
 
-        def before_epoch(e):
+        self.log_["loss"], self.log_["alpha"] = [], []
+        for e in range(p.epochs):
             alpha["e"] = l1_weight(p.alpha, e, p.epochs, p.no_l1_epochs)
-            self.log_.setdefault("alpha", []).append(alpha["e"])
-
-        self.log_["loss"] = train_epochs(net, loader, loss_fn, opt, p.epochs, sched, before_epoch=before_epoch)
+            self.log_["alpha"].append(alpha["e"])
+            self.log_["loss"].append(train_steps(net, views(self.take(stream, steps), g, p.augment), loss_fn, opt,
+                                                 sched))
         self.log_["l1_final"] = float(l1_norm(net).detach())
         self.log_["capped_steps"] = getattr(opt, "capped_steps", 0)
         net.eval()

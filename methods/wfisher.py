@@ -53,13 +53,7 @@ from methods._augment import crop_flip
 from methods._common import device_of, unpack
 from methods._hvp import unflatten
 from methods._noise import add_weight_noise_
-from methods._pergrad import (
-    chunk_for_budget,
-    per_example_dots,
-    per_example_grads,
-    summed_gradient,
-    trainable,
-)
+from methods._pergrad import chunk_for_budget, per_example_dots, per_example_grads, summed_gradient, trainable
 from methods._saliency import saliency_mask
 from methods._trust import cap_update_
 from methods._views import augmented

@@ -199,7 +199,8 @@ def test_a_run_trains_on_forget_images_with_random_labels_and_retain_images_with
             seen[where][1] += int(yi) == label
         return loop.batch_cross_entropy(net, x, y)
     monkeypatch.setattr(module, "batch_cross_entropy", spy)
-    methods.get_method(key)(seed=0, epochs=2).run(fitted_tiny_cnn(retain), retain, forget, val)
+    methods.get_method(key)(seed=0, epochs=2, time_factor=1.0, augment=False).run(fitted_tiny_cnn(retain), retain,
+                                                                                  forget, val)
     assert seen["forget"][0] >= 2 * 64, "the forget set is visited every epoch"
     assert seen["retain"][1] == seen["retain"][0] > 0
     assert seen["forget"][1] / seen["forget"][0] < 0.3, f"forget labels kept: {seen['forget']}"
