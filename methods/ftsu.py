@@ -47,15 +47,9 @@ Algorithm.
 Choices where the idea is silent: client means rather than every buffered gradient as constraints (one
 constraint per client, "keep each client's loss"); gradients at θ₀ in eval mode (the server's record
 of the trained model, BN statistics untouched); random labels for the impair (bounded targets, unlike
-ascent); the ridge ε = 1e-6·mean eigenvalue of GGᵀ. On the cpu preset the linear step alone is capped
-in 8-11 tensors at 0.05 and its first-order retain residual is ~5e-7 (a whole linearised clean removal).
+ascent); the ridge ε = 1e-6·mean eigenvalue of GGᵀ.
 
-Tuning record, measured before the step was scaled as a whole and the buffer evicted (cpu preset, bank 339ce6ad7fae, `python main.py -m ftsu --quiet --set ...`, 16 runs;
-score [95% CI], F, RA ratio, TA ratio, forget-acc gap to retrained, % of a retraining):
-  impair 10, repair 40, linear_rise 1:  0.0826 [0.0757, 0.0896], F 0.107, 0.838, 0.923, +0.189, 7.7%
-  impair 20, repair 50, linear_rise 3:  0.0844 [0.0759, 0.0901], F 0.112, 0.821, 0.917, +0.170, 10.3%  (default)
-  + noise_rise 1.0, linear_cap 0.1:     0.0720 [0.0647, 0.0790], F 0.128, 0.673, 0.838, +0.021, 9.8%
-  + linear_cap 0.1, repair 60:          0.0815 [0.0750, 0.0888], F 0.123, 0.752, 0.878, +0.092, 10.9%
+Earlier tuning logs: benchmarks/history/ftsu.md; current scores: benchmarks/results/ and benchmarks/tuned/.
 """
 from dataclasses import dataclass
 from itertools import chain, islice

@@ -71,22 +71,7 @@ Port to image classifiers and deviations from the paper/code:
   (`max_update=0.01`) and a milder noise (`noise_rise=0.3`) it ended at 45% retain accuracy on
   kaggle-cpu, against 78-81% at the defaults (`scripts/probe_defaults.py --preset kaggle-cpu -m pdu`).
 
-On the kaggle-cpu preset (bank f2ada233959c, 16 runs; `python main.py -m pdu --preset kaggle-cpu`): 0.0740
-[95% CI 0.0637, 0.0885], F 0.103, retain / forget / test accuracy 0.809 / 0.529 / 0.390 (retrained 1.000 /
-0.398 / 0.438), 11.9% of a retraining timed beside it; its notebook's 16 checkpoints score 0.0718.
-
-Current default on the cpu preset (bank 339ce6ad7fae, 16 runs, base seed 0; `python main.py --leaderboard`):
-0.0737 [95% CI 0.0664, 0.0783], F 0.122, RA 0.710, TA 0.850, 8.7% of a retraining timed beside it
-(`python main.py -m pdu`; 0.0681 [0.0618, 0.0741] before the calibrated noise, min_steps and step cap).
-
-Tuning record, made on an earlier bank and seeds (before every run's method and loaders had their
-own random streams; cpu preset: 16 retrained models, one retraining 61 s, so 12.3 s per run allowed;
-`python scripts/sweep.py -m pdu --runs 16 --set ... --grid ...`). Final score, F, RA/TA ratios, s/run:
-    paper-like (lr 1e-3, λ₀ 1, η_λ 1, no noise)            0.0201  F 0.026  RA 0.867 TA 0.875  6.4 s
-    + λ₀ 10, η_λ 5, init_noise 0.6, 6 epochs (default)    0.0643  F 0.100  RA 0.728 TA 0.880  5.8 s
-    same, 10 epochs                                         0.0665  F 0.089  RA 0.797 TA 0.937  9.7 s
-  (my_method: 0.0221.) Without noise, λ₀ 1-10, η_λ 5 and lr 3e-4-1e-3 all gave F ≤ 0.001 at 8 runs:
-  with N = 8 models only epsilons below ⌈ln 7⌉ = 2 earn points, so compare settings at 16 runs.
+Scores and tuning logs: benchmarks/history/pdu.md (earlier banks), benchmarks/results/ and benchmarks/tuned/ (current).
 """
 import copy
 from dataclasses import dataclass

@@ -28,24 +28,10 @@ the reference is f0 on validation data, measured once (a retrained model has nev
 so its confidences there look like f0's on unseen data); one-sided, so forget examples already at
 unseen-data level are left alone (over-forgetting is penalised by the scorer as much as under-forgetting).
 The term every third step, with a shorter epoch (0.6 of the retain batches, `forget`: 0.7), keeps the
-cost near `forget`'s. The cycles, layer share, caps and learning rate are `forget`'s shipped values.
+cost near `forget`'s. The cycles, layer share, caps and learning rate are those of the earlier, summary-based `forget` (before it followed its release).
 The run-to-run spread the scorer needs comes from the random layer draws and their fresh initial values.
 
-Measured on the cpu preset, forget seed 1 (the tuning seed; bank c0506ad46044, 16 runs), with
-`python scripts/sweep.py -m rdq --runs 16 --grid beta=0.1,0.3 forget_every=3,6` and `--grid beta=0.3,1,3`:
-score / F / RA ratio / TA ratio, every run 17% of a retraining timed beside it:
-  beta 0.1, every 3rd step 0.0821 / 0.112 / 0.760 / 0.961;   every 6th 0.0893 / 0.125 / 0.758 / 0.943
-  beta 0.3, every 3rd step 0.0897 / 0.134 / 0.722 / 0.929;   every 6th 0.0889 / 0.127 / 0.747 / 0.936
-  beta 1 0.0838 / 0.143 / 0.668 / 0.875;   beta 3 0.0668 / 0.138 / 0.603 / 0.805
-(`forget` on the same bank: 0.0850 / 0.115 / 0.765 / 0.964 at 14% of a retraining.) The hinge does what it
-is for, F rises from 0.115 to 0.134-0.143, the highest of any method in the kit, but every forget step also
-costs retain accuracy, and at 17% of a retraining there is no time left for more repair; the grid's points
-within ~0.008 of each other are inside the run-to-run noise. Shipped: beta 0.3, every 3rd step.
-
-Held out (forget seed 2, bank e08fc1502b10, 16 runs, `python main.py --leaderboard rdq forget ams
---forget-seed 2`): rdq 0.0782 [0.0683, 0.0836] (F 0.122, RA ratio 0.701, 16.7% of a retraining) against
-`forget` 0.0866 [0.0786, 0.0970] (F 0.118, RA 0.760) and `ams` 0.0945. The seed-1 edge over `forget`
-did not hold: the hinge's F gain is smaller there and the retain-accuracy cost is the same.
+Measurements (the beta / forget_every grids, held-out seed 2): benchmarks/history/rdq.md (earlier banks).
 """
 from dataclasses import dataclass
 

@@ -37,11 +37,7 @@ Deviations from the released code and choices:
 
 SU's settings: ASAM, ρ 1.0, λ 1, α 0.99, AdamW (lr and E not published), r ∈ {0.1, 0.3, 0.5}.
 
-Tuning on the cpu preset (bank 339ce6ad7fae, 16 runs, base seed 0, ratio timed beside): at lr 1e-4
-(`python main.py --leaderboard`) 0.0158 [0.0151, 0.0167], F 0.016, retain / forget / test 0.971 / 0.970 /
-0.616, 10.2%: the forget set barely moves. `python main.py -m sharp_minmax --set lr=1e-3` (now the default):
-0.0295 [0.0281, 0.0313], F 0.031, retain / forget / test 0.941 / 0.906 / 0.607, 10.3%; with alpha 0.9
-0.0296 (the per-tensor step cap binds, so α matters little at this lr).
+SU publishes no lr or E: lr 1e-3 and one 0.3-length epoch are the kit's choice (tuning logs: benchmarks/history/sharp_minmax.md, earlier banks; per-preset records: benchmarks/tuned/).
 """
 import dataclasses
 from dataclasses import dataclass

@@ -100,18 +100,9 @@ Additions (not in the released code):
 - `schedule=cosine` decays both step sizes over the T outer iterations (better retain accuracy,
   lower F on the cpu preset; `constant`, the released behaviour, is the default).
 
-On the kaggle-cpu preset (bank f2ada233959c, 16 runs; `python main.py -m sibl --preset kaggle-cpu`):
-0.0972 [95% CI 0.0801, 0.1304], F 0.145, retain / forget / test accuracy 0.767 / 0.490 / 0.382
-(retrained 1.000 / 0.398 / 0.438), 14.5% of a retraining timed beside it; its notebook's 16
-checkpoints score 0.1004. T=12 K=8, the earlier default, scored 0.1276 there but cost 26.4%
-(rejected), so the test phase sets the budget: T=8 K=6.
-
-Defaults are retuned for CNNs (the LLM ones, lr 1e-4 for 20 steps, do not move a CNN) on the cpu
-preset within its efficiency budget; the record is in scripts/tune_sibl.md (made on an earlier bank
-and seeds). Current default on the cpu preset (bank 339ce6ad7fae, 16 runs, base seed 0; `python main.py
--m sibl`): 0.0842 [95% CI 0.0779, 0.0897], F 0.122, RA 0.759, TA 0.909, 6.7% of a retraining timed beside
-it. The earlier defaults (T=12 K=8, fixed σ, no step cap) scored 0.0814 [0.0554, 0.0992] there, with 4 of
-16 runs below 45% retain accuracy. The inner steps use the shared loop
+Defaults are retuned for CNNs (the LLM ones, lr 1e-4 for 20 steps, do not move a CNN); T=8 K=6 fits
+the test phase's budget. Scores and tuning logs: benchmarks/history/sibl.md and scripts/tune_sibl.md
+(earlier banks), benchmarks/results/ and benchmarks/tuned/ (current). The inner steps use the shared loop
 (`_loop.train_steps`) with a masked optimizer (`_masked.MaskedOptimizer` over heavy-ball SGD), so
 `--set sam=min rho=...` makes them masked SAM steps. Cost per run: about
 T·(K + 2.5) forward-backward passes of a batch, plus cg_iters HVPs (about 2-3 passes each) per outer

@@ -28,6 +28,7 @@ import contextlib
 import io
 import itertools
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -156,13 +157,25 @@ def _optuna(p, args, cls, extra: list[str], out: Path) -> int:
     write_json(folder / "best.json", {
         "method": cls.key, "preset": args.preset, "forget_seed": forget_seed, "runs": args.runs,
         "trials": len(done), "failed": n_failed, "sampler_seed": args.sampler_seed, "fixed": args.set,
-        "tokens": tokens, "trial": best.number, "final_score": best.value, "study": name})
+        "tokens": tokens, "trial": best.number, "final_score": best.value, "study": name,
+        "budget": f"{args.optuna} trials x {args.runs} runs, trial 0 the published values",
+        "commit": _commit()})
     line = f"--set {tuning.set_line(tokens)}"
     print(f"reproduce: python main.py -m {cls.key} --preset {args.preset} --runs {args.runs} "
           f"--forget-seed {forget_seed} {line}")
     if args.score_seeds:
         _score_seeds(args, cls.key, tokens, folder, extra, forget_seed)
     return 0
+
+
+def _commit() -> str | None:
+    """The checkout's commit (None outside a git checkout): which code a record was tuned on."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).resolve().parent.parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def _score_seeds(args, key, tokens, folder, extra, tuning_seed) -> None:
