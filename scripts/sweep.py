@@ -4,12 +4,14 @@
     python scripts/sweep.py -m sibl --grid lr=0.02,0.05 --set T=8 --preset cpu --out /tmp/sw
     python scripts/sweep.py -m ft --optuna 30 --runs 16                      # TPE over ft.search_space
     python scripts/sweep.py -m ft --optuna 30 --runs 16 --set epochs=2 --score-seeds 2 3
+    python scripts/sweep.py -m sibl --preset cpu --runs 16 --forget-seed 2 --points "" "max_update=0"   # ablation
 
 Every configuration goes through `main.py` in-process (same bank, same cached runs: re-running a
 sweep only computes what is new) and writes its JSON under `--out`. Extra arguments after `--` are
 passed to `main.py` unchanged.
 
-`--grid`: the table (pandas) is printed as markdown and saved as `sweep.csv`.
+`--grid`: the table (pandas) is printed as markdown and saved as `sweep.csv`. `--points`: the same, for a
+list of configurations (`k=v;k=v` each, "" the defaults) instead of a product: an ablation.
 
 `--optuna N`: a seeded TPE search (`--sampler-seed`) over the ranges the method declares next to its
 defaults (`search_space`, minus what `--set` fixes); a new study's first trial is the defaults. The
@@ -41,6 +43,21 @@ from eval.io import write_json, write_text  # noqa: E402
 
 COLUMNS = ["final_score", "score", "F", "ra_ratio", "ta_ratio", "forget_gap", "runtime_mean_s", "time_ratio",
            "manifest_time_ratio"]
+
+
+def points(items: list[str]) -> list[dict]:
+    """["a=1;b=2", "c=x", ""] -> [{"a": "1", "b": "2"}, {"c": "x"}, {}]: one configuration per item
+    (an ablation: each adaptation off in turn; "" is the defaults)."""
+    out = []
+    for item in items:
+        point = {}
+        for token in filter(None, (t.strip() for t in item.split(";"))):
+            if "=" not in token:
+                raise SystemExit(f"--points expects key=value;key=value, got {item!r}")
+            key, value = token.split("=", 1)
+            point[key] = value
+        out.append(point)
+    return out
 
 
 def grid(items: list[str]) -> list[dict]:
@@ -84,7 +101,7 @@ def evaluate(args, key: str, sets: list[str], res_dir: Path, extra: list[str], *
 
 def _grid(args, key: str, extra: list[str], out: Path) -> int:
     rows = []
-    for i, point in enumerate(grid(args.grid)):
+    for i, point in enumerate(points(args.points) if args.points is not None else grid(args.grid)):
         sets = args.set + [f"{k}={v}" for k, v in point.items()]
         print(f"[{i + 1}] {' '.join(sets) or '(defaults)'}", flush=True)
         res = evaluate(args, key, sets, out / f"point{i:03d}", extra, forget_seed=args.forget_seed)
@@ -200,6 +217,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-m", "--method", required=True)
     p.add_argument("--grid", nargs="*", default=None, metavar="KEY=V1,V2")
+    p.add_argument("--points", nargs="*", default=None, metavar="K=V;K=V",
+                   help="one configuration per item instead of a grid's product ('' = the defaults): an ablation")
     p.add_argument("--optuna", type=int, default=None, metavar="N",
                    help="TPE search over the method's search_space until the study has N complete trials")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fixed overrides for every point")
@@ -213,7 +232,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results/sweeps")
     args, extra = p.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
-    if args.optuna is not None and args.grid is not None:
+    if args.grid is not None and args.points is not None:
+        p.error("--grid and --points are exclusive")
+    if args.optuna is not None and (args.grid is not None or args.points is not None):
         p.error("--optuna and --grid are exclusive: a grid lists its points, a search draws them from the "
                 "method's search_space")
     if args.optuna is not None and args.optuna < 1:

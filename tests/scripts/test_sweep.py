@@ -21,6 +21,12 @@ def test_grid_is_the_cartesian_product():
         _sweep().grid(["nokey"])
 
 
+def test_points_are_one_configuration_each():
+    assert _sweep().points(["", "a=1;b=2", "c=x"]) == [{}, {"a": "1", "b": "2"}, {"c": "x"}]
+    with pytest.raises(SystemExit, match="--points"):
+        _sweep().points(["a=1;nokey"])
+
+
 def test_sweep_scores_every_point(tiny_bank, home, data_root, tmp_path, capsys):
     rc = _sweep().main(["-m", "my_method", "--preset", "tiny", "--runs", "2", "--grid", "epochs=1,2",
                         "--set", "lr=0.01", "--out", str(tmp_path), "--home", str(home),
