@@ -17,7 +17,9 @@ Algorithm ("tensor" = one entry of `named_parameters`, weights and biases apart;
    fresh SGD (momentum 0.9, weight decay 5e-4) at that constant lr.
 9 epochs of round(E/30 · |retain batches|) steps each (`ReleasedEntry`). Forget and validation are unread.
 As released the run costs 22.3% of a retraining on `kaggle-cpu` (`benchmarks/probes/`), over the 20% rule:
-every epoch is cut by `time_factor` = 0.85 (`--set time_factor=1` runs the release).
+every epoch is cut by `time_factor` = 0.8 (`--set time_factor=1` runs the release): 0.85 (19% nominal)
+measured 20.2% in the seed-2 leaderboard (`benchmarks/results/kaggle-cpu-forget-f0.02-s2/`) and was
+rejected, so the cut leaves a margin for the clock's noise.
 
 Deviations: BatchNorm is told by module type; the release tests for "bn" in the parameter's name, which on
 torchvision's ResNet-18 puts the projection shortcuts' BatchNorm (`downsample.1`) among the drawable,
@@ -88,7 +90,7 @@ class Sun(ReleasedEntry):
         schedule: str = "constant"      # within each epoch's fresh optimizer
         momentum: float = 0.9
         weight_decay: float = 5e-4
-        time_factor: float = 0.85       # as released 22.3% of a retraining on kaggle-cpu; cut to fit 20% (1: released)
+        time_factor: float = 0.8        # as released 22.3% of a retraining on kaggle-cpu; cut to fit 20% (1: released)
 
         def __post_init__(self):
             fine = parse_floats(self.fine_lrs, "fine_lrs")

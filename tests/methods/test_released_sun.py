@@ -158,7 +158,7 @@ def test_phase_lrs_optimizers_and_steps(monkeypatch, epochs, n_retain, steps):
 
     monkeypatch.setattr(sun, "train_steps", spy)
     torch.manual_seed(0)
-    _run(TinyCNN(), epochs=epochs, sizes=(n_retain, 16, 16))
+    _run(TinyCNN(), epochs=epochs, sizes=(n_retain, 16, 16), time_factor=1.0)   # the release
     assert [s["n"] for s in seen] == [steps] * 9, "every epoch is round(E/30 · batches) steps, 9 epochs"
     assert [s["lr"] for s in seen] == [2e-4] * 5 + FINE_LRS
     assert all(s["end"] == s["lr"] for s in seen), "constant lr within an epoch"
