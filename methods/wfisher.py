@@ -56,7 +56,7 @@ from methods._noise import add_weight_noise_
 from methods._pergrad import chunk_for_budget, per_example_dots, per_example_grads, summed_gradient, trainable
 from methods._saliency import saliency_mask
 from methods._trust import cap_update_
-from methods._views import augmented
+from methods._views import views
 from methods.BaseMethod import BaseMethod, register
 
 DOTS = ("jvp", "vmap")
@@ -122,8 +122,8 @@ class WFisher(BaseMethod):
         like = [q for _, q in named]
 
         view = (lambda x: crop_flip(x, gen)) if p.augment else (lambda x: x)
-        g_f, n_f = summed_gradient(net, augmented(forget_loader, gen) if p.augment else forget_loader)   # (P,)
-        g_r, n_r = summed_gradient(net, augmented(retain_loader, gen) if p.augment else retain_loader)   # (P,)
+        g_f, n_f = summed_gradient(net, views(forget_loader, gen, p.augment))   # (P,)
+        g_r, n_r = summed_gradient(net, views(retain_loader, gen, p.augment))   # (P,)
         n = n_f + n_r
         v = g_f / n - g_r * (n_f / (n * n_r))                                    # (P,)
 

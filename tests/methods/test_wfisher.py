@@ -191,7 +191,7 @@ def test_views_are_crop_flip_drawn_from_the_generator(net, monkeypatch):
     import methods.wfisher as wf
     plain, _ = _run(net, augment=False)
     monkeypatch.setattr(wf, "crop_flip", lambda x, g: x)
-    monkeypatch.setattr(wf, "augmented", lambda loader, g: loader)
+    monkeypatch.setattr(wf, "views", lambda loader, g, on=True: loader)
     identity, _ = _run(net)
     assert torch.equal(_flat(identity), _flat(plain))
 
