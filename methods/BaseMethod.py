@@ -288,6 +288,8 @@ def coerce_value(name: str, raw, annotation):
             value = float(low) if float in allowed and low in _NON_FINITE else _WORDS.get(low, raw)
     if value is None and type(None) in allowed:
         return None
+    if isinstance(raw, str) and str in allowed and not any(type(value) is t for t in allowed):
+        return raw                       # a text field takes the text as given: cap=none, mode=1, flag=true
     for t in allowed:
         if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):

@@ -64,6 +64,11 @@ def test_parse_overrides_types_and_aliases(tmp_method):
     assert got == {"lr": 1.0, "epochs": 3, "opt": "adam", "flag": True, "cap": None, "seed": 4}
     assert isinstance(got["lr"], float)
     assert tmp_method(step_size=0.5).params.lr == 0.5
+    # a text field keeps the text when its literal reading is another type (pdu's cap=none, a mode named "1")
+    assert methods.parse_overrides(tmp_method, ["opt=none"]) == {"opt": "none"}
+    assert methods.parse_overrides(tmp_method, ["opt=True"]) == {"opt": "True"}
+    assert methods.parse_overrides(tmp_method, ["opt=1"]) == {"opt": "1"}
+    assert methods.parse_overrides(methods.get_method("pdu"), ["cap=none"]) == {"cap": "none"}
     cases = [(["lrr=1"], "unknown parameter 'lrr'.*valid: seed"),
              (["epochs=2.5"], "'epochs' expects int"),
              (["flag=3"], "'flag' expects bool"),
