@@ -26,6 +26,7 @@ line that reproduces them. For a fair comparison give every method the same N on
 seed (`--forget-seed`, default 1), then score the best on other forget seeds: `--score-seeds`
 here, or a leaderboard of every tuned method, `main.py --leaderboard ... --forget-seed 2 --tuned <out>`.
 """
+
 import argparse
 import contextlib
 import dataclasses
@@ -38,13 +39,21 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import main as cli  # noqa: E402
-import methods  # noqa: E402
-from eval.io import write_json, write_text  # noqa: E402
+import main as cli
+import methods
+from eval.io import write_json, write_text
 
-COLUMNS = ["final_score", "score", "F", "ra_ratio", "ta_ratio", "forget_gap", "runtime_mean_s", "time_ratio",
-           "manifest_time_ratio"]
+COLUMNS = [
+    "final_score",
+    "score",
+    "F",
+    "ra_ratio",
+    "ta_ratio",
+    "forget_gap",
+    "runtime_mean_s",
+    "time_ratio",
+    "manifest_time_ratio",
+]
 
 
 def extra_space(cls, items: list[str]) -> dict:
@@ -91,22 +100,46 @@ def grid(items: list[str]) -> list[dict]:
     return [dict(combo) for combo in itertools.product(*axes)]
 
 
-def evaluate(args, key: str, sets: list[str], res_dir: Path, extra: list[str], *, forget_seed: int | None = None,
-             capture_stderr: bool = False) -> dict:
+def evaluate(
+    args,
+    key: str,
+    sets: list[str],
+    res_dir: Path,
+    extra: list[str],
+    *,
+    forget_seed: int | None = None,
+    capture_stderr: bool = False,
+) -> dict:
     """Score one configuration with main.py in-process; {"rc", "record" (its JSON or None), "reason"}.
 
     The record is the newest `<res_dir>/<tag>/<key>.json` main.py wrote (only read when it exited 0);
     on failure the reason is the last line main.py wrote to stderr. Ctrl-C inside main.py raises
     KeyboardInterrupt here."""
     seed = [] if forget_seed is None else ["--forget-seed", str(forget_seed)]
-    argv = ["-m", args.method, "--preset", args.preset, "--runs", str(args.runs), *seed, "--quiet", "--published",
-            "--results-dir", str(res_dir), "--set", *sets, *extra]
+    argv = [
+        "-m",
+        args.method,
+        "--preset",
+        args.preset,
+        "--runs",
+        str(args.runs),
+        *seed,
+        "--quiet",
+        "--published",
+        "--results-dir",
+        str(res_dir),
+        "--set",
+        *sets,
+        *extra,
+    ]
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), (contextlib.redirect_stderr(err) if capture_stderr
-                                           else contextlib.nullcontext()):
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err) if capture_stderr else contextlib.nullcontext(),
+    ):
         try:
             rc = cli.main(argv)
-        except SystemExit as exc:    # argparse errors (a bad value main.py refuses)
+        except SystemExit as exc:  # argparse errors (a bad value main.py refuses)
             rc = exc.code if isinstance(exc.code, int) else 2
     if rc == 130:
         raise KeyboardInterrupt
@@ -130,8 +163,11 @@ def _grid(args, key: str, extra: list[str], out: Path) -> int:
             d = res["record"]
             row.update({c: d.get(c) for c in COLUMNS})
             row["acc_forget"] = d["accuracy"]["forget_unlearned"]
-            print(f"    score {d['final_score']:.4f}  F {d['F']:.4f}  RA {d['ra_ratio']:.3f}  "
-                  f"TA {d['ta_ratio']:.3f}  {d['runtime_mean_s']:.1f} s", flush=True)
+            print(
+                f"    score {d['final_score']:.4f}  F {d['F']:.4f}  RA {d['ra_ratio']:.3f}  "
+                f"TA {d['ta_ratio']:.3f}  {d['runtime_mean_s']:.1f} s",
+                flush=True,
+            )
         else:
             row["final_score"] = float("nan")
             print(f"    failed (exit {res['rc']})", flush=True)
@@ -145,6 +181,7 @@ def _grid(args, key: str, extra: list[str], out: Path) -> int:
 
 def _optuna(p, args, cls, extra: list[str], out: Path) -> int:
     from eval.harness import tuning
+
     try:
         fixed = methods.parse_overrides(cls, args.set)
         space = tuning.free_space(cls, fixed)
@@ -153,56 +190,101 @@ def _optuna(p, args, cls, extra: list[str], out: Path) -> int:
         p.error(str(exc))
     space.update(added)
     if not space:
-        p.error(f"method {cls.key!r} has nothing to tune: " + (
-            f"--set fixes every parameter of its search_space ({', '.join(cls.search_space)})" if cls.search_space
-            else "it declares no search_space (add one next to its Params defaults)"))
+        p.error(
+            f"method {cls.key!r} has nothing to tune: "
+            + (
+                f"--set fixes every parameter of its search_space ({', '.join(cls.search_space)})"
+                if cls.search_space
+                else "it declares no search_space (add one next to its Params defaults)"
+            )
+        )
     forget_seed = 1 if args.forget_seed is None else args.forget_seed
     name = tuning.study_name(cls.key, args.preset, forget_seed, args.runs, args.set) + "".join(
-        f"+{k}" for k in sorted(added))
+        f"+{k}" for k in sorted(added)
+    )
     folder = out / tuning.folder_name(name)
     db = out / "optuna.db"
-    print(f"optuna: {cls.key} on preset {args.preset}, forget seed {forget_seed}, {args.runs} runs per trial, "
-          f"{args.optuna} trials (TPE, sampler seed {args.sampler_seed}); searching "
-          + ", ".join(f"{k} {v}" for k, v in space.items())
-          + (f"; fixed {' '.join(args.set)}" if args.set else ""), flush=True)
+    print(
+        f"optuna: {cls.key} on preset {args.preset}, forget seed {forget_seed}, {args.runs} runs per trial, "
+        f"{args.optuna} trials (TPE, sampler seed {args.sampler_seed}); searching "
+        + ", ".join(f"{k} {v}" for k, v in space.items())
+        + (f"; fixed {' '.join(args.set)}" if args.set else ""),
+        flush=True,
+    )
 
     def run_trial(tokens, number):
-        return evaluate(args, cls.key, [*args.set, *tokens], folder / f"trial{number:04d}", extra,
-                        forget_seed=forget_seed, capture_stderr=True)
+        return evaluate(
+            args,
+            cls.key,
+            [*args.set, *tokens],
+            folder / f"trial{number:04d}",
+            extra,
+            forget_seed=forget_seed,
+            capture_stderr=True,
+        )
 
     def log(line):
         print(line, flush=True)
 
     interrupted = False
     try:
-        study = tuning.search(cls, space, args.optuna, db, name, run_trial, sampler_seed=args.sampler_seed,
-                              attrs={"fixed": args.set, "extra": extra}, log=log)
+        study = tuning.search(
+            cls,
+            space,
+            args.optuna,
+            db,
+            name,
+            run_trial,
+            sampler_seed=args.sampler_seed,
+            attrs={"fixed": args.set, "extra": extra},
+            log=log,
+        )
     except KeyboardInterrupt:
         interrupted = True
         study = tuning.open_study(db, name, args.sampler_seed)
     csv, png = tuning.write_outputs(study, space, folder, title=name)
     print(f"\nwrote {csv}, {png}; study {name!r} in {db}")
     if interrupted:
-        print("interrupted: the trial in progress is marked failed; run the same command again to resume "
-              "the search", file=sys.stderr)
+        print(
+            "interrupted: the trial in progress is marked failed; run the same command again to resume the search",
+            file=sys.stderr,
+        )
         return 130
     done = tuning.complete(study)
     best = study.best_trial
     tokens = [*args.set, *(tuning.set_token(k, best.params[k]) for k in space)]
     n_failed = sum("reason" in t.user_attrs for t in done)
-    print(f"best of {len(done)} trials ({n_failed} failed, scored 0): trial {best.number}, final score "
-          f"{best.value:.4f}" + (f", F {best.user_attrs['F']:.4f}" if "F" in best.user_attrs else "")
-          + (f", {100 * best.user_attrs['ratio']:.1f}% of a retraining" if best.user_attrs.get("ratio") else ""))
+    print(
+        f"best of {len(done)} trials ({n_failed} failed, scored 0): trial {best.number}, final score "
+        f"{best.value:.4f}"
+        + (f", F {best.user_attrs['F']:.4f}" if "F" in best.user_attrs else "")
+        + (f", {100 * best.user_attrs['ratio']:.1f}% of a retraining" if best.user_attrs.get("ratio") else "")
+    )
     print("best params: " + ", ".join(f"{k}={best.params[k]!r}" for k in space))
-    write_json(folder / "best.json", {
-        "method": cls.key, "preset": args.preset, "forget_seed": forget_seed, "runs": args.runs,
-        "trials": len(done), "failed": n_failed, "sampler_seed": args.sampler_seed, "fixed": args.set,
-        "tokens": tokens, "trial": best.number, "final_score": best.value, "study": name,
-        "budget": f"{args.optuna} trials x {args.runs} runs, trial 0 the published values",
-        "commit": _commit()})
+    write_json(
+        folder / "best.json",
+        {
+            "method": cls.key,
+            "preset": args.preset,
+            "forget_seed": forget_seed,
+            "runs": args.runs,
+            "trials": len(done),
+            "failed": n_failed,
+            "sampler_seed": args.sampler_seed,
+            "fixed": args.set,
+            "tokens": tokens,
+            "trial": best.number,
+            "final_score": best.value,
+            "study": name,
+            "budget": f"{args.optuna} trials x {args.runs} runs, trial 0 the published values",
+            "commit": _commit(),
+        },
+    )
     line = f"--set {tuning.set_line(tokens)}"
-    print(f"reproduce: python main.py -m {cls.key} --preset {args.preset} --runs {args.runs} "
-          f"--forget-seed {forget_seed} {line}")
+    print(
+        f"reproduce: python main.py -m {cls.key} --preset {args.preset} --runs {args.runs} "
+        f"--forget-seed {forget_seed} {line}"
+    )
     if args.score_seeds:
         _score_seeds(args, cls.key, tokens, folder, extra, forget_seed)
     return 0
@@ -211,8 +293,13 @@ def _optuna(p, args, cls, extra: list[str], out: Path) -> int:
 def _commit() -> str | None:
     """The checkout's commit (None outside a git checkout): which code a record was tuned on."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).resolve().parent.parent,
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -227,41 +314,78 @@ def _score_seeds(args, key, tokens, folder, extra, tuning_seed) -> None:
         print(f"scoring the best on forget seed {s}", flush=True)
         res = evaluate(args, key, tokens, folder / f"best-forget{s}", extra, forget_seed=s, capture_stderr=True)
         d = res["record"] or {}
-        rows.append({"forget_seed": s, "final_score": d.get("final_score", float("nan")), "F": d.get("F"),
-                     "ratio": d.get("time_ratio"), "rejected": d.get("rejected"), "reason": res["reason"]})
+        rows.append(
+            {
+                "forget_seed": s,
+                "final_score": d.get("final_score", float("nan")),
+                "F": d.get("F"),
+                "ratio": d.get("time_ratio"),
+                "rejected": d.get("rejected"),
+                "reason": res["reason"],
+            }
+        )
     table = pd.DataFrame(rows)
     write_text(folder / "held_out.csv", table.to_csv(index=False))
     print(table.to_markdown(index=False, floatfmt=".4f"))
-    print(f"mean final score over forget seeds {', '.join(map(str, args.score_seeds))}: "
-          f"{table['final_score'].mean():.4f}; wrote {folder / 'held_out.csv'}")
+    print(
+        f"mean final score over forget seeds {', '.join(map(str, args.score_seeds))}: "
+        f"{table['final_score'].mean():.4f}; wrote {folder / 'held_out.csv'}"
+    )
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-m", "--method", required=True)
     p.add_argument("--grid", nargs="*", default=None, metavar="KEY=V1,V2")
-    p.add_argument("--space", nargs="*", default=[], metavar="FIELD=KIND:LOW:HIGH",
-                   help="--optuna: also search these ranges (kind float, log or int), e.g. time_factor=float:0.3:1")
-    p.add_argument("--points", nargs="*", default=None, metavar="K=V;K=V",
-                   help="one configuration per item instead of a grid's product ('' = the defaults): an ablation")
-    p.add_argument("--optuna", type=int, default=None, metavar="N",
-                   help="TPE search over the method's search_space until the study has N complete trials")
+    p.add_argument(
+        "--space",
+        nargs="*",
+        default=[],
+        metavar="FIELD=KIND:LOW:HIGH",
+        help="--optuna: also search these ranges (kind float, log or int), e.g. time_factor=float:0.3:1",
+    )
+    p.add_argument(
+        "--points",
+        nargs="*",
+        default=None,
+        metavar="K=V;K=V",
+        help="one configuration per item instead of a grid's product ('' = the defaults): an ablation",
+    )
+    p.add_argument(
+        "--optuna",
+        type=int,
+        default=None,
+        metavar="N",
+        help="TPE search over the method's search_space until the study has N complete trials",
+    )
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fixed overrides for every point")
     p.add_argument("--preset", default="cpu")
     p.add_argument("--runs", type=int, default=8)
-    p.add_argument("--forget-seed", type=int, default=None,
-                   help="forget set to score on (--optuna: the tuning forget seed; default 1)")
+    p.add_argument(
+        "--forget-seed",
+        type=int,
+        default=None,
+        help="forget set to score on (--optuna: the tuning forget seed; default 1)",
+    )
     p.add_argument("--sampler-seed", type=int, default=0, help="--optuna: seed of the TPE sampler (default 0)")
-    p.add_argument("--score-seeds", type=int, nargs="+", default=None, metavar="S",
-                   help="--optuna: score the best parameters on these (held-out) forget seeds afterwards")
+    p.add_argument(
+        "--score-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="S",
+        help="--optuna: score the best parameters on these (held-out) forget seeds afterwards",
+    )
     p.add_argument("--out", default="results/sweeps")
     args, extra = p.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     if args.grid is not None and args.points is not None:
         p.error("--grid and --points are exclusive")
     if args.optuna is not None and (args.grid is not None or args.points is not None):
-        p.error("--optuna and --grid are exclusive: a grid lists its points, a search draws them from the "
-                "method's search_space")
+        p.error(
+            "--optuna and --grid are exclusive: a grid lists its points, a search draws them from the "
+            "method's search_space"
+        )
     if args.optuna is not None and args.optuna < 1:
         p.error(f"--optuna N needs N >= 1 (the total number of complete trials), got {args.optuna}")
     if args.optuna is None and (args.score_seeds or args.sampler_seed):

@@ -1,5 +1,6 @@
 """scripts/sweep.py --optuna: a seeded TPE search over a method's search_space, resumed from its SQLite
 study, failed trials scored 0, trials.csv and search.png written; one real trial through main.py."""
+
 import importlib.util
 import json
 import math
@@ -58,8 +59,15 @@ class FakeMain:
         res_dir, sets = _parse(argv)
         lr = float(sets["lr"])
         score = {"nan": float("nan"), "reject": 0.0}.get(what, 0.1 - abs(math.log10(lr / 0.02)) / 10)
-        rec = {"final_score": score, "F": 0.2, "time_ratio": 0.5 if what == "reject" else 0.1,
-               "rejected": what == "reject", "ra_ratio": 1.0, "ta_ratio": 1.0, "accuracy": {"forget_unlearned": 0.6}}
+        rec = {
+            "final_score": score,
+            "F": 0.2,
+            "time_ratio": 0.5 if what == "reject" else 0.1,
+            "rejected": what == "reject",
+            "ra_ratio": 1.0,
+            "ta_ratio": 1.0,
+            "accuracy": {"forget_unlearned": 0.6},
+        }
         out = ROOT / res_dir if not res_dir.startswith("/") else __import__("pathlib").Path(res_dir)
         (out / "tiny").mkdir(parents=True, exist_ok=True)
         (out / "tiny" / "my_method.json").write_text(json.dumps(rec))
@@ -67,8 +75,9 @@ class FakeMain:
 
 
 def _run(mod, tmp_path, n, *more):
-    return mod.main(["-m", "my_method", "--preset", "tiny", "--runs", "2", "--optuna", str(n),
-                     "--out", str(tmp_path), *more])
+    return mod.main(
+        ["-m", "my_method", "--preset", "tiny", "--runs", "2", "--optuna", str(n), "--out", str(tmp_path), *more]
+    )
 
 
 def _db_trials(tmp_path):
@@ -83,10 +92,10 @@ def test_search_resumes_and_scores_failures_zero(space, tmp_path, monkeypatch, c
     assert _run(mod, tmp_path, 3) == 0
     assert len(fake.calls) == 3 and _db_trials(tmp_path) == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
     assert all(c[c.index("--forget-seed") + 1] == "1" for c in fake.calls)
-    assert _run(mod, tmp_path, 4) == 0            # N is the total: one trial is missing
+    assert _run(mod, tmp_path, 4) == 0  # N is the total: one trial is missing
     assert len(fake.calls) == 4 and len(_db_trials(tmp_path)) == 4
     assert _run(mod, tmp_path, 5) == 0 and len(fake.calls) == 5
-    assert _run(mod, tmp_path, 5) == 0 and len(fake.calls) == 5    # complete: nothing to run
+    assert _run(mod, tmp_path, 5) == 0 and len(fake.calls) == 5  # complete: nothing to run
 
     folder = tmp_path / "tiny" / "my_method" / "my_method-tiny-forget1-runs2"
     table = pd.read_csv(folder / "trials.csv")
@@ -96,12 +105,12 @@ def test_search_resumes_and_scores_failures_zero(space, tmp_path, monkeypatch, c
     assert table.loc[2, "score"] == 0 and table.loc[2, "rejected"] and pd.isna(table.loc[2, "reason"])
     assert table.loc[3, "score"] == 0 and table.loc[3, "reason"] == "FAILED: loss is NaN"
     assert table["lr"].between(5e-4, 0.05).all() and table["epochs"].isin([1, 2]).all()
-    assert table.loc[3, "lr"] != table.loc[0, "lr"]      # a resumed sampler does not replay the first points
+    assert table.loc[3, "lr"] != table.loc[0, "lr"]  # a resumed sampler does not replay the first points
     assert (folder / "search.png").stat().st_size > 1000
 
     out = capsys.readouterr().out
     best = table.loc[table["score"].idxmax()]
-    line = out.split("reproduce: ")[-1].splitlines()[0]   # the last run's best: over all five trials
+    line = out.split("reproduce: ")[-1].splitlines()[0]  # the last run's best: over all five trials
     assert line.startswith("python main.py -m my_method --preset tiny --runs 2 --forget-seed 1 --set ")
     sets = methods.parse_overrides(methods.get_method("my_method"), line.split("--set ")[1].split())
     assert sets == {"lr": best["lr"], "epochs": best["epochs"]}
@@ -123,7 +132,7 @@ def test_best_scored_on_held_out_forget_seeds(space, tmp_path, monkeypatch):
     monkeypatch.setattr(mod.cli, "main", fake)
     assert _run(mod, tmp_path, 1, "--score-seeds", "2", "3") == 0
     assert [c[c.index("--forget-seed") + 1] for c in fake.calls] == ["1", "2", "3"]
-    assert _parse(fake.calls[1])[1] == _parse(fake.calls[0])[1]          # the best trial's values
+    assert _parse(fake.calls[1])[1] == _parse(fake.calls[0])[1]  # the best trial's values
     held = pd.read_csv(tmp_path / "tiny" / "my_method" / "my_method-tiny-forget1-runs2" / "held_out.csv")
     assert list(held["forget_seed"]) == [2, 3] and held["final_score"].notna().all()
 
@@ -136,7 +145,8 @@ def test_interrupt_fails_the_trial_and_the_rerun_finishes(space, tmp_path, monke
     assert _db_trials(tmp_path) == [(0, "COMPLETE"), (1, "FAIL")]
     assert _run(mod, tmp_path, 3) == 0
     assert [s for _, s in _db_trials(tmp_path)] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
-    from eval.harness import tuning      # a killed process leaves its trial RUNNING: failed on resume
+    from eval.harness import tuning  # a killed process leaves its trial RUNNING: failed on resume
+
     tuning.open_study(tmp_path / "tiny" / "my_method" / "optuna.db", "my_method-tiny-forget1-runs2").ask()
     assert _run(mod, tmp_path, 4) == 0
     assert [s for _, s in _db_trials(tmp_path)][4:] == ["FAIL", "COMPLETE"]
@@ -145,9 +155,11 @@ def test_interrupt_fails_the_trial_and_the_rerun_finishes(space, tmp_path, monke
 def test_refusals(space, tmp_path, monkeypatch, capsys):
     mod = _sweep()
     monkeypatch.setattr(mod.cli, "main", FakeMain())
-    for argv, match in [(["--grid", "lr=0.1"], "--optuna and --grid are exclusive"),
-                        (["--set", "lr=0.01", "epochs=1"], "has nothing to tune: --set fixes every parameter"),
-                        (["--set", "nope=1"], "unknown parameter 'nope'")]:
+    for argv, match in [
+        (["--grid", "lr=0.1"], "--optuna and --grid are exclusive"),
+        (["--set", "lr=0.01", "epochs=1"], "has nothing to tune: --set fixes every parameter"),
+        (["--set", "nope=1"], "unknown parameter 'nope'"),
+    ]:
         with pytest.raises(SystemExit):
             _run(mod, tmp_path, 2, *argv)
         assert match in capsys.readouterr().err
@@ -173,8 +185,29 @@ def test_one_real_trial(space, one_thread, home, data_root, tmp_path):
     """The objective is main.py's final score (its JSON), with F and the time ratio kept (main.py builds
     the tiny bank in the session's artifacts folder if no earlier test did)."""
     mod = _sweep()
-    assert mod.main(["-m", "my_method", "--preset", "tiny", "--runs", "2", "--optuna", "1", "--out", str(tmp_path),
-                     "--home", str(home), "--data-root", str(data_root), "--bootstrap", "0"]) == 0
+    assert (
+        mod.main(
+            [
+                "-m",
+                "my_method",
+                "--preset",
+                "tiny",
+                "--runs",
+                "2",
+                "--optuna",
+                "1",
+                "--out",
+                str(tmp_path),
+                "--home",
+                str(home),
+                "--data-root",
+                str(data_root),
+                "--bootstrap",
+                "0",
+            ]
+        )
+        == 0
+    )
     folder = tmp_path / "tiny" / "my_method" / "my_method-tiny-forget1-runs2"
     row = pd.read_csv(folder / "trials.csv").iloc[0]
     rec = json.loads(next((folder / "trial0000").glob("*/my_method.json")).read_text())
@@ -188,13 +221,14 @@ def test_first_trial_is_the_defaults(space, tmp_path, monkeypatch, capsys):
     fake = FakeMain()
     monkeypatch.setattr(mod.cli, "main", fake)
     assert _run(mod, tmp_path, 2) == 0
-    assert _parse(fake.calls[0])[1] == {"lr": "0.001", "epochs": "1"}    # MyMethod's Params defaults
+    assert _parse(fake.calls[0])[1] == {"lr": "0.001", "epochs": "1"}  # MyMethod's Params defaults
     assert _parse(fake.calls[1])[1] != _parse(fake.calls[0])[1]
     assert "trial 0 is the method's defaults" in capsys.readouterr().out
 
 
 def test_defaults_outside_a_narrowed_range_are_not_queued(monkeypatch):
     from eval.harness import tuning
+
     cls = methods.get_method("my_method")
     dists = tuning.distributions(cls, {"lr": ("log", 0.03, 0.05), "epochs": ("int", 1, 2)})
     assert tuning.defaults(cls, dists) is None
