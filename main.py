@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 import methods
 from data.cifar10 import DataError
 from data.presets import FORGET_SETS, PRESETS, get_preset
+from eval.harness import report
 from eval.harness.bank import Bank, artifacts_home
 from eval.harness.forget_sets import build_splits
 from eval.harness.row import References, summarize_runs
@@ -34,9 +35,7 @@ from eval.harness.runs import evaluate_runs
 from eval.harness.seeds import SEED_LIMIT
 from eval.harness.unlearn import MethodFailed
 from eval.io import check_writable, file_lock, remove_orphans, write_json, write_npz, write_text
-from eval.scoring import EFFICIENCY_LIMIT, METRICS
-
-INTERRUPTED = "interrupted; rerun the same command to resume (finished models and runs are kept)"
+from eval.scoring import METRICS
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -254,94 +253,6 @@ def _commit() -> str | None:
         return None
 
 
-def _print_methods() -> None:
-    handlers = methods.all_method_handlers()
-    width = max(map(len, handlers))
-    for key, cls in handlers.items():
-        flag = "" if cls.valid_entry else "  [reference, not a valid entry]"
-        alias = f"  (also: {', '.join(cls.aliases)})" if cls.aliases else ""
-        print(f"  {key:<{width}}  {cls.summary()}{alias}{flag}")
-    broken = methods.broken_methods()
-    if broken:
-        print("method files that failed to import (fix them to use them; the others work):")
-        for name, reason in broken.items():
-            print(f"  {name}: {reason}")
-
-
-def _pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
-
-
-def _runtime_line(res: dict, valid_entry: bool) -> str:
-    rt = f"{res['runtime_mean_s']:.2f} s per run"
-    limit = f"limit {100 * EFFICIENCY_LIMIT:.0f}%"
-    verdict = (
-        "reference row, exempt from the limit"
-        if not valid_entry
-        else f"REJECTED ({limit}): final score 0"
-        if res["rejected"]
-        else f"ok ({limit})"
-    )
-    if res["time_ratio"] is not None:
-        rt += (
-            f" = {_pct(res['time_ratio'])} of one retraining timed beside the runs "
-            f"({res['retrain_time_s']:.1f} s): {verdict}"
-        )
-        if res["manifest_time_ratio"] is not None:
-            rt += (
-                f"\n{'':23}{_pct(res['manifest_time_ratio'])} of the bank's recorded retraining time "
-                f"({res['manifest_retrain_time_s']:.1f} s; depends on the load when the bank was built)"
-            )
-    elif res["manifest_time_ratio"] is not None:
-        rt += (
-            f" = {_pct(res['manifest_time_ratio'])} of the bank's recorded retraining time "
-            f"({res['manifest_retrain_time_s']:.1f} s): {verdict}"
-        )
-    return rt
-
-
-def report(cls, preset, res: dict, params: dict) -> str:
-    """The human-readable result block."""
-    a = res["accuracy"]
-    lines = [
-        f"method {cls.key} · preset {preset.tag} · {res['n_runs']} runs vs {res['n_retrained']} retrained "
-        f"models · {res['n_forget']} forget examples ({preset.forget_protocol}) · metric {res['metric']}",
-        f"params: {', '.join(f'{k}={v}' for k, v in params.items())}",
-        "",
-        f"{'accuracy':<12}{'retain':>9}{'forget':>9}{'test':>9}{'val':>9}",
-    ]
-    for who in ("original", "retrained", "unlearned"):
-        lines.append(f"{who:<12}" + "".join(f"{a[f'{s}_{who}']:>9.4f}" for s in ("retain", "forget", "test", "val")))
-    f_note = {
-        "ulira": "1 - 2|U-LiRA accuracy - 0.5|",
-        "klom": "mean over examples of a KLoM lower bound on 1 - total variation",
-    }.get(res["metric"], f"mean epsilon {res['epsilon_mean']:.2f}")
-    lines += [
-        "",
-        f"forgetting quality F   {res['F']:.4f}   ({f_note}; "
-        f"compare with `retrain`: F's ceiling depends on the number of models)",
-        f"retain accuracy ratio  {res['ra_ratio']:.4f}",
-        f"test accuracy ratio    {res['ta_ratio']:.4f}",
-        f"forget accuracy gap    {res['forget_gap']:+.4f}   (unlearned - retrained)",
-        f"ToW                    {res['tow']:.4f}   (ToW-MIA {res['tow_mia']:.4f}; 1 = retrain-like)",
-        f"loss MIA               {res['mia']:.4f}   (retrained {res['mia_retrained']:.4f}, "
-        f"original {res['mia_original']:.4f})",
-        f"U-LiRA accuracy        {res['ulira_acc']:.4f}   (0.5: runs indistinguishable from retrained "
-        f"models; 1: always told apart)",
-        f"KLoM p50 / p95 / p99   {res['klom_p50']:.3g} / {res['klom_p95']:.3g} / {res['klom_p99']:.3g}   "
-        f"(nats, 0 ideal; compare with `retrain`)",
-    ]
-    spread = ""
-    if "score_std" in res:
-        lo, hi = res["score_ci95"]
-        spread = f" ± {res['score_std']:.4f}  (bootstrap 95% CI {lo:.4f}–{hi:.4f})"
-    lines.append(f"score                  {res['score']:.4f}{spread}")
-    if res["runtime_mean_s"] is not None:
-        lines.append(f"runtime                {_runtime_line(res, cls.valid_entry)}")
-    lines.append(f"FINAL SCORE            {res['final_score']:.4f}")
-    return "\n".join(lines)
-
-
 def _device_and_preset(parser, args, defaults=("full", "cpu")):
     """The device and the preset (with --runs/--retrained/--forget-*); `defaults`: with and without a GPU."""
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -507,23 +418,6 @@ def _test_phase(parser, args, overrides: dict) -> int:
     return 0
 
 
-def _rehearsal_table(res: dict) -> str:
-    rows = []
-    for name, r in (("submission.zip (notebook)", res["notebook"]), ("-m (the kit's runs)", res["kit"])):
-        lo, hi = r.get("score_ci95", (float("nan"), float("nan")))
-        a = r["accuracy"]
-        rows.append(
-            f"| {name} | {r['score']:.4f} [{lo:.4f}, {hi:.4f}] | {r['F']:.4f} | {r['ra_ratio']:.3f} | "
-            f"{r['ta_ratio']:.3f} | {a['forget_unlearned']:.3f} | {r['runtime_mean_s']:.2f} | "
-            f"{_pct(r['time_ratio'])} |"
-        )
-    head = (
-        "| source | score [95% CI] | F | RA ratio | TA ratio | forget acc | s / checkpoint | % retrain |\n"
-        "|---|---|---|---|---|---|---|---|"
-    )
-    return "\n".join([head, *rows])
-
-
 def _rehearse(parser, args, cls, overrides: dict) -> int:
     """-p test --rehearse: run the notebook on a Kaggle-layout copy of a test-phase preset and score it."""
     from eval.harness.rehearsal import check_preset, rehearse_submission
@@ -572,13 +466,8 @@ def _rehearse(parser, args, cls, overrides: dict) -> int:
     except (NotebookError, MethodFailed) as exc:
         print(f"REHEARSAL FAILED: {exc}", file=sys.stderr)
         return 1
-    print()
-    print(_rehearsal_table(res))
-    for line in res["problems"]:
-        print(f"PROBLEM: {line}")
-    print(f"\n{res['verdict']}")
     write_json(results / f"{cls.key}.rehearsal.json", {k: v for k, v in res.items()})
-    print(f"wrote {results / (cls.key + '.rehearsal.json')}; the notebook and its outputs are in {out_dir}")
+    print(report.rehearsal(res, results / f"{cls.key}.rehearsal.json"))
     return 0 if res["agree"] and not res["problems"] else 1
 
 
@@ -848,30 +737,26 @@ def _score_one(parser, args, cls, overrides: dict) -> int:
     res, arrays = summarize_runs(
         runs, refs, valid_entry=cls.valid_entry, metric=args.metric, bootstrap=args.bootstrap, seed=args.seed
     )
+    record = {
+        **base,
+        "status": "ok",
+        "valid_entry": cls.valid_entry,
+        "seed": args.seed,
+        "dict_batches": dict_batches,
+        "bank": {"key": bank.key, "dir": str(bank.dir)},
+        "run_dir": runs["run_dir"],
+        "run_times_s": runs["time_s"],
+        "reference_retrain_s": runs["reference_retrain_s"],
+        "run_logs": runs["logs"],
+        **res,
+        "torch": str(torch.__version__),
+        "device": device,
+        "wall_time_s": time.perf_counter() - t0,
+    }
     print()
-    print(report(cls, preset, res, base["params"]))
-    path = _write_result(
-        out_dir,
-        cls.key,
-        {
-            **base,
-            "status": "ok",
-            "valid_entry": cls.valid_entry,
-            "seed": args.seed,
-            "dict_batches": dict_batches,
-            "bank": {"key": bank.key, "dir": str(bank.dir)},
-            "run_dir": runs["run_dir"],
-            "run_times_s": runs["time_s"],
-            "reference_retrain_s": runs["reference_retrain_s"],
-            "run_logs": runs["logs"],
-            **res,
-            "torch": str(torch.__version__),
-            "device": device,
-            "wall_time_s": time.perf_counter() - t0,
-        },
-        arrays,
-    )
-    print(f"\nwrote {path} (+ .npz with the raw statistics)")
+    print(report.method_report(record))
+    path = _write_result(out_dir, cls.key, record, arrays)
+    print(f"\n{report.method_written(path)}")
     return 0
 
 
@@ -953,8 +838,7 @@ def _score_requests(parser, args, cls, overrides: dict) -> int:
 
 def _main(parser, args) -> int:
     if args.list:
-        print("registered methods:")
-        _print_methods()
+        print(report.method_list())
         return 0
     if not 0 <= args.seed < SEED_LIMIT:
         parser.error(f"--seed must be in [0, 2**63), got {args.seed}")
@@ -1014,7 +898,7 @@ def main(argv=None) -> int:
     try:
         return _main(parser, args)
     except KeyboardInterrupt:
-        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        print(f"\n{report.INTERRUPTED}", file=sys.stderr)
         return 130
 
 
