@@ -159,9 +159,10 @@ def method_written(path) -> str:
     return f"wrote {path} (+ .npz with the raw statistics)"
 
 
-def failed(exc, path, kept: bool = False) -> str:
-    """A method that raised, exited or diverged: its reason and the .failed.json that records it."""
-    return f"FAILED: {exc}\nwrote {path}" + (" (the previous result beside it is kept)" if kept else "")
+def failed(exc, note_kept: bool = True) -> str:
+    """A method that raised, exited or diverged (`api.EvaluationFailed`): its reason and the .failed.json."""
+    kept = " (the previous result beside it is kept)" if note_kept and exc.kept else ""
+    return f"FAILED: {exc}\nwrote {exc.path}{kept}"
 
 
 # ---------------------------------------------------------------------------------------------
