@@ -205,7 +205,9 @@ def test_ctrl_c_says_how_to_resume(run, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "evaluate_runs", interrupted)
+    from eval.harness.api import method
+
+    monkeypatch.setattr(method, "evaluate_runs", interrupted)
     assert run("-m", "my_method") == 130
     err = capsys.readouterr().err
     assert "interrupted; rerun the same command to resume" in err and "Traceback" not in err

@@ -3,9 +3,9 @@
 A method's `search_space` ({param: ("float", lo, hi) | ("log", lo, hi) | ("int", lo, hi) |
 ("choice", [values])}, checked by `BaseMethod.validate_search_space`) becomes Optuna distributions
 here, so methods/ never imports Optuna. `search` asks a seeded TPE sampler for points, one at a
-time (ask and tell), and scores each with an `evaluate` callback (`scripts/sweep.py` runs main.py
-in-process); the objective is the final score, which is already 0 when the efficiency rule rejects
-the run. A trial that fails (the method raised, main.py exited non-zero, the score is NaN) is told
+time (ask and tell), and scores each with an `evaluate` callback (`scripts/sweep.py` calls the
+evaluation API); the objective is the final score, which is already 0 when the efficiency rule rejects
+the run. A trial that fails (the method raised or diverged, the score is NaN) is told
 score 0 with its reason in the user attribute `reason`: a bad region scores low, it does not stop
 the search. Ctrl-C marks the trial in progress FAIL and stops; FAIL trials do not count.
 
@@ -40,7 +40,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from eval.io import file_lock, write_bytes, write_text  # noqa: E402
 
-#: result fields kept per trial (user attributes and CSV columns): name in the CSV -> key in main.py's JSON
+#: result fields kept per trial (user attributes and CSV columns): name in the CSV -> key in the method's record
 RECORD_FIELDS = {
     "F": "F",
     "score_raw": "score",
@@ -173,6 +173,7 @@ def search(
     sampler_seed: int = 0,
     attrs: dict | None = None,
     log: Callable[[str], None] = print,
+    fatal: tuple = (),
 ):
     """Run trials until the study `name` in `db` has `n_trials` complete ones; returns the study.
 
@@ -182,7 +183,8 @@ def search(
 
     `evaluate(tokens, number)` scores the `--set` tokens of trial `number` (a dict {"rc", "record",
     "reason"}; it may raise: the trial scores 0). `attrs` (e.g. the fixed values and extra arguments)
-    are stored on a new study and compared, with a warning, on a resumed one."""
+    are stored on a new study and compared, with a warning, on a resumed one. An exception of a `fatal` type
+    (bad input, which would fail every trial) marks the trial FAIL and stops the search, as Ctrl-C does."""
     dists = distributions(cls, space)
     with file_lock(
         db.with_name(f".{folder_name(name)}.lock"),
@@ -210,7 +212,7 @@ def search(
             t0 = time.perf_counter()
             try:
                 outcome = evaluate(tokens, trial.number)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, *fatal):
                 study.tell(trial, state=TrialState.FAIL)
                 raise
             except BaseException as exc:  # noqa: BLE001 (any failure of one trial scores 0, SystemExit included)
