@@ -230,3 +230,10 @@ def test_published_methods_run_no_kit_mechanism_by_default(key):
     defaults = methods.get_method(key).defaults()
     on = {name: defaults[name] for name in KIT_MECHANISMS if defaults.get(name)}
     assert not on, f"{key} is published but ships the kit's {on}: its release has none of them"
+
+
+@pytest.mark.parametrize("key", [k for k, c in methods.all_method_handlers().items() if c.origin == "published"])
+def test_published_methods_tune_no_kit_mechanism(key):
+    """A committed record is tuned over the search space: a kit mechanism there would enter the record."""
+    searched = set(methods.get_method(key).search_space) & set(KIT_MECHANISMS)
+    assert not searched, f"{key} is published but its search space tunes the kit's {sorted(searched)}"
