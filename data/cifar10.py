@@ -96,7 +96,7 @@ def load_cifar10(data_root=None, download: bool = True) -> dict[str, np.ndarray]
     train = [_read_batch(folder / f) for f in TRAIN_FILES]
     test_x, test_y = _read_batch(folder / TEST_FILES[0])
     train_x = np.concatenate([d for d, _ in train])
-    train_y = np.concatenate([labels for _, labels in train])
+    train_y = np.concatenate([l for _, l in train])  # noqa: E741
     if len(train_x) != 50000 or len(test_x) != 10000:
         raise DataError(f"{folder}: expected 50000 train and 10000 test images, found {len(train_x)} and {len(test_x)}")
     return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y, "official": not mismatched}
