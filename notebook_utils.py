@@ -10,7 +10,8 @@ by replacing its `unlearning` cell with everything the method needs, pasted as s
 1. `methods/BaseMethod.py` (the contract and the parameter checks) and `methods/_registry.py` (the
    registry), stdlib + torch only;
 2. every project module the method's file imports, transitively (`from methods.X import name`,
-   single-line, at the top of the file), each once, in dependency order, with those import lines
+   at the top of the file, on its own lines; parenthesized over several lines as ruff wraps it), each once, in
+   dependency order, with those import lines
    removed (an `import a as b` becomes `b = a`) and third-party imports kept;
 3. the method's own file;
 4. `METHOD_KEY`, `METHOD_PARAMS` (the resolved `Params`, with `--set` overrides; `seed` stays None
@@ -20,8 +21,8 @@ by replacing its `unlearning` cell with everything the method needs, pasted as s
 
 Refused with `NotebookError` (a message naming the file and line): imports of packages Kaggle's offline
 image may lack (allowed: the standard library and `ALLOWED_THIRD_PARTY`), imports of `data`, `eval`,
-`main`, `notebook_utils` or any other project module, project imports that are not single-line top-level
-`from methods.<module> import name` statements, import cycles, names defined twice across the pasted
+`main`, `notebook_utils` or any other project module, project imports that are not top-level
+`from methods.<module> import name` statements on their own lines, import cycles, names defined twice across the pasted
 files or clashing with the template's, `__file__`, `if __name__ == "__main__":` blocks, and syntax
 newer than Kaggle's Python (3.10). The generated notebook imports nothing from this project.
 
@@ -29,6 +30,7 @@ newer than Kaggle's Python (3.10). The generated notebook imports nothing from t
 `push=True` runs `kaggle kernels push` (the CLI authenticates itself; nothing here touches credentials
 or imports `kaggle`) and prints the `kaggle competitions submit ... -k ... -v ...` command.
 """
+
 import ast
 import dataclasses
 import json
@@ -77,12 +79,13 @@ class NotebookError(Exception):
 @dataclasses.dataclass
 class InlinedModule:
     """One project module ready to paste: `source` has its project imports removed."""
-    name: str                      # dotted, e.g. "methods._common"
+
+    name: str  # dotted, e.g. "methods._common"
     path: Path
     source: str
-    deps: list[str]                # project modules it imports, in order of appearance
-    future: list[str]              # its `from __future__ import ...` lines (hoisted to the cell's top)
-    bindings: dict[str, str]       # top-level name -> "def" | "class" | "assign" | "import:<origin>"
+    deps: list[str]  # project modules it imports, in order of appearance
+    future: list[str]  # its `from __future__ import ...` lines (hoisted to the cell's top)
+    bindings: dict[str, str]  # top-level name -> "def" | "class" | "assign" | "import:<origin>"
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -140,8 +143,9 @@ def _top_level_bindings(statements) -> dict[str, str]:
                 continue
             if isinstance(s, ast.Import):
                 for a in s.names:
-                    add(a.asname, f"import:{a.name}") if a.asname else add(a.name.split(".")[0],
-                                                                          f"import:{a.name.split('.')[0]}")
+                    add(a.asname, f"import:{a.name}") if a.asname else add(
+                        a.name.split(".")[0], f"import:{a.name.split('.')[0]}"
+                    )
             elif isinstance(s, ast.ImportFrom) and not s.level and s.module != "__future__":
                 project = (s.module or "").split(".")[0] == "methods"
                 for a in s.names:
@@ -167,13 +171,17 @@ def _top_level_bindings(statements) -> dict[str, str]:
                 visit(getattr(s, field, []) or [])
             for handler in getattr(s, "handlers", []) or []:
                 visit(handler.body)
+
     visit(statements)
     return out
 
 
 def _is_main_guard(stmt) -> bool:
-    return (isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Compare)
-            and any(isinstance(n, ast.Name) and n.id == "__name__" for n in ast.walk(stmt.test)))
+    return (
+        isinstance(stmt, ast.If)
+        and isinstance(stmt.test, ast.Compare)
+        and any(isinstance(n, ast.Name) and n.id == "__name__" for n in ast.walk(stmt.test))
+    )
 
 
 def parse_module(name: str, root: Path = ROOT) -> InlinedModule:
@@ -181,8 +189,10 @@ def parse_module(name: str, root: Path = ROOT) -> InlinedModule:
     path = _module_path(name, root)
     rel = _rel(path, root)
     if not path.is_file():
-        raise NotebookError(f"cannot inline {name}: {rel} not found (project imports must name a module "
-                            f"file, `from methods.<module> import name`)")
+        raise NotebookError(
+            f"cannot inline {name}: {rel} not found (project imports must name a module "
+            f"file, `from methods.<module> import name`)"
+        )
     text = path.read_text(encoding="utf-8")
     try:
         tree = ast.parse(text, filename=str(path))
@@ -191,41 +201,48 @@ def parse_module(name: str, root: Path = ROOT) -> InlinedModule:
     try:
         ast.parse(text, filename=str(path), feature_version=KAGGLE_PYTHON)
     except SyntaxError as exc:
-        raise NotebookError(f"{rel}:{exc.lineno}: uses syntax newer than Python "
-                            f"{'.'.join(map(str, KAGGLE_PYTHON))}, the competition image's ({exc.msg})") from None
+        raise NotebookError(
+            f"{rel}:{exc.lineno}: uses syntax newer than Python "
+            f"{'.'.join(map(str, KAGGLE_PYTHON))}, the competition image's ({exc.msg})"
+        ) from None
     project = _project_names(root)
     lines = text.splitlines(keepends=True)
     replace: dict[int, str] = {}  # 0-based line -> replacement text
     deps: list[str] = []
     future: list[str] = []
     top = set(map(id, tree.body))
-    fix = ("project code must be imported with a single-line, top-level "
-           "`from methods.<module> import name[, name ...]` statement")
+    fix = (
+        "project code must be imported with a top-level "
+        "`from methods.<module> import name[, name ...]` statement on its own lines"
+    )
 
     def own_line(node) -> bool:
-        line = lines[node.lineno - 1]
-        rest = line[node.end_col_offset:].strip()
-        return node.lineno == node.end_lineno and node.col_offset == 0 and (not rest or rest.startswith("#"))
+        rest = lines[node.end_lineno - 1][node.end_col_offset :].strip()
+        return node.col_offset == 0 and (not rest or rest.startswith("#"))
 
     for node in ast.walk(tree):
         where = f"{rel}:{getattr(node, 'lineno', '?')}"
         if isinstance(node, ast.Name) and node.id == "__file__":
-            raise NotebookError(f"{where}: uses __file__, which does not exist in a notebook (methods must "
-                                f"not read files by path)")
+            raise NotebookError(
+                f"{where}: uses __file__, which does not exist in a notebook (methods must not read files by path)"
+            )
         if isinstance(node, ast.Import):
             for a in node.names:
                 head = a.name.split(".")[0]
                 if head in project:
-                    raise NotebookError(f"{where}: `import {a.name}`: {fix}"
-                                        if head == "methods" else
-                                        f"{where}: imports project module {a.name!r}; methods may import only "
-                                        f"from `methods` (the notebook cannot carry data/, eval/ or main.py)")
+                    raise NotebookError(
+                        f"{where}: `import {a.name}`: {fix}"
+                        if head == "methods"
+                        else f"{where}: imports project module {a.name!r}; methods may import only "
+                        f"from `methods` (the notebook cannot carry data/, eval/ or main.py)"
+                    )
                 if not _allowed(head):
                     raise _third_party_error(where, head)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                raise NotebookError(f"{where}: relative import `from {'.' * node.level}{node.module or ''} "
-                                    f"import ...`: {fix}")
+                raise NotebookError(
+                    f"{where}: relative import `from {'.' * node.level}{node.module or ''} import ...`: {fix}"
+                )
             head = (node.module or "").split(".")[0]
             if node.module == "__future__":
                 if id(node) not in top or not own_line(node):
@@ -236,23 +253,30 @@ def parse_module(name: str, root: Path = ROOT) -> InlinedModule:
                 if node.module == "methods":
                     raise NotebookError(f"{where}: `from methods import ...`: {fix}")
                 if id(node) not in top or not own_line(node):
-                    raise NotebookError(f"{where}: `from {node.module} import ...` spans several lines, "
-                                        f"shares its line or sits inside a block: {fix}")
+                    raise NotebookError(
+                        f"{where}: `from {node.module} import ...` shares its line or sits inside a block: {fix}"
+                    )
                 if any(a.name == "*" for a in node.names):
                     raise NotebookError(f"{where}: `from {node.module} import *`: name what you import")
                 if node.module not in deps:
                     deps.append(node.module)
-                replace[node.lineno - 1] = "".join(f"{a.asname} = {a.name}\n" for a in node.names
-                                                   if a.asname and a.asname != a.name)
+                replace[node.lineno - 1] = "".join(
+                    f"{a.asname} = {a.name}\n" for a in node.names if a.asname and a.asname != a.name
+                )
+                replace.update(dict.fromkeys(range(node.lineno, node.end_lineno), ""))  # its other lines
             elif head in project:
-                raise NotebookError(f"{where}: imports project module {node.module!r}; methods may import "
-                                    f"only from `methods` (the notebook cannot carry data/, eval/ or main.py)")
+                raise NotebookError(
+                    f"{where}: imports project module {node.module!r}; methods may import "
+                    f"only from `methods` (the notebook cannot carry data/, eval/ or main.py)"
+                )
             elif not _allowed(head):
                 raise _third_party_error(where, head)
     for stmt in tree.body:
         if _is_main_guard(stmt):
-            raise NotebookError(f"{rel}:{stmt.lineno}: an `if __name__ == ...` block would run inside the "
-                                f"notebook (where __name__ is '__main__'); move it out of methods/")
+            raise NotebookError(
+                f"{rel}:{stmt.lineno}: an `if __name__ == ...` block would run inside the "
+                f"notebook (where __name__ is '__main__'); move it out of methods/"
+            )
     kept: list[str] = []
     skip: set[int] = set()
     for i, line in enumerate(lines):
@@ -273,7 +297,8 @@ def _third_party_error(where: str, head: str) -> NotebookError:
     return NotebookError(
         f"{where}: imports {head!r}, which Kaggle's offline notebook image may not have (internet is off in "
         f"the test phase, so it cannot be installed). Allowed: the standard library and "
-        f"{', '.join(sorted(ALLOWED_THIRD_PARTY))}. Remove the import or copy the code you need into methods/.")
+        f"{', '.join(sorted(ALLOWED_THIRD_PARTY))}. Remove the import or copy the code you need into methods/."
+    )
 
 
 def collect_modules(module: str, root: Path = ROOT, extra: tuple[str, ...] = ()) -> list[InlinedModule]:
@@ -286,9 +311,10 @@ def collect_modules(module: str, root: Path = ROOT, extra: tuple[str, ...] = ())
         if name in done:
             return
         if name in active:
-            cycle = active[active.index(name):] + [name]
-            raise NotebookError("import cycle between project modules: " + " -> ".join(
-                _rel(_module_path(n, root), root) for n in cycle))
+            cycle = active[active.index(name) :] + [name]
+            raise NotebookError(
+                "import cycle between project modules: " + " -> ".join(_rel(_module_path(n, root), root) for n in cycle)
+            )
         active.append(name)
         mod = parse_module(name, root)
         for dep in mod.deps:
@@ -313,15 +339,21 @@ def _check_collisions(mods: list[InlinedModule], reserved: dict[str, str], root:
                 other, other_kind = owner[name]
                 if kind == other_kind and kind.startswith("import:"):
                     continue  # the same object imported twice
-                what = lambda k: "imports it from " + k[7:] if k.startswith("import:") else f"defines it ({k})"
-                raise NotebookError(f"name clash on {name!r}: {_rel(mod.path, root)} {what(kind)} and {other} "
-                                    f"{what(other_kind)}; all pasted files share one namespace in the notebook, "
-                                    f"so rename one of them")
+
+                def what(k):
+                    return "imports it from " + k[7:] if k.startswith("import:") else f"defines it ({k})"
+
+                raise NotebookError(
+                    f"name clash on {name!r}: {_rel(mod.path, root)} {what(kind)} and {other} "
+                    f"{what(other_kind)}; all pasted files share one namespace in the notebook, "
+                    f"so rename one of them"
+                )
             owner[name] = (_rel(mod.path, root), kind)
 
 
-def inline_source(module: str, root: Path = ROOT, extra: tuple[str, ...] = (),
-                  reserved: dict[str, str] | None = None) -> tuple[str, list[InlinedModule]]:
+def inline_source(
+    module: str, root: Path = ROOT, extra: tuple[str, ...] = (), reserved: dict[str, str] | None = None
+) -> tuple[str, list[InlinedModule]]:
     """The pasted source of `module` and its project dependencies, and the modules in pasting order."""
     mods = collect_modules(module, root, extra)
     _check_collisions(mods, reserved or {}, root)
@@ -353,13 +385,16 @@ def py_literal(value, where: str = "value") -> str:
         return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{py_literal(k, where)}: {py_literal(v, where)}" for k, v in value.items()) + "}"
-    raise NotebookError(f"{where}: cannot write {value!r} (a {type(value).__name__}) into the notebook; "
-                        f"hyperparameters must be None, bool, int, float, str, or lists/tuples/dicts of them")
+    raise NotebookError(
+        f"{where}: cannot write {value!r} (a {type(value).__name__}) into the notebook; "
+        f"hyperparameters must be None, bool, int, float, str, or lists/tuples/dicts of them"
+    )
 
 
 def resolve_params(key: str, overrides=None):
     """(method class, resolved Params dict) for `key` with `overrides` (a dict or ["k=v", ...])."""
     import methods
+
     try:
         cls = methods.get_method(key)
     except ValueError as exc:
@@ -375,39 +410,50 @@ def resolve_params(key: str, overrides=None):
 
 def _overrides_configure(cls) -> bool:
     from methods.BaseMethod import BaseMethod
+
     return getattr(cls, "configure", None) is not BaseMethod.configure
 
 
-def method_cell_source(key: str, overrides=None, reserved: dict[str, str] | None = None,
-                       recipe_preset: str = RECIPE_PRESET) -> str:
+def method_cell_source(
+    key: str, overrides=None, reserved: dict[str, str] | None = None, recipe_preset: str = RECIPE_PRESET
+) -> str:
     """The source of the generated `unlearning` cell for method `key` (see the module docstring)."""
     cls, values = resolve_params(key, overrides)
     module = cls.__module__
     if not module.startswith("methods."):
-        raise NotebookError(f"method {key!r} is defined in {module!r}, outside methods/; only methods/ files "
-                            f"can be carried into a notebook")
+        raise NotebookError(
+            f"method {key!r} is defined in {module!r}, outside methods/; only methods/ files "
+            f"can be carried into a notebook"
+        )
     configure = _overrides_configure(cls)
     extra = (TRAINING_MODULE,) if configure else ()
     code, mods = inline_source(module, ROOT, extra, reserved)
     rel = _rel(_module_path(module, ROOT), ROOT)
     lines = [f"{k!r}: {py_literal(v, f'{key}.Params.{k}')}," for k, v in values.items()]
     params_src = "{\n" + "".join(f"    {line}\n" for line in lines) + "}" if lines else "{}"
-    head = (f"# Generated by the unlearning kit (notebook_utils.py) from {rel}: method {key!r}.\n"
-            f"# Do not edit here: change {rel} (or pass --set key=value) and run\n"
-            f"#     python main.py -m {key} -p test\n"
-            f"# Below: {', '.join(_rel(m.path, ROOT) for m in mods)} pasted whole, project imports removed;\n"
-            f"# then the baked hyperparameters and the `unlearning` function the loop below calls.\n")
-    tail = [f"\n\n# {'=' * 20} entry point {'=' * 67}",
-            f"METHOD_KEY = {key!r}",
-            f"METHOD_PARAMS = {params_src}" + ("  # seed None: fresh randomness in every run"
-                                               if values.get("seed", 0) is None else "")]
+    head = (
+        f"# Generated by the unlearning kit (notebook_utils.py) from {rel}: method {key!r}.\n"
+        f"# Do not edit here: change {rel} (or pass --set key=value) and run\n"
+        f"#     python main.py -m {key} -p test\n"
+        f"# Below: {', '.join(_rel(m.path, ROOT) for m in mods)} pasted whole, project imports removed;\n"
+        f"# then the baked hyperparameters and the `unlearning` function the loop below calls.\n"
+    )
+    tail = [
+        f"\n\n# {'=' * 20} entry point {'=' * 67}",
+        f"METHOD_KEY = {key!r}",
+        f"METHOD_PARAMS = {params_src}"
+        + ("  # seed None: fresh randomness in every run" if values.get("seed", 0) is None else ""),
+    ]
     call_configure = ""
     if configure:
         from data.presets import get_preset
+
         recipe = get_preset(recipe_preset).recipe
         fields = ", ".join(f"{k}={py_literal(v, 'Recipe.' + k)}" for k, v in recipe.to_dict().items())
-        tail.append(f"# `{key}` overrides configure(): it gets the `{recipe_preset}` preset's training recipe "
-                    f"(the loaders' batch size, 64, wins over batch_size here).\nRECIPE = Recipe({fields})")
+        tail.append(
+            f"# `{key}` overrides configure(): it gets the `{recipe_preset}` preset's training recipe "
+            f"(the loaders' batch size, 64, wins over batch_size here).\nRECIPE = Recipe({fields})"
+        )
         call_configure = "    method.configure(RECIPE)\n"
     tail.append(
         "\n\ndef unlearning(net, retain_loader, forget_loader, val_loader):\n"
@@ -417,7 +463,8 @@ def method_cell_source(key: str, overrides=None, reserved: dict[str, str] | None
         "    method = get_method(METHOD_KEY)(**METHOD_PARAMS)\n"
         f"{call_configure}"
         "    method.run(net, retain_loader, forget_loader, val_loader)\n"
-        "    net.eval()\n")
+        "    net.eval()\n"
+    )
     return head + code + "\n".join(tail)
 
 
@@ -476,8 +523,10 @@ def check_notebook(nb) -> None:
     except nbformat.ValidationError as exc:
         raise NotebookError(f"generated notebook is not valid nbformat: {exc.message}") from None
     if nb.metadata.get("kernelspec", {}).get("name") != "python3" or "language_info" not in nb.metadata:
-        raise NotebookError("notebook metadata needs kernelspec (name python3) and language_info: papermill, "
-                            "which runs it on Kaggle, fails without them")
+        raise NotebookError(
+            "notebook metadata needs kernelspec (name python3) and language_info: papermill, "
+            "which runs it on Kaggle, fails without them"
+        )
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             try:
@@ -487,13 +536,21 @@ def check_notebook(nb) -> None:
                 raise NotebookError(f"cell {i} ({cell.get('id')}) line {exc.lineno}: {exc.msg}") from None
     bad = imported_project_modules(nb)
     if bad:
-        raise NotebookError(f"generated notebook imports project code ({', '.join(sorted(bad))}); it must be "
-                            f"self-contained")
+        raise NotebookError(
+            f"generated notebook imports project code ({', '.join(sorted(bad))}); it must be self-contained"
+        )
 
 
-def build_notebook(key: str, overrides=None, *, n_checkpoints: int = N_CHECKPOINTS,
-                   data_dir: str = KAGGLE_DATA_DIR, output_dir: str = KAGGLE_OUTPUT_DIR,
-                   require_gpu: bool = True, recipe_preset: str = RECIPE_PRESET):
+def build_notebook(
+    key: str,
+    overrides=None,
+    *,
+    n_checkpoints: int = N_CHECKPOINTS,
+    data_dir: str = KAGGLE_DATA_DIR,
+    output_dir: str = KAGGLE_OUTPUT_DIR,
+    require_gpu: bool = True,
+    recipe_preset: str = RECIPE_PRESET,
+):
     """The submission notebook for method `key` with `overrides` (validated, checked, not written).
 
     `recipe_preset` names the preset whose training recipe a method that overrides `configure`
@@ -517,9 +574,15 @@ def build_notebook(key: str, overrides=None, *, n_checkpoints: int = N_CHECKPOIN
         f"| parameter | value |\n|---|---|\n{rows}\n\n"
         "The hidden data is **unnormalized faces**: batches are dicts whose `image` is a float tensor in "
         "0–255 (not CIFAR-10, no normalization) and whose `age_group` holds one of 10 labels. Methods read "
-        "them with `unpack` (which accepts these dicts) and must not assume normalized inputs.")
-    set_parameters(nb, N_CHECKPOINTS=int(n_checkpoints), DATA_DIR=str(data_dir), OUTPUT_DIR=str(output_dir),
-                   REQUIRE_GPU=bool(require_gpu))
+        "them with `unpack` (which accepts these dicts) and must not assume normalized inputs."
+    )
+    set_parameters(
+        nb,
+        N_CHECKPOINTS=int(n_checkpoints),
+        DATA_DIR=str(data_dir),
+        OUTPUT_DIR=str(output_dir),
+        REQUIRE_GPU=bool(require_gpu),
+    )
     nb.metadata["unlearning_kit"] = {"method": key, "source": rel}
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -536,8 +599,9 @@ class NotebookFailed(NotebookError):
         self.cell, self.error = cell, error
 
 
-def execute_notebook(nb, data_dir, output_dir, work_dir, *, n_checkpoints: int, timeout: int = 7200,
-                     threads: int | None = None):
+def execute_notebook(
+    nb, data_dir, output_dir, work_dir, *, n_checkpoints: int, timeout: int = 7200, threads: int | None = None
+):
     """Run `nb` with nbclient as Kaggle would (no GPU required), in `work_dir`; returns the executed notebook.
 
     The parameters cell is set to `n_checkpoints`, `data_dir` and `output_dir` (made absolute: the
@@ -546,22 +610,32 @@ def execute_notebook(nb, data_dir, output_dir, work_dir, *, n_checkpoints: int, 
     """
     import nbclient
     from nbclient.exceptions import CellExecutionError
+
     data_dir, output_dir, work_dir = (Path(d).resolve() for d in (data_dir, output_dir, work_dir))
-    set_parameters(nb, N_CHECKPOINTS=int(n_checkpoints), DATA_DIR=str(data_dir), OUTPUT_DIR=str(output_dir),
-                   REQUIRE_GPU=False)
+    set_parameters(
+        nb, N_CHECKPOINTS=int(n_checkpoints), DATA_DIR=str(data_dir), OUTPUT_DIR=str(output_dir), REQUIRE_GPU=False
+    )
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
-    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                     resources={"metadata": {"path": str(work_dir)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(work_dir)}}
+    )
     try:
         client.execute(env=env)
     except CellExecutionError as exc:
-        failed = next((c for c in nb.cells if c.cell_type == "code" and any(
-            o.get("output_type") == "error" for o in c.get("outputs", []))), None)
-        raise NotebookFailed(failed.get("id", "?") if failed is not None else "?",
-                             f"{exc.ename}: {exc.evalue}") from None
+        failed = next(
+            (
+                c
+                for c in nb.cells
+                if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", []))
+            ),
+            None,
+        )
+        raise NotebookFailed(
+            failed.get("id", "?") if failed is not None else "?", f"{exc.ename}: {exc.evalue}"
+        ) from None
     return nb
 
 
@@ -627,8 +701,7 @@ def kernel_metadata(key: str, user: str | None, code_file: str, machine_shape: s
 
 
 def submit_command(kernel_id: str, version, key: str) -> str:
-    return (f'kaggle competitions submit {COMPETITION} -f submission.zip -k {kernel_id} -v {version} '
-            f'-m "{key}"')
+    return f'kaggle competitions submit {COMPETITION} -f submission.zip -k {kernel_id} -v {version} -m "{key}"'
 
 
 def push_kernel(out_dir: Path, timeout: int = 600) -> tuple[str | None, str]:
@@ -638,25 +711,36 @@ def push_kernel(out_dir: Path, timeout: int = 600) -> tuple[str | None, str]:
         raise NotebookError(
             f"--push needs the kaggle CLI: `pip install kaggle`, then authenticate (`kaggle auth login`, or an "
             f"API token from kaggle.com/settings saved as ~/.kaggle/kaggle.json), then rerun, or push by hand: "
-            f"kaggle kernels push -p {out_dir}")
+            f"kaggle kernels push -p {out_dir}"
+        )
     try:
-        proc = subprocess.run([exe, "kernels", "push", "-p", str(out_dir)], capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(
+            [exe, "kernels", "push", "-p", str(out_dir)], capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         raise NotebookError(f"`kaggle kernels push -p {out_dir}` did not finish in {timeout} s") from None
     output = (proc.stdout or "") + (proc.stderr or "")
     # The CLI prints "Kernel push error: ..." and still exits 0 when the server refuses a push.
     if proc.returncode != 0 or re.search(r"push error|error:", output, re.I):
         tail = "\n".join(output.strip().splitlines()[-15:])
-        raise NotebookError(f"`kaggle kernels push -p {out_dir}` failed (exit code {proc.returncode}):\n{tail}\n"
-                            f"Is the CLI authenticated (`kaggle auth login` or ~/.kaggle/kaggle.json), and has "
-                            f"the account accepted the competition's rules?")
+        raise NotebookError(
+            f"`kaggle kernels push -p {out_dir}` failed (exit code {proc.returncode}):\n{tail}\n"
+            f"Is the CLI authenticated (`kaggle auth login` or ~/.kaggle/kaggle.json), and has "
+            f"the account accepted the competition's rules?"
+        )
     m = re.search(r"version\s+(\d+)", output, re.I)
     return (m.group(1) if m else None), output
 
 
-def write_submission(key: str, overrides, out_dir, *, kaggle_user: str | None = None,
-                     machine_shape: str | None = None, push: bool = False) -> dict:
+def write_submission(
+    key: str,
+    overrides,
+    out_dir,
+    *,
+    kaggle_user: str | None = None,
+    machine_shape: str | None = None,
+    push: bool = False,
+) -> dict:
     """Write `out_dir/<key>.ipynb` and `out_dir/kernel-metadata.json`; with push=True, push them to Kaggle.
 
     Returns {"messages": [lines to print], "notebook": Path, "metadata": Path, "kernel_id": str,
@@ -673,37 +757,60 @@ def write_submission(key: str, overrides, out_dir, *, kaggle_user: str | None = 
     write_text(nb_path, nbformat.writes(nb) + "\n")
     write_text(meta_path, json.dumps(meta, indent=2) + "\n")
     kernel_id = meta["id"]
-    messages = [f"wrote {nb_path}  (method {key}: {', '.join(f'{k}={v!r}' for k, v in values.items())})",
-                f"wrote {meta_path}  (kernel {kernel_id}, GPU on, internet off)"]
+    messages = [
+        f"wrote {nb_path}  (method {key}: {', '.join(f'{k}={v!r}' for k, v in values.items())})",
+        f"wrote {meta_path}  (kernel {kernel_id}, GPU on, internet off)",
+    ]
     if not cls.valid_entry:
         messages.append(f"note: {key!r} is a reference row, not a valid competition entry")
     if values.get("seed") is not None:
-        messages.append(f"warning: seed={values['seed']} is baked in, so all 512 runs share one seed; the scorer "
-                        f"rewards run-to-run variety. Leave seed unset for a real submission.")
+        messages.append(
+            f"warning: seed={values['seed']} is baked in, so all 512 runs share one seed; the scorer "
+            f"rewards run-to-run variety. Leave seed unset for a real submission."
+        )
     if user is None:
-        messages.append(f"edit {meta_path}: replace {PLACEHOLDER_USER} with your Kaggle user name "
-                        f"(or rerun with --kaggle-user NAME, or set KAGGLE_USERNAME)")
+        messages.append(
+            f"edit {meta_path}: replace {PLACEHOLDER_USER} with your Kaggle user name "
+            f"(or rerun with --kaggle-user NAME, or set KAGGLE_USERNAME)"
+        )
     version = None
     if push:
         if user is None:
-            raise NotebookError(f"cannot push without a Kaggle user name: pass --kaggle-user NAME (files written "
-                                f"to {out_dir})")
+            raise NotebookError(
+                f"cannot push without a Kaggle user name: pass --kaggle-user NAME (files written to {out_dir})"
+            )
         version, output = push_kernel(out_dir)
         messages.append(f"pushed {kernel_id}: " + (output.strip().splitlines() or [""])[-1])
-        messages.append(f"wait until that version has run (the public run only writes an empty "
-                        f"submission.zip): kaggle kernels status {kernel_id}")
+        messages.append(
+            f"wait until that version has run (the public run only writes an empty "
+            f"submission.zip): kaggle kernels status {kernel_id}"
+        )
     else:
-        messages += ["next steps:",
-                     f"  1. push it (a GPU notebook, internet off):  kaggle kernels push -p {out_dir}",
-                     "     (or rerun this command with --push)",
-                     f"  2. wait until that version has run:        kaggle kernels status {kernel_id}"]
+        messages += [
+            "next steps:",
+            f"  1. push it (a GPU notebook, internet off):  kaggle kernels push -p {out_dir}",
+            "     (or rerun this command with --push)",
+            f"  2. wait until that version has run:        kaggle kernels status {kernel_id}",
+        ]
     shown = version or VERSION_PLACEHOLDER
-    messages.append(("submit (a late submission; Kaggle then reruns the notebook on the hidden data):\n  "
-                     if push else "  3. submit (a late submission; Kaggle reruns it on the hidden data):\n     ")
-                    + submit_command(kernel_id, shown, key))
+    messages.append(
+        (
+            "submit (a late submission; Kaggle then reruns the notebook on the hidden data):\n  "
+            if push
+            else "  3. submit (a late submission; Kaggle reruns it on the hidden data):\n     "
+        )
+        + submit_command(kernel_id, shown, key)
+    )
     if version is None:
-        messages.append(f"     {VERSION_PLACEHOLDER}: the notebook version the push created (printed by the push, "
-                        f"or the Version history on the notebook's Kaggle page)")
-    return {"messages": messages, "notebook": nb_path, "metadata": meta_path, "kernel_id": kernel_id,
-            "version": version, "params": values}
-
+        messages.append(
+            f"     {VERSION_PLACEHOLDER}: the notebook version the push created (printed by the push, "
+            f"or the Version history on the notebook's Kaggle page)"
+        )
+    return {
+        "messages": messages,
+        "notebook": nb_path,
+        "metadata": meta_path,
+        "kernel_id": kernel_id,
+        "version": version,
+        "params": values,
+    }

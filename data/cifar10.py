@@ -5,6 +5,7 @@ torchvision (real users have internet). A copy whose checksums differ from the o
 (such as the JPEG-recompressed offline copy in `../shared/cifar10`) loads with a one-line warning:
 torchvision's own loader rejects such a copy, so the pickles are read directly.
 """
+
 import hashlib
 import os
 import pickle
@@ -32,11 +33,13 @@ def resolve_root(data_root: str | os.PathLike | None = None) -> Path:
 
 
 def _how_to_provide(root: Path) -> str:
-    return (f"CIFAR-10 not found under {root / FOLDER} and the download failed.\n"
-            f"Provide a local copy in the official python layout, e.g.:\n"
-            f"  * download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and extract it in {root}, or\n"
-            f"  * from the offline copy: python ../shared/cifar10/materialize.py {root}\n"
-            f"or point --data-root / $UNLEARN_DATA at a folder that holds {FOLDER}/.")
+    return (
+        f"CIFAR-10 not found under {root / FOLDER} and the download failed.\n"
+        f"Provide a local copy in the official python layout, e.g.:\n"
+        f"  * download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and extract it in {root}, or\n"
+        f"  * from the offline copy: python ../shared/cifar10/materialize.py {root}\n"
+        f"or point --data-root / $UNLEARN_DATA at a folder that holds {FOLDER}/."
+    )
 
 
 def _download(root: Path) -> None:
@@ -85,15 +88,15 @@ def load_cifar10(data_root=None, download: bool = True) -> dict[str, np.ndarray]
         _download(root)
     mismatched = [f for f in files if _md5(folder / f) != OFFICIAL_MD5[f]]
     if mismatched:
-        warnings.warn(f"{folder}: checksums differ from the official CIFAR-10 archive "
-                      f"({len(mismatched)}/{len(files)} files); loading it anyway as a local copy.",
-                      stacklevel=2)
+        warnings.warn(
+            f"{folder}: checksums differ from the official CIFAR-10 archive "
+            f"({len(mismatched)}/{len(files)} files); loading it anyway as a local copy.",
+            stacklevel=2,
+        )
     train = [_read_batch(folder / f) for f in TRAIN_FILES]
     test_x, test_y = _read_batch(folder / TEST_FILES[0])
     train_x = np.concatenate([d for d, _ in train])
-    train_y = np.concatenate([l for _, l in train])
+    train_y = np.concatenate([l for _, l in train])  # noqa: E741
     if len(train_x) != 50000 or len(test_x) != 10000:
-        raise DataError(f"{folder}: expected 50000 train and 10000 test images, "
-                        f"found {len(train_x)} and {len(test_x)}")
-    return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y,
-            "official": not mismatched}
+        raise DataError(f"{folder}: expected 50000 train and 10000 test images, found {len(train_x)} and {len(test_x)}")
+    return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y, "official": not mismatched}

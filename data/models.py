@@ -3,6 +3,7 @@
 The registry is the folder itself (no list to edit), and `arch_module(name)` names the module a
 cache key must cover: a bank fingerprints its own architecture's file, not the others'.
 """
+
 import importlib
 import pkgutil
 

@@ -30,6 +30,7 @@ protocol, Zhao et al. 2024): the evaluator estimates each training example's mem
 `mem_models` half-subset models (Feldman & Zhang 2020; `eval/harness/memorization.py`) and forgets
 the `forget_frac` (or `forget_size`) most, least, or closest-to-0.5 memorized (baselines.md §2).
 """
+
 from dataclasses import dataclass, replace
 
 from methods._training import Recipe
@@ -39,24 +40,24 @@ from methods._training import Recipe
 class Preset:
     name: str
     arch: str
-    n_train: int | None        # training subset size (None: all of the dataset's training images)
-    n_test: int | None         # test+validation images used (None: all, split 50/50)
-    forget_frac: float         # fraction of the training subset to forget (random draw)
-    recipe: Recipe             # training recipe of the original and the retrained models
-    n_retrained: int           # retrained models in the bank
-    n_runs: int                # unlearning runs per method
-    batch_size: int            # batch size of the loaders handed to methods
+    n_train: int | None  # training subset size (None: all of the dataset's training images)
+    n_test: int | None  # test+validation images used (None: all, split 50/50)
+    forget_frac: float  # fraction of the training subset to forget (random draw)
+    recipe: Recipe  # training recipe of the original and the retrained models
+    n_retrained: int  # retrained models in the bank
+    n_runs: int  # unlearning runs per method
+    batch_size: int  # batch size of the loaders handed to methods
     description: str = ""
-    dataset: str = "cifar10"   # the loader in data/splits.DATASETS
+    dataset: str = "cifar10"  # the loader in data/splits.DATASETS
     num_classes: int = 10
-    forget_size: int | None = None    # forget exactly this many images instead of forget_frac
-    forget_seed: int = 1              # seed of the random forget draw
-    forget_class: int | None = None   # forget every image of this class instead (class-wise forgetting)
-    official_files: bool = False      # use the competition's forget_idx.npy and checkpoints from the data root
-    normalize: bool = True            # the starting kit's normalization; False: float pixels in 0-255 (Kaggle)
-    dict_batches: bool = False        # loaders yield {"image", "age_group"} dicts (Kaggle), else tuples
-    forget_set: str = "random"        # random | mem-high | mem-mid | mem-low | mem-mix (by memorization)
-    mem_models: int = 16              # half-subset models of the memorization estimate (mem-* forget sets)
+    forget_size: int | None = None  # forget exactly this many images instead of forget_frac
+    forget_seed: int = 1  # seed of the random forget draw
+    forget_class: int | None = None  # forget every image of this class instead (class-wise forgetting)
+    official_files: bool = False  # use the competition's forget_idx.npy and checkpoints from the data root
+    normalize: bool = True  # the starting kit's normalization; False: float pixels in 0-255 (Kaggle)
+    dict_batches: bool = False  # loaders yield {"image", "age_group"} dicts (Kaggle), else tuples
+    forget_set: str = "random"  # random | mem-high | mem-mid | mem-low | mem-mix (by memorization)
+    mem_models: int = 16  # half-subset models of the memorization estimate (mem-* forget sets)
 
     def with_counts(self, runs: int | None = None, retrained: int | None = None) -> "Preset":
         """The preset with --runs / --retrained overrides applied (validated)."""
@@ -65,27 +66,37 @@ class Preset:
                 raise ValueError(f"{name} must be at least 2 (the metric compares distributions), got {v}")
         return replace(self, n_runs=runs or self.n_runs, n_retrained=retrained or self.n_retrained)
 
-    def with_forget(self, seed: int | None = None, frac: float | None = None, size: int | None = None,
-                    klass: int | None = None, forget_set: str | None = None) -> "Preset":
+    def with_forget(
+        self,
+        seed: int | None = None,
+        frac: float | None = None,
+        size: int | None = None,
+        klass: int | None = None,
+        forget_set: str | None = None,
+    ) -> "Preset":
         """The preset with another forget set (validated); None keeps the preset's value."""
         if forget_set is not None and forget_set not in FORGET_SETS:
             raise ValueError(f"--forget-set must be one of {', '.join(FORGET_SETS)}, got {forget_set!r}")
         if klass is not None and forget_set not in (None, "random"):
-            raise ValueError("--forget-class forgets a whole class: it cannot be combined with a memorization "
-                             "--forget-set")
+            raise ValueError(
+                "--forget-class forgets a whole class: it cannot be combined with a memorization --forget-set"
+            )
         if seed is not None and forget_set not in (None, "random"):
-            raise ValueError("--forget-seed draws a random forget set: a memorization --forget-set is chosen by "
-                             "the estimate, not drawn")
+            raise ValueError(
+                "--forget-seed draws a random forget set: a memorization --forget-set is chosen by "
+                "the estimate, not drawn"
+            )
         if klass is not None and (frac is not None or size is not None):
-            raise ValueError("--forget-class forgets a whole class: it cannot be combined with "
-                             "--forget-frac or --forget-size")
+            raise ValueError(
+                "--forget-class forgets a whole class: it cannot be combined with --forget-frac or --forget-size"
+            )
         if frac is not None and size is not None:
             raise ValueError("give --forget-frac or --forget-size, not both")
         if frac is not None and not 0 < frac < 1:
             raise ValueError(f"--forget-frac must be in (0, 1), got {frac}")
         if size is not None and size < 1:
             raise ValueError(f"--forget-size must be >= 1, got {size}")
-        if seed is not None and not 0 <= seed < 2 ** 32:
+        if seed is not None and not 0 <= seed < 2**32:
             raise ValueError(f"--forget-seed must be in [0, 2**32), got {seed}")
         if klass is not None and not 0 <= klass < self.num_classes:
             raise ValueError(f"--forget-class must be in [0, {self.num_classes}), got {klass}")
@@ -128,8 +139,10 @@ class Preset:
         amount = f"n{self.forget_size}" if self.forget_size else f"f{self.forget_frac:g}"
         base = PRESETS.get(self.name)
         if self.forget_set != "random":
-            same_amount = base is not None and (self.forget_size, self.forget_frac) == (base.forget_size,
-                                                                                        base.forget_frac)
+            same_amount = base is not None and (self.forget_size, self.forget_frac) == (
+                base.forget_size,
+                base.forget_frac,
+            )
             return f"{self.name}-forget-{self.forget_set}" + ("" if same_amount else f"-{amount}")
         return f"{self.name}-forget-{amount}-s{self.forget_seed}"
 
@@ -138,51 +151,132 @@ FORGET_SETS = ("random", "mem-high", "mem-mid", "mem-low", "mem-mix")
 
 
 def _kaggle_recipe(epochs: int, best_from: int) -> Recipe:
-    return Recipe(epochs=epochs, lr=1e-4, batch_size=64, optimizer="adam", weight_decay=5e-3, schedule="cosine",
-                  class_weighted=True, best_from_epoch=best_from)
+    return Recipe(
+        epochs=epochs,
+        lr=1e-4,
+        batch_size=64,
+        optimizer="adam",
+        weight_decay=5e-3,
+        schedule="cosine",
+        class_weighted=True,
+        best_from_epoch=best_from,
+    )
 
 
 PRESETS = {
     "full": Preset(
-        "full", "resnet18", None, None, 0.1,
+        "full",
+        "resnet18",
+        None,
+        None,
+        0.1,
         Recipe(epochs=30, lr=0.1, batch_size=128, schedule="cosine", augment=True),
-        n_retrained=32, n_runs=32, batch_size=128, official_files=True, mem_models=64,
-        description="starting-kit ResNet-18 on all of CIFAR-10 (GPU); raise --retrained/--runs toward 512"),
+        n_retrained=32,
+        n_runs=32,
+        batch_size=128,
+        official_files=True,
+        mem_models=64,
+        description="starting-kit ResNet-18 on all of CIFAR-10 (GPU); raise --retrained/--runs toward 512",
+    ),
     "cpu": Preset(
-        "cpu", "small_resnet", 10_000, None, 0.1,
+        "cpu",
+        "small_resnet",
+        10_000,
+        None,
+        0.1,
         Recipe(epochs=13, lr=0.2, batch_size=128, weight_decay=2e-4, schedule="onecycle", nesterov=True),
-        n_retrained=16, n_runs=16, batch_size=128, mem_models=8,
-        description="78k-param ResNet on a 10k-image subset; about a minute per model on 2 CPU cores"),
+        n_retrained=16,
+        n_runs=16,
+        batch_size=128,
+        mem_models=8,
+        description="78k-param ResNet on a 10k-image subset; about a minute per model on 2 CPU cores",
+    ),
     "tiny": Preset(
-        "tiny", "tiny_cnn", 500, 500, 0.1,
+        "tiny",
+        "tiny_cnn",
+        500,
+        500,
+        0.1,
         Recipe(epochs=6, lr=0.1, batch_size=50, schedule="onecycle"),
-        n_retrained=4, n_runs=3, batch_size=50, mem_models=4,
-        description="test preset: 500 images, a tiny CNN, 4 retrained models"),
+        n_retrained=4,
+        n_runs=3,
+        batch_size=50,
+        mem_models=4,
+        description="test preset: 500 images, a tiny CNN, 4 retrained models",
+    ),
     # airbench's optimizer in PyTorch's terms: it scales lr and weight decay per 1024 examples on a summed loss
     # (lr / (1024 (1 + 1 / (1 - momentum)))); its variant without label smoothing or TTA uses lr 5.0, and
     # airbench94 wd 0.0153: at batch 1000 and momentum 0.85 a mean loss needs lr 5.0 * 1000 / 7851 = 0.64 and
     # a coupled weight decay of 0.0153 * 1000 / 7851 / 0.64 = 3e-3. No label smoothing, Lookahead or TTA.
     "airbench": Preset(
-        "airbench", "airbench", None, None, 0.1,
-        Recipe(epochs=10, lr=0.64, batch_size=1000, momentum=0.85, weight_decay=3e-3, schedule="onecycle",
-               augment=True, nesterov=True),
-        n_retrained=64, n_runs=64, batch_size=128, mem_models=64,
+        "airbench",
+        "airbench",
+        None,
+        None,
+        0.1,
+        Recipe(
+            epochs=10,
+            lr=0.64,
+            batch_size=1000,
+            momentum=0.85,
+            weight_decay=3e-3,
+            schedule="onecycle",
+            augment=True,
+            nesterov=True,
+        ),
+        n_retrained=64,
+        n_runs=64,
+        batch_size=128,
+        mem_models=64,
         description="fast GPU bank: airbench94's net and optimizer on all of CIFAR-10, 10 epochs; raise "
-                    "--retrained/--runs toward 512"),
+        "--retrained/--runs toward 512",
+    ),
     "kaggle": Preset(
-        "kaggle", "resnet18", None, None, 0.02, _kaggle_recipe(30, 20),
-        n_retrained=32, n_runs=32, batch_size=64, normalize=False, dict_batches=True, mem_models=64,
+        "kaggle",
+        "resnet18",
+        None,
+        None,
+        0.02,
+        _kaggle_recipe(30, 20),
+        n_retrained=32,
+        n_runs=32,
+        batch_size=64,
+        normalize=False,
+        dict_batches=True,
+        mem_models=64,
         description="the organizers' test-phase recipe on all of CIFAR-10 (GPU): ResNet-18, 0-255 inputs, "
-                    "2% forget; raise --retrained/--runs toward 512"),
+        "2% forget; raise --retrained/--runs toward 512",
+    ),
     "kaggle-cpu": Preset(
-        "kaggle-cpu", "resnet18", 4000, 2000, 0.02, _kaggle_recipe(15, 10),
-        n_retrained=16, n_runs=16, batch_size=64, normalize=False, dict_batches=True,
+        "kaggle-cpu",
+        "resnet18",
+        4000,
+        2000,
+        0.02,
+        _kaggle_recipe(15, 10),
+        n_retrained=16,
+        n_runs=16,
+        batch_size=64,
+        normalize=False,
+        dict_batches=True,
         description="the test-phase recipe on a 4,000-image subset: ResNet-18, 0-255 inputs, 80 forget images, "
-                    "15 epochs"),
+        "15 epochs",
+    ),
     "kaggle-tiny": Preset(
-        "kaggle-tiny", "resnet18", 1000, 400, 0.02, _kaggle_recipe(3, 1),
-        n_retrained=4, n_runs=3, batch_size=64, normalize=False, dict_batches=True, mem_models=4,
-        description="test preset of the test phase: ResNet-18 on 1,000 images in 0-255, 3 epochs"),
+        "kaggle-tiny",
+        "resnet18",
+        1000,
+        400,
+        0.02,
+        _kaggle_recipe(3, 1),
+        n_retrained=4,
+        n_runs=3,
+        batch_size=64,
+        normalize=False,
+        dict_batches=True,
+        mem_models=4,
+        description="test preset of the test phase: ResNet-18 on 1,000 images in 0-255, 3 epochs",
+    ),
 }
 
 

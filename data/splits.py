@@ -9,6 +9,7 @@
   `torch.Generator().manual_seed(42)`, exactly as the starting kit does;
 - normalisation with the starting kit's mean and std.
 """
+
 import hashlib
 import warnings
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
 
 from data.cifar10 import DataError, load_cifar10, resolve_root
 
-if TYPE_CHECKING:   # a type only: what a split is made of is the preset's fields, not presets.py's code
+if TYPE_CHECKING:  # a type only: what a split is made of is the preset's fields, not presets.py's code
     from data.presets import Preset
 
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -46,6 +47,7 @@ class DictDataset(Dataset):
 @dataclass
 class Splits:
     """Float tensors of each split, (n, 3, 32, 32), normalised or in 0-255, with int64 labels."""
+
     retain_x: torch.Tensor
     retain_y: torch.Tensor
     forget_x: torch.Tensor
@@ -54,13 +56,13 @@ class Splits:
     test_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
-    forget_idx: np.ndarray     # indices into the training subset
-    train_idx: np.ndarray      # indices of the training subset into CIFAR-10's 50,000
+    forget_idx: np.ndarray  # indices into the training subset
+    train_idx: np.ndarray  # indices of the training subset into CIFAR-10's 50,000
     official_data: bool
     official_forget: bool
     num_classes: int = 10
-    protocol: str = ""         # the forget protocol in words (Preset.forget_protocol)
-    normalized: bool = True    # False: float pixels in 0-255 (the Kaggle presets)
+    protocol: str = ""  # the forget protocol in words (Preset.forget_protocol)
+    normalized: bool = True  # False: float pixels in 0-255 (the Kaggle presets)
 
     @property
     def train_x(self):
@@ -72,10 +74,18 @@ class Splits:
 
     def fingerprint(self) -> str:
         """Hash of the split indices and pixel data: part of the bank's cache key."""
-        h = hashlib.sha256(self.protocol.encode())   # the pixels below differ with normalization too
-        for a in (self.train_idx, self.forget_idx, self.retain_x.numpy()[:, :, ::4, ::4],
-                  self.forget_x.numpy()[:, :, ::4, ::4], self.test_x.numpy()[:, :, ::4, ::4],
-                  self.retain_y.numpy(), self.forget_y.numpy(), self.test_y.numpy(), self.val_y.numpy()):
+        h = hashlib.sha256(self.protocol.encode())  # the pixels below differ with normalization too
+        for a in (
+            self.train_idx,
+            self.forget_idx,
+            self.retain_x.numpy()[:, :, ::4, ::4],
+            self.forget_x.numpy()[:, :, ::4, ::4],
+            self.test_x.numpy()[:, :, ::4, ::4],
+            self.retain_y.numpy(),
+            self.forget_y.numpy(),
+            self.test_y.numpy(),
+            self.val_y.numpy(),
+        ):
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()[:16]
 
@@ -104,8 +114,10 @@ def _forget_indices(preset: "Preset", y: np.ndarray, root) -> tuple[np.ndarray, 
     if preset.forget_class is not None:
         idx = np.flatnonzero(y == preset.forget_class)
         if len(idx) == 0 or len(idx) == len(y):
-            raise DataError(f"--forget-class {preset.forget_class}: the training subset has {len(idx)} of "
-                            f"{len(y)} images of that class; the forget and retain sets must both be non-empty")
+            raise DataError(
+                f"--forget-class {preset.forget_class}: the training subset has {len(idx)} of "
+                f"{len(y)} images of that class; the forget and retain sets must both be non-empty"
+            )
         return idx, False
     n_forget = preset.forget_size or max(1, int(round(preset.forget_frac * len(y))))
     if n_forget >= len(y):
@@ -124,8 +136,10 @@ def make_splits(preset: "Preset", data_root=None, download: bool = True) -> Spli
     for w in caught:  # re-emit once, pointing at the caller
         warnings.warn(str(w.message), stacklevel=2)
     if raw["train_y"].max() >= preset.num_classes or raw["test_y"].max() >= preset.num_classes:
-        raise DataError(f"{preset.dataset}: labels reach {int(raw['train_y'].max())}, but preset {preset.name!r} "
-                        f"has {preset.num_classes} classes")
+        raise DataError(
+            f"{preset.dataset}: labels reach {int(raw['train_y'].max())}, but preset {preset.name!r} "
+            f"has {preset.num_classes} classes"
+        )
     n_all = len(raw["train_y"])
     if preset.n_train is None or preset.n_train >= n_all:
         train_idx = np.arange(n_all)
@@ -136,24 +150,40 @@ def make_splits(preset: "Preset", data_root=None, download: bool = True) -> Spli
     forget_idx, official_forget = _forget_indices(preset, y, root)
     is_forget = np.zeros(len(y), bool)
     is_forget[forget_idx] = True
-    test_half, val_half = random_split(range(len(raw["test_y"])), [0.5, 0.5],
-                                       generator=torch.Generator().manual_seed(TEST_SPLIT_SEED))
+    test_half, val_half = random_split(
+        range(len(raw["test_y"])), [0.5, 0.5], generator=torch.Generator().manual_seed(TEST_SPLIT_SEED)
+    )
     test_i, val_i = np.array(test_half.indices), np.array(val_half.indices)
     if preset.n_test is not None:
         test_i, val_i = test_i[: preset.n_test // 2], val_i[: preset.n_test // 2]
     norm = preset.normalize
     return Splits(
-        retain_x=normalize(x[~is_forget], norm), retain_y=torch.from_numpy(y[~is_forget]),
-        forget_x=normalize(x[is_forget], norm), forget_y=torch.from_numpy(y[is_forget]),
-        test_x=normalize(raw["test_x"][test_i], norm), test_y=torch.from_numpy(raw["test_y"][test_i]),
-        val_x=normalize(raw["test_x"][val_i], norm), val_y=torch.from_numpy(raw["test_y"][val_i]),
-        forget_idx=forget_idx, train_idx=train_idx, official_data=raw["official"],
-        official_forget=official_forget, num_classes=preset.num_classes, protocol=preset.forget_protocol,
-        normalized=norm)
+        retain_x=normalize(x[~is_forget], norm),
+        retain_y=torch.from_numpy(y[~is_forget]),
+        forget_x=normalize(x[is_forget], norm),
+        forget_y=torch.from_numpy(y[is_forget]),
+        test_x=normalize(raw["test_x"][test_i], norm),
+        test_y=torch.from_numpy(raw["test_y"][test_i]),
+        val_x=normalize(raw["test_x"][val_i], norm),
+        val_y=torch.from_numpy(raw["test_y"][val_i]),
+        forget_idx=forget_idx,
+        train_idx=train_idx,
+        official_data=raw["official"],
+        official_forget=official_forget,
+        num_classes=preset.num_classes,
+        protocol=preset.forget_protocol,
+        normalized=norm,
+    )
 
 
-def make_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
-                seed: int | None = None, dict_batches: bool = False) -> DataLoader:
+def make_loader(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int | None = None,
+    dict_batches: bool = False,
+) -> DataLoader:
     """A DataLoader over tensors yielding (inputs, targets), or {"image", "age_group"} dicts."""
     ds = DictDataset(x, y) if dict_batches else TensorDataset(x, y)
     gen = None

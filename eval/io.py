@@ -8,6 +8,7 @@
 - `remove_orphans(target)` deletes temporary files a killed writer left beside `target`; call it
   while holding the target's lock (only the lock holder writes it, so they are all orphans).
 """
+
 import io
 import json
 import os

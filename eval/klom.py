@@ -36,6 +36,7 @@ Pinsker's and Bretagnolle-Huber's upper bounds on the total variation distance,
 balanced classes the best attack's accuracy is ``(1 + TV) / 2``, so this is a lower bound on
 ``1 - 2 (acc - 1/2)``, the scale of `eval.ulira.ulira_forgetting_score`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,15 +46,15 @@ from eval.metrics import _validate_outputs
 __all__ = ["ESTIMATORS", "klom", "klom_forgetting_score", "klom_percentiles", "tv_bound_complement"]
 
 ESTIMATORS = ("gaussian", "histogram")
-MIN_STD = 1e-3          # Gaussian: absolute floor on a standard deviation (units of the margin)
-MIN_STD_RATIO = 0.01    # Gaussian: relative floor, 1% of the larger spread
-BINS = 20               # histogram: shared bins per example (the authors' value)
-EMPTY_BIN = 1e-5        # histogram: floor on a retrained bin where the unlearned one is not empty
+MIN_STD = 1e-3  # Gaussian: absolute floor on a standard deviation (units of the margin)
+MIN_STD_RATIO = 0.01  # Gaussian: relative floor, 1% of the larger spread
+BINS = 20  # histogram: shared bins per example (the authors' value)
+EMPTY_BIN = 1e-5  # histogram: floor on a retrained bin where the unlearned one is not empty
 
 
 def _gaussian_kl(u: np.ndarray, r: np.ndarray, min_std: float, min_std_ratio: float) -> np.ndarray:
-    mu_u, mu_r = u.mean(axis=0), r.mean(axis=0)                      # (n_examples,)
-    s_u, s_r = u.std(axis=0, ddof=1), r.std(axis=0, ddof=1)          # (n_examples,)
+    mu_u, mu_r = u.mean(axis=0), r.mean(axis=0)  # (n_examples,)
+    s_u, s_r = u.std(axis=0, ddof=1), r.std(axis=0, ddof=1)  # (n_examples,)
     floor = np.maximum(min_std, min_std_ratio * np.maximum(s_u, s_r))
     s_u, s_r = np.maximum(s_u, floor), np.maximum(s_r, floor)
     ratio = (s_u / s_r) ** 2
@@ -62,15 +63,15 @@ def _gaussian_kl(u: np.ndarray, r: np.ndarray, min_std: float, min_std_ratio: fl
 
 def _histogram_kl(u: np.ndarray, r: np.ndarray, bins: int, empty_bin: float) -> np.ndarray:
     n_examples = u.shape[1]
-    lo = np.minimum(u.min(axis=0), r.min(axis=0))                    # (n_examples,)
+    lo = np.minimum(u.min(axis=0), r.min(axis=0))  # (n_examples,)
     width = np.maximum(u.max(axis=0), r.max(axis=0)) - lo
-    width = np.where(width > 0, width, 1.0)                          # one value: everything in bin 0
-    offset = np.arange(n_examples) * bins                            # (n_examples,)
+    width = np.where(width > 0, width, 1.0)  # one value: everything in bin 0
+    offset = np.arange(n_examples) * bins  # (n_examples,)
 
     def probs(x):
-        b = np.clip(np.floor((x - lo) / width * bins), 0, bins - 1).astype(np.intp)   # (n_models, n_examples)
+        b = np.clip(np.floor((x - lo) / width * bins), 0, bins - 1).astype(np.intp)  # (n_models, n_examples)
         counts = np.bincount((b + offset).ravel(), minlength=n_examples * bins)
-        return counts.reshape(n_examples, bins) / x.shape[0]          # (n_examples, bins)
+        return counts.reshape(n_examples, bins) / x.shape[0]  # (n_examples, bins)
 
     p, q = probs(u), probs(r)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -78,8 +79,16 @@ def _histogram_kl(u: np.ndarray, r: np.ndarray, bins: int, empty_bin: float) -> 
     return terms.sum(axis=1)
 
 
-def klom(outputs_unlearned, outputs_retrained, *, estimator: str = "gaussian", bins: int = BINS,
-         empty_bin: float = EMPTY_BIN, min_std: float = MIN_STD, min_std_ratio: float = MIN_STD_RATIO) -> np.ndarray:
+def klom(
+    outputs_unlearned,
+    outputs_retrained,
+    *,
+    estimator: str = "gaussian",
+    bins: int = BINS,
+    empty_bin: float = EMPTY_BIN,
+    min_std: float = MIN_STD,
+    min_std_ratio: float = MIN_STD_RATIO,
+) -> np.ndarray:
     """Per-example ``KL(P_unlearned || P_retrained)`` of the margin, in nats.
 
     Parameters

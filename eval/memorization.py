@@ -14,6 +14,7 @@ thirds without repeats (high first, then mid, then low, each skipping what is ta
 code does not guarantee when a mid example is also among the highest. Examples that no model (or
 every model) trained on have no estimate (NaN) and are never selected.
 """
+
 import numpy as np
 
 GROUPS = ("high", "mid", "low", "mix")
@@ -26,9 +27,10 @@ def memorization_scores(members, correct) -> tuple[np.ndarray, np.ndarray, np.nd
     """
     members, correct = np.asarray(members, bool), np.asarray(correct, bool)
     if members.shape != correct.shape or members.ndim != 2:
-        raise ValueError(f"members and correct must be (K, n) arrays of one shape, got {members.shape} "
-                         f"and {correct.shape}")
-    n_in, n_out = members.sum(0), (~members).sum(0)                      # (n,)
+        raise ValueError(
+            f"members and correct must be (K, n) arrays of one shape, got {members.shape} and {correct.shape}"
+        )
+    n_in, n_out = members.sum(0), (~members).sum(0)  # (n,)
     p_in = (correct & members).sum(0) / np.maximum(n_in, 1)
     p_out = (correct & ~members).sum(0) / np.maximum(n_out, 1)
     mem = np.where((n_in > 0) & (n_out > 0), p_in - p_out, np.nan)
@@ -49,9 +51,9 @@ def memorization_groups(mem, n: int, group: str) -> np.ndarray:
     valid = np.isfinite(mem)
     if not 1 <= n <= int(valid.sum()):
         raise ValueError(f"cannot pick {n} examples: {int(valid.sum())} have a memorization estimate")
-    high = _order(-mem, valid)                   # largest first
-    mid = _order(np.abs(mem - 0.5), valid)       # closest to 0.5 first
-    low = _order(mem, valid)                     # smallest first
+    high = _order(-mem, valid)  # largest first
+    mid = _order(np.abs(mem - 0.5), valid)  # closest to 0.5 first
+    low = _order(mem, valid)  # smallest first
     if group == "high":
         return np.sort(high[:n])
     if group == "mid":
@@ -62,7 +64,7 @@ def memorization_groups(mem, n: int, group: str) -> np.ndarray:
     taken = np.zeros(len(mem), bool)
     for ranking, k, from_end in ((high, thirds[0], False), (mid, thirds[1], False), (low, thirds[2], True)):
         pool = ranking[~taken[ranking]]
-        if from_end:                              # "the last N/3 of low": the largest of the N lowest
+        if from_end:  # "the last N/3 of low": the largest of the N lowest
             pool = pool[:n][::-1]
         taken[pool[:k]] = True
     return np.flatnonzero(taken)

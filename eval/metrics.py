@@ -43,6 +43,7 @@ Choices where the official code is silent or cannot run:
 * an example where no attack survives (e.g. both groups constant at the same value) makes the
   official code fail its assertion; here its epsilon is the cap, 50 (0 points).
 """
+
 from __future__ import annotations
 
 import math
@@ -52,9 +53,16 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 __all__ = [
-    "DELTA", "EPSILON_CAP", "NUM_THRESHOLDS_PER_UNIT", "BUCKET_SIZE",
-    "logit_scaled_confidence", "per_example_epsilons", "epsilon_points",
-    "forgetting_quality", "final_score", "max_epsilon",
+    "DELTA",
+    "EPSILON_CAP",
+    "NUM_THRESHOLDS_PER_UNIT",
+    "BUCKET_SIZE",
+    "logit_scaled_confidence",
+    "per_example_epsilons",
+    "epsilon_points",
+    "forgetting_quality",
+    "final_score",
+    "max_epsilon",
 ]
 
 DELTA = 1e-5
@@ -63,20 +71,21 @@ NUM_THRESHOLDS_PER_UNIT = 100
 BUCKET_SIZE = 0.5
 _BUFFER = 2.0
 _PEAKY_RATIO = 0.01
-_NUM_LEFT = int(np.ceil(2 * _BUFFER * NUM_THRESHOLDS_PER_UNIT))   # 400 left ends per right end
-_DISCARDED = np.float32(-1.0)   # table marker: attack discarded (exactly one of FPR, FNR is 0)
-_CHUNK = 16                     # examples per work item
-_BLOCK = 20                     # left ends per pruning block
+_NUM_LEFT = int(np.ceil(2 * _BUFFER * NUM_THRESHOLDS_PER_UNIT))  # 400 left ends per right end
+_DISCARDED = np.float32(-1.0)  # table marker: attack discarded (exactly one of FPR, FNR is 0)
+_CHUNK = 16  # examples per work item
+_BLOCK = 20  # left ends per pruning block
 _BLOCK_ENDS = np.append(np.arange(0, _NUM_LEFT, _BLOCK), _NUM_LEFT - 1).astype(np.float64)
 _BLOCK_COLS = np.arange(_BLOCK)
-_FIRST_BLOCKS = 16              # blocks evaluated before pruning the rest
+_FIRST_BLOCKS = 16  # blocks evaluated before pruning the rest
 
 
 # ---------------------------------------------------------------------------------------------
 # Statistic.
 
+
 def _to_numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):            # torch tensor, without importing torch
+    if hasattr(x, "detach"):  # torch tensor, without importing torch
         x = x.detach().cpu()
         if str(x.dtype) in ("torch.bfloat16", "torch.float16"):
             x = x.float()
@@ -115,8 +124,7 @@ def logit_scaled_confidence(logits, labels) -> np.ndarray:
     if z.ndim < 2:
         raise ValueError(f"logits must have shape (..., n_examples, n_classes), got {z.shape}")
     if y.ndim != 1 or y.shape[0] != z.shape[-2]:
-        raise ValueError(f"labels must have shape ({z.shape[-2]},) to match logits {z.shape}, "
-                         f"got {y.shape}")
+        raise ValueError(f"labels must have shape ({z.shape[-2]},) to match logits {z.shape}, got {y.shape}")
     if y.size and not np.issubdtype(y.dtype, np.integer):
         if not np.all(np.equal(np.mod(y, 1), 0)):
             raise ValueError("labels must be integers")
@@ -142,6 +150,7 @@ def logit_scaled_confidence(logits, labels) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Epsilons.
 
+
 def _validate_outputs(outputs_unlearned, outputs_retrained) -> tuple[np.ndarray, np.ndarray]:
     u = _to_numpy(outputs_unlearned)
     r = _to_numpy(outputs_retrained)
@@ -162,9 +171,11 @@ def _validate_outputs(outputs_unlearned, outputs_retrained) -> tuple[np.ndarray,
     for name, a in (("unlearned", u), ("retrained", r)):
         if np.isnan(a).any():
             bad = np.unique(np.nonzero(np.isnan(a))[1])
-            raise ValueError(f"{name} outputs of shape {a.shape} contain NaN (examples "
-                             f"{bad[:10].tolist()}{' ...' if bad.size > 10 else ''}); "
-                             "a diverged model or a failed statistic?")
+            raise ValueError(
+                f"{name} outputs of shape {a.shape} contain NaN (examples "
+                f"{bad[:10].tolist()}{' ...' if bad.size > 10 else ''}); "
+                "a diverged model or a failed statistic?"
+            )
         if not np.isfinite(a).all():
             raise ValueError(f"{name} outputs of shape {a.shape} contain infinite values")
     return u, r
@@ -184,8 +195,7 @@ def _epsilon_table(n_pos: int, n_neg: int, delta: float) -> np.ndarray:
     fnr, fpr = np.broadcast_arrays(fnr, fpr)
     one_minus_delta = np.float32(1 - delta)
     with np.errstate(divide="ignore", invalid="ignore"):
-        eps = np.fmax(np.log(one_minus_delta - fpr) - np.log(fnr),
-                      np.log(one_minus_delta - fnr) - np.log(fpr))
+        eps = np.fmax(np.log(one_minus_delta - fpr) - np.log(fnr), np.log(one_minus_delta - fnr) - np.log(fpr))
         eps = np.clip(eps, np.float32(0), None)
     eps = eps.astype(np.float32)
     eps[np.isnan(eps)] = _DISCARDED
@@ -240,7 +250,7 @@ def _left_grid(right: np.ndarray, width: float) -> np.ndarray:
     div = _NUM_LEFT - 1
     step = delta / div
     i = np.arange(_NUM_LEFT, dtype=np.float64)[None, :]
-    if np.any(step == 0):        # numpy's denormal branch; only for astronomically large values
+    if np.any(step == 0):  # numpy's denormal branch; only for astronomically large values
         return np.stack([np.linspace(a, b, num=_NUM_LEFT) for a, b in zip(start, stop)])
     grid = i * step[:, None]
     grid += start[:, None]
@@ -263,7 +273,7 @@ def _cells(merged: np.ndarray, w: np.ndarray, lo: float, hi: float):
     fv = np.floor((merged - lo) * inv)
     np.clip(fv, -1, top + 1, out=fv)
     counts = np.bincount(fv.astype(np.intp) + 1, minlength=top + 3)
-    below = np.cumsum(counts)[: top + 2]           # below[c] = #(f(v) < c), c = 0..top+1
+    below = np.cumsum(counts)[: top + 2]  # below[c] = #(f(v) < c), c = 0..top+1
     start, stop = below[:-1], below[1:]
     occupied = stop > start
     padded = np.append(merged, np.inf)
@@ -271,7 +281,7 @@ def _cells(merged: np.ndarray, w: np.ndarray, lo: float, hi: float):
     single = ~occupied | (first == padded[np.maximum(stop - 1, 0)])
     first = np.where(occupied & single, first, np.inf)
     multi = occupied & ~single
-    w_below = np.where(multi, -1, w[start])         # w >= 0, so -1 flags the multi cells
+    w_below = np.where(multi, -1, w[start])  # w >= 0, so -1 flags the multi cells
     w_through = w[np.where(single, stop, start)]
     return lo, inv, first, w_below, w_through, multi
 
@@ -314,7 +324,7 @@ def _w_below(cells, queries, merged, w):
     cell *= inv
     cell = cell.astype(np.intp)
     out = np.where(first.take(cell) < queries, w_through.take(cell), w_below.take(cell))
-    if multi.any():                 # these cells carry w_below = -1: resolve them exactly
+    if multi.any():  # these cells carry w_below = -1: resolve them exactly
         todo = np.flatnonzero(out < 0)
         out.flat[todo] = w[np.searchsorted(merged, queries.flat[todo], side="left")]
     return out
@@ -331,7 +341,7 @@ def _interval_indices(ps, width, merged, w, size):
     right = _right_ends(ps, width)
     if right.size == 0:
         return np.zeros((0, _NUM_LEFT), dtype=np.intp)
-    left = _left_grid(right, width)                           # rows are sorted
+    left = _left_grid(right, width)  # rows are sorted
     cells = _cells(merged, w, float(left[:, 0].min()), float(left[:, -1].max()))
     w_right = w[np.searchsorted(merged, right, side="right")] + size
     return w_right[:, None] - _w_below(cells, left, merged, w)
@@ -353,12 +363,12 @@ def _interval_max(ps, width, merged, w, size, stride, peaky_is_r, table, bound, 
     start = base - _BUFFER
     stop = base + _BUFFER
     step = (stop - start) / (_NUM_LEFT - 1)
-    if np.any(step == 0):                                     # numpy's denormal branch
+    if np.any(step == 0):  # numpy's denormal branch
         flat = _interval_indices(ps, width, merged, w, size)
         return max(best, float(table.take(flat).max()))
     ends = _BLOCK_ENDS[None, :] * step[:, None]
     ends += start[:, None]
-    ends[:, -1] = stop                                        # (n_right, n_blocks + 1)
+    ends[:, -1] = stop  # (n_right, n_blocks + 1)
     cells = _cells(merged, w, float(start.min()), float(stop.max()))
     w_right = w[np.searchsorted(merged, right, side="right")] + size
     w_ends = _w_below(cells, ends, merged, w)
@@ -374,7 +384,7 @@ def _interval_max(ps, width, merged, w, size, stride, peaky_is_r, table, bound, 
     done = np.zeros(bounds.size, dtype=bool)
     for first_round in (True, False):
         todo = np.flatnonzero(bounds > best)
-        if first_round and todo.size > _FIRST_BLOCKS:       # the most promising blocks first
+        if first_round and todo.size > _FIRST_BLOCKS:  # the most promising blocks first
             todo = todo[np.argpartition(bounds[todo], -_FIRST_BLOCKS)[-_FIRST_BLOCKS:]]
         elif not first_round:
             todo = todo[~done[todo]]
@@ -382,7 +392,7 @@ def _interval_max(ps, width, merged, w, size, stride, peaky_is_r, table, bound, 
             continue
         done[todo] = True
         rows, blocks = np.divmod(todo, _BLOCK_ENDS.size - 1)
-        cols = blocks[:, None] * _BLOCK + _BLOCK_COLS[None, :]          # (k, 20)
+        cols = blocks[:, None] * _BLOCK + _BLOCK_COLS[None, :]  # (k, 20)
         left = cols * step[rows, None]
         left += start[rows, None]
         last = cols == _NUM_LEFT - 1
@@ -414,9 +424,10 @@ def _example_epsilon(us, rs, merged, w, med_u, med_r, tables, bounds, n_u, n_r) 
     if flat.size:
         best = max(best, float(tables[1 if retrain_pos else 0].take(flat).max()))
     k = 1 if peaky_is_r else 0
-    best = _interval_max(rs if peaky_is_r else us, width, merged, w, size, stride, peaky_is_r,
-                         tables[k], bounds[k], best)
-    if best < 0:                 # no attack survived: the official code would fail here
+    best = _interval_max(
+        rs if peaky_is_r else us, width, merged, w, size, stride, peaky_is_r, tables[k], bounds[k], best
+    )
+    if best < 0:  # no attack survived: the official code would fail here
         return EPSILON_CAP
     return min(best, EPSILON_CAP)
 
@@ -427,7 +438,7 @@ def _bound_tables(tables: np.ndarray, n_u: int, n_r: int) -> np.ndarray:
     Orientation 0 (unlearned positive): entry ``[a, b]`` is the max of the table over
     ``in_u <= a, in_r >= b``; orientation 1 (retrained positive): over ``in_u >= a, in_r <= b``.
     """
-    t = tables[:, tables.shape[1] // 2:].reshape(2, n_u + 1, n_r + 1)
+    t = tables[:, tables.shape[1] // 2 :].reshape(2, n_u + 1, n_r + 1)
     pos_u = np.maximum.accumulate(np.maximum.accumulate(t[0], axis=0)[:, ::-1], axis=1)[:, ::-1]
     pos_r = np.maximum.accumulate(np.maximum.accumulate(t[1], axis=1)[::-1], axis=0)[::-1]
     return np.stack([pos_u, pos_r]).reshape(2, -1)
@@ -467,16 +478,20 @@ def _attack_counts(u, r) -> dict:
     stride, size = n_r + 1, (n_u + 1) * (n_r + 1)
     us, rs, merged, w = (a[0] for a in _prepare(u[None, :], r[None, :]))
     retrain_pos, ratio, peaky_is_r, width = _orientation(us, rs, np.median(u), np.median(r))
-    flat = np.maximum(_interval_indices(rs if peaky_is_r else us, width, merged, w, size)
-                      - size, 0).ravel()
+    flat = np.maximum(_interval_indices(rs if peaky_is_r else us, width, merged, w, size) - size, 0).ravel()
     single = _single_indices(us, rs, merged, w, size) - size
-    return {"interval": (flat // stride, flat % stride), "single": (single // stride,
-            single % stride), "retrain_pos": retrain_pos, "peaky_is_r": peaky_is_r,
-            "ratio": ratio}
+    return {
+        "interval": (flat // stride, flat % stride),
+        "single": (single // stride, single % stride),
+        "retrain_pos": retrain_pos,
+        "peaky_is_r": peaky_is_r,
+        "ratio": ratio,
+    }
 
 
-def per_example_epsilons(outputs_unlearned, outputs_retrained, *, delta: float = DELTA,
-                         num_threads: int | None = None) -> np.ndarray:
+def per_example_epsilons(
+    outputs_unlearned, outputs_retrained, *, delta: float = DELTA, num_threads: int | None = None
+) -> np.ndarray:
     """Per-example epsilon of the official metric.
 
     Parameters
@@ -516,8 +531,7 @@ def per_example_epsilons(outputs_unlearned, outputs_retrained, *, delta: float =
         sl = slice(start, min(start + _CHUNK, n_examples))
         us, rs, merged, w = _prepare(u_t[sl], r_t[sl])
         for k, e in enumerate(range(sl.start, sl.stop)):
-            out[e] = _example_epsilon(us[k], rs[k], merged[k], w[k], med_u[e], med_r[e],
-                                      tables, bounds, n_u, n_r)
+            out[e] = _example_epsilon(us[k], rs[k], merged[k], w[k], med_u[e], med_r[e], tables, bounds, n_u, n_r)
 
     starts = range(0, n_examples, _CHUNK)
     if num_threads is None:
@@ -534,6 +548,7 @@ def per_example_epsilons(outputs_unlearned, outputs_retrained, *, delta: float =
 
 # ---------------------------------------------------------------------------------------------
 # Points, F and the final score.
+
 
 def max_epsilon(n_models: int) -> float:
     """``ceil(log(N - 1))``, the end of the last bucket (7 for N = 512)."""
@@ -611,7 +626,6 @@ def final_score(f, ra_unlearned, ra_retrained, ta_unlearned, ta_retrained) -> fl
     if not all(math.isfinite(v) for v in vals):
         raise ValueError(f"final_score needs finite inputs, got {vals}")
     if vals[2] <= 0 or vals[4] <= 0:
-        raise ValueError(f"retrained accuracies must be positive, got RA_r={vals[2]}, "
-                         f"TA_r={vals[4]}")
+        raise ValueError(f"retrained accuracies must be positive, got RA_r={vals[2]}, TA_r={vals[4]}")
     f, ra_u, ra_r, ta_u, ta_r = vals
     return f * (ra_u / ra_r) * (ta_u / ta_r)

@@ -22,6 +22,7 @@ retrained model whose logits get Gaussian noise (sigma = std of all unlearned st
 to fake 10 retrained samples. This kit feeds real banks of retrained models instead, and allows
 the two groups to differ in size (MLRC asserts equal sizes).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,12 @@ import numpy as np
 from eval.metrics import _to_numpy, _validate_outputs
 
 __all__ = [
-    "MLRC_DELTA", "MLRC_BINS", "mlrc_statistic", "mlrc_per_example_epsilons",
-    "mlrc_epsilon_points", "mlrc_forgetting_quality",
+    "MLRC_DELTA",
+    "MLRC_BINS",
+    "mlrc_statistic",
+    "mlrc_per_example_epsilons",
+    "mlrc_epsilon_points",
+    "mlrc_forgetting_quality",
 ]
 
 MLRC_DELTA = 0.01
@@ -51,7 +56,7 @@ def mlrc_statistic(logits) -> np.ndarray:
         ``log sum_j exp(z_j - max_j z_j)`` (>= 0); NaN where a row has some but not all NaN
         entries, as with torch's ``CrossEntropyLoss``.
     """
-    x = np.array(_to_numpy(logits), dtype=np.float64)          # a copy
+    x = np.array(_to_numpy(logits), dtype=np.float64)  # a copy
     if x.ndim < 2:
         raise ValueError(f"logits must have shape (..., n_examples, n_classes), got {x.shape}")
     x[np.all(np.isnan(x), axis=-1)] = 0.0
@@ -84,11 +89,11 @@ def _attack_epsilons(fpr: np.ndarray, fnr: np.ndarray, delta: float) -> float:
 
 def _lr_splits(n_u: int, n_r: int, n_splits: int, random_state: int):
     from sklearn import model_selection
+
     labels = np.array([0] * n_r + [1] * n_u)
     # sklearn's default 10% test fold; at least one model of each group in it for small banks.
     test_size = max(2, int(np.ceil(0.1 * labels.size)))
-    cv = model_selection.StratifiedShuffleSplit(n_splits=n_splits, test_size=test_size,
-                                                random_state=random_state)
+    cv = model_selection.StratifiedShuffleSplit(n_splits=n_splits, test_size=test_size, random_state=random_state)
     return labels, list(cv.split(np.zeros((labels.size, 1)), labels))
 
 
@@ -122,9 +127,15 @@ def _epsilons_block(u: np.ndarray, r: np.ndarray, delta: float, labels, splits) 
     return out
 
 
-def mlrc_per_example_epsilons(outputs_unlearned, outputs_retrained, *, delta: float = MLRC_DELTA,
-                              n_splits: int = 2, random_state: int = 0,
-                              n_jobs: int | None = None) -> np.ndarray:
+def mlrc_per_example_epsilons(
+    outputs_unlearned,
+    outputs_retrained,
+    *,
+    delta: float = MLRC_DELTA,
+    n_splits: int = 2,
+    random_state: int = 0,
+    n_jobs: int | None = None,
+) -> np.ndarray:
     """Per-example epsilon of MLRC-Bench's metric.
 
     Parameters
@@ -154,11 +165,14 @@ def mlrc_per_example_epsilons(outputs_unlearned, outputs_retrained, *, delta: fl
     if n_jobs == 1:
         return _epsilons_block(u, r, delta, labels, splits)
     from joblib import Parallel, delayed, effective_n_jobs
+
     n_blocks = max(1, min(n_examples, 4 * effective_n_jobs(n_jobs)))
     edges = np.linspace(0, n_examples, n_blocks + 1).astype(int)
     parts = Parallel(n_jobs=n_jobs)(
         delayed(_epsilons_block)(u[:, a:b], r[:, a:b], delta, labels, splits)
-        for a, b in zip(edges[:-1], edges[1:]) if b > a)
+        for a, b in zip(edges[:-1], edges[1:])
+        if b > a
+    )
     return np.concatenate(parts)
 
 
@@ -172,8 +186,7 @@ def mlrc_epsilon_points(epsilons) -> np.ndarray:
     return 2.0 / 2.0 ** np.digitize(eps, bins)
 
 
-def mlrc_forgetting_quality(outputs_unlearned, outputs_retrained, *,
-                            delta: float = MLRC_DELTA) -> float:
+def mlrc_forgetting_quality(outputs_unlearned, outputs_retrained, *, delta: float = MLRC_DELTA) -> float:
     """MLRC's forgetting quality F: mean of :func:`mlrc_epsilon_points` over examples.
 
     Parameters

@@ -1,4 +1,5 @@
 """One pass of a model over the splits: the logits the metrics need, and accuracies."""
+
 import numpy as np
 import torch
 
@@ -8,7 +9,7 @@ def predict(net: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000) -> to
     """Logits of `net` (eval mode) on `x`, in order, as a float32 CPU tensor (n, n_classes)."""
     net.eval()
     device = next(net.parameters()).device
-    return torch.cat([net(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
+    return torch.cat([net(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
 
 
 def model_outputs(net: torch.nn.Module, splits) -> dict[str, np.ndarray]:

@@ -4,12 +4,13 @@ Each function takes plain data (the leaderboard table, or per-method arrays), dr
 writes it to `path` through `eval.io` and returns the path. Reference rows (`none`, `retrain`, any
 method that is not a valid entry) are drawn in grey.
 """
+
 import io
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")   # files only, never a window; set here, before pyplot is imported
+matplotlib.use("Agg")  # files only, never a window; set here, before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -45,8 +46,7 @@ def score_vs_runtime(table, path, *, limit=0.2) -> Path:
         c = REFERENCE_COLOR if r.reference else next(colors)
         lo, hi = r.final_ci_lo, r.final_ci_hi
         yerr = None if np.isnan(lo) else [[max(r.final_score - lo, 0)], [max(hi - r.final_score, 0)]]
-        ax.errorbar([x], [r.final_score], yerr=yerr, fmt="o", color=c, capsize=3,
-                    mfc="white" if r.reference else c)
+        ax.errorbar([x], [r.final_score], yerr=yerr, fmt="o", color=c, capsize=3, mfc="white" if r.reference else c)
         ax.annotate(r.method, (x, r.final_score), xytext=(5, 4), textcoords="offset points", fontsize=8)
     ax.axvline(limit, color="crimson", ls="--", lw=1)
     ax.text(limit, ax.get_ylim()[1], f" {100 * limit:.0f}% of one retraining", color="crimson", fontsize=8, va="top")
@@ -64,8 +64,10 @@ def quality_vs_utility(table, path) -> Path:
     `table` needs columns method, reference, F, ra_ratio, ta_ratio.
     """
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
-    for ax, col, label in ((axes[0], "ra_ratio", "retain accuracy ratio (RA_u / RA_r)"),
-                           (axes[1], "ta_ratio", "test accuracy ratio (TA_u / TA_r)")):
+    for ax, col, label in (
+        (axes[0], "ra_ratio", "retain accuracy ratio (RA_u / RA_r)"),
+        (axes[1], "ta_ratio", "test accuracy ratio (TA_u / TA_r)"),
+    ):
         colors = iter(_colors(len(table)))
         for r in table.itertuples():
             c = REFERENCE_COLOR if r.reference else next(colors)
@@ -93,12 +95,19 @@ def epsilon_hist(epsilons: dict, path, *, last_scoring_epsilon=None, cap=50.0) -
     bins = np.linspace(0, top, 41)
     for (label, v), c in zip(below.items(), _colors(len(below))):
         n_cap = len(arrs[label]) - len(v)
-        ax.hist(v, bins=bins, histtype="step", lw=1.6, color=c,
-                label=f"{label}: median {np.median(arrs[label]):.2f}, {n_cap}/{len(arrs[label])} at the cap {cap:g}")
+        ax.hist(
+            v,
+            bins=bins,
+            histtype="step",
+            lw=1.6,
+            color=c,
+            label=f"{label}: median {np.median(arrs[label]):.2f}, {n_cap}/{len(arrs[label])} at the cap {cap:g}",
+        )
     if last_scoring_epsilon is not None:
         ax.axvline(last_scoring_epsilon, color="crimson", ls="--", lw=1)
-        ax.text(last_scoring_epsilon, ax.get_ylim()[1], " no points from here on", color="crimson",
-                fontsize=8, va="top")
+        ax.text(
+            last_scoring_epsilon, ax.get_ylim()[1], " no points from here on", color="crimson", fontsize=8, va="top"
+        )
     ax.set_xlabel("per-example epsilon (lower is better)")
     ax.set_ylabel("forget examples")
     ax.set_title("Per-example epsilons of the top methods")
@@ -128,8 +137,15 @@ def loss_hist(losses: dict, path) -> Path:
             x = np.ravel(v[split])
             med = np.median(x)
             x = np.clip(x[np.isfinite(x)], lo, hi)
-            ax.hist(x, bins=bins, histtype="step", lw=1.6, color=c, weights=np.full(x.size, 1 / max(x.size, 1)),
-                    label=f"{label} (median {med:.3g})")
+            ax.hist(
+                x,
+                bins=bins,
+                histtype="step",
+                lw=1.6,
+                color=c,
+                weights=np.full(x.size, 1 / max(x.size, 1)),
+                label=f"{label} (median {med:.3g})",
+            )
         ax.set_xscale("log")
         ax.set_xlabel(f"cross-entropy loss on the {split} set (log scale)")
         ax.legend(fontsize=8)
@@ -152,20 +168,33 @@ def forget_set_rankings(scores, tau, path, *, references=(), title="Rankings acr
     colors = iter(_colors(len(scores)))
     for method, row in scores.iterrows():
         ref = method in references
-        ax.plot(x, row.to_numpy(float), "o" + (":" if ref else "-"), color=REFERENCE_COLOR if ref else next(colors),
-                mfc="white" if ref else None, label=f"{method} (ref)" if ref else method)
+        ax.plot(
+            x,
+            row.to_numpy(float),
+            "o" + (":" if ref else "-"),
+            color=REFERENCE_COLOR if ref else next(colors),
+            mfc="white" if ref else None,
+            label=f"{method} (ref)" if ref else method,
+        )
     ax.set_xticks(x, labels)
     ax.set_xlabel("forget set")
     ax.set_ylabel("final score")
     ax.set_title("Final score per forget set")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=4)
-    m = np.ma.masked_invalid(tau.to_numpy(float))                        # (n_sets, n_sets)
+    m = np.ma.masked_invalid(tau.to_numpy(float))  # (n_sets, n_sets)
     im = hx.imshow(m, vmin=-1, vmax=1, cmap="RdBu")
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
-            hx.text(j, i, "–" if m.mask[i, j] else f"{m[i, j]:.2f}", ha="center", va="center", fontsize=9,
-                    color="white" if not m.mask[i, j] and abs(m[i, j]) > 0.6 else "black")
+            hx.text(
+                j,
+                i,
+                "–" if m.mask[i, j] else f"{m[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="white" if not m.mask[i, j] and abs(m[i, j]) > 0.6 else "black",
+            )
     hx.set_xticks(np.arange(len(labels)), labels)
     hx.set_yticks(np.arange(len(labels)), labels)
     hx.set_title("Kendall's tau-b (references left out)")

@@ -33,6 +33,7 @@ from what the kit can compute):
   seed and truncates the forget losses to the number of test losses), the same subsample for every
   model so that models are compared on the same examples.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,8 +62,9 @@ def cross_entropy_losses(logits, labels) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels)
     if z.ndim < 2 or z.shape[-2] != y.shape[0]:
-        raise ValueError(f"logits of shape {z.shape} do not match labels of shape {y.shape}: "
-                         f"expected (..., {y.shape[0]}, n_classes)")
+        raise ValueError(
+            f"logits of shape {z.shape} do not match labels of shape {y.shape}: expected (..., {y.shape[0]}, n_classes)"
+        )
     picked = np.take_along_axis(z, np.broadcast_to(y[:, None], z.shape[:-1] + (1,)), axis=-1)[..., 0]  # (..., n)
     return logsumexp(z, axis=-1) - picked
 
@@ -94,24 +96,31 @@ def loss_mia_accuracy(member_losses, nonmember_losses, *, n_splits: int = 10, ra
     m = np.asarray(member_losses, dtype=np.float64)
     nm = np.asarray(nonmember_losses, dtype=np.float64)
     single = m.ndim == 1
-    m, nm = np.atleast_2d(m), np.atleast_2d(nm)                   # (n_models, n)
+    m, nm = np.atleast_2d(m), np.atleast_2d(nm)  # (n_models, n)
     if m.ndim != 2 or nm.ndim != 2 or m.shape[0] != nm.shape[0]:
-        raise ValueError(f"member losses {np.shape(member_losses)} and non-member losses "
-                         f"{np.shape(nonmember_losses)} must be (n,) or (n_models, n) with the same n_models")
+        raise ValueError(
+            f"member losses {np.shape(member_losses)} and non-member losses "
+            f"{np.shape(nonmember_losses)} must be (n,) or (n_models, n) with the same n_models"
+        )
     k = min(m.shape[1], nm.shape[1])
     if k < n_splits:
-        raise ValueError(f"need at least {n_splits} examples per group for {n_splits} splits, "
-                         f"got {m.shape[1]} members and {nm.shape[1]} non-members")
+        raise ValueError(
+            f"need at least {n_splits} examples per group for {n_splits} splits, "
+            f"got {m.shape[1]} members and {nm.shape[1]} non-members"
+        )
     if not (np.isfinite(m).all() and np.isfinite(nm).all()):
         raise ValueError("losses must be finite")
     rng = np.random.default_rng(random_state)
-    m = m[:, np.sort(rng.choice(m.shape[1], k, replace=False))]     # (n_models, k)
+    m = m[:, np.sort(rng.choice(m.shape[1], k, replace=False))]  # (n_models, k)
     nm = nm[:, np.sort(rng.choice(nm.shape[1], k, replace=False))]  # (n_models, k)
     labels = np.r_[np.zeros(k, int), np.ones(k, int)]
     cv = StratifiedShuffleSplit(n_splits=n_splits, random_state=random_state)
-    acc = np.array([cross_val_score(LogisticRegression(), np.r_[nm_i, m_i][:, None], labels, cv=cv,
-                                    scoring="accuracy").mean()
-                    for m_i, nm_i in zip(m, nm)])
+    acc = np.array(
+        [
+            cross_val_score(LogisticRegression(), np.r_[nm_i, m_i][:, None], labels, cv=cv, scoring="accuracy").mean()
+            for m_i, nm_i in zip(m, nm)
+        ]
+    )
     return float(acc[0]) if single else acc
 
 
@@ -132,8 +141,9 @@ def tow(acc_forget, acc_retain, acc_test, ref_forget, ref_retain, ref_test) -> n
     tow : ndarray, the broadcast shape
         Values in [0, 1]; 1 means retrain-like accuracies on all three splits.
     """
-    a = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in
-                              (acc_forget, acc_retain, acc_test, ref_forget, ref_retain, ref_test)))
+    a = np.broadcast_arrays(
+        *(np.asarray(v, dtype=np.float64) for v in (acc_forget, acc_retain, acc_test, ref_forget, ref_retain, ref_test))
+    )
     return (1 - np.abs(a[0] - a[3])) * (1 - np.abs(a[1] - a[4])) * (1 - np.abs(a[2] - a[5]))
 
 

@@ -17,6 +17,7 @@ evaluated). `eval.harness.forget_seeds` builds the table from one leaderboard pe
 * `null_tau_sd`: the standard deviation of tau between two unrelated rankings of n methods, to read
   a mean tau against.
 """
+
 import math
 
 import numpy as np
@@ -47,8 +48,16 @@ def score_spread(scores: pd.DataFrame) -> pd.DataFrame:
     than two scores), ``min``, ``max`` (NaN where the method has no score) and ``n_sets`` (int).
     """
     s = _check(scores)
-    return pd.DataFrame({"mean": s.mean(axis=1), "std": s.std(axis=1, ddof=1), "min": s.min(axis=1),
-                         "max": s.max(axis=1), "n_sets": s.notna().sum(axis=1).astype(int)}, index=s.index)
+    return pd.DataFrame(
+        {
+            "mean": s.mean(axis=1),
+            "std": s.std(axis=1, ddof=1),
+            "min": s.min(axis=1),
+            "max": s.max(axis=1),
+            "n_sets": s.notna().sum(axis=1).astype(int),
+        },
+        index=s.index,
+    )
 
 
 def score_ranks(scores: pd.DataFrame) -> pd.DataFrame:
@@ -64,7 +73,7 @@ def score_ranks(scores: pd.DataFrame) -> pd.DataFrame:
     scores (0.3, 0.1, 0.3, NaN) rank (1.5, 3, 1.5, NaN).
     """
     s = _check(scores)
-    r = stats.rankdata(-s.to_numpy(), method="average", axis=0, nan_policy="omit")   # (n_methods, n_sets)
+    r = stats.rankdata(-s.to_numpy(), method="average", axis=0, nan_policy="omit")  # (n_methods, n_sets)
     return pd.DataFrame(r, index=s.index, columns=s.columns)
 
 
@@ -81,15 +90,14 @@ def _tau_b(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
 def _pairs(scores, exclude):
     s = _check(scores)
     s = s.loc[~s.index.isin(list(exclude))]
-    x = s.to_numpy()                                                   # (n_kept, n_sets)
+    x = s.to_numpy()  # (n_kept, n_sets)
     k = x.shape[1]
     tau, n = np.full((k, k), np.nan), np.zeros((k, k), dtype=int)
     for i in range(k):
         for j in range(i, k):
             tau[i, j], n[i, j] = _tau_b(x[:, i], x[:, j])
             tau[j, i], n[j, i] = tau[i, j], n[i, j]
-    return (pd.DataFrame(tau, index=s.columns, columns=s.columns),
-            pd.DataFrame(n, index=s.columns, columns=s.columns))
+    return (pd.DataFrame(tau, index=s.columns, columns=s.columns), pd.DataFrame(n, index=s.columns, columns=s.columns))
 
 
 def kendall_tau_matrix(scores: pd.DataFrame, exclude=()) -> pd.DataFrame:
@@ -125,7 +133,7 @@ def mean_off_diagonal(matrix) -> float:
     m = np.asarray(matrix, dtype=float)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"matrix must be square, got shape {m.shape}")
-    upper = m[np.triu_indices(m.shape[0], k=1)]                        # (k (k - 1) / 2,)
+    upper = m[np.triu_indices(m.shape[0], k=1)]  # (k (k - 1) / 2,)
     upper = upper[np.isfinite(upper)]
     return float(upper.mean()) if upper.size else math.nan
 
@@ -163,5 +171,12 @@ def ranking_summary(scores: pd.DataFrame, references=()) -> pd.DataFrame:
     return out.sort_values(["mean", "mean_rank"], ascending=[False, True], na_position="last", kind="stable")
 
 
-__all__ = ["common_counts", "kendall_tau_matrix", "mean_off_diagonal", "null_tau_sd", "ranking_summary",
-           "score_ranks", "score_spread"]
+__all__ = [
+    "common_counts",
+    "kendall_tau_matrix",
+    "mean_off_diagonal",
+    "null_tau_sd",
+    "ranking_summary",
+    "score_ranks",
+    "score_spread",
+]

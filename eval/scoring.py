@@ -15,13 +15,14 @@ whatever the metric. `metric` chooses what F is (``--metric``):
 The rest of the score (``F x RA ratio x TA ratio``, the efficiency rule) is the same for every metric.
 With ``ulira`` and ``klom`` the epsilon columns stay the official metric's, as a diagnostic.
 """
+
 import numpy as np
 
 from eval import klom, metrics, mlrc, privacy, ulira
 
 METRICS = ("official", "mlrc", "ulira", "klom")
-KLOM_PERCENTILES = (50, 95, 99)   # reported as klom_p50, klom_p95, klom_p99
-EFFICIENCY_LIMIT = 0.2   # the competition rejects a method slower than ~20% of one retraining
+KLOM_PERCENTILES = (50, 95, 99)  # reported as klom_p50, klom_p95, klom_p99
+EFFICIENCY_LIMIT = 0.2  # the competition rejects a method slower than ~20% of one retraining
 
 
 def statistic(forget_logits: np.ndarray, forget_y: np.ndarray, metric: str = "official") -> np.ndarray:
@@ -70,10 +71,10 @@ def distribution_measures(u: np.ndarray, r: np.ndarray) -> tuple[dict, dict]:
     a group; ``klom_mean``, ``klom_p50``, ...) and the per-example arrays (``ulira_acc``, ``klom``).
     """
     if min(len(u), len(r)) >= 3:
-        acc = ulira.ulira_accuracies(u, r)                            # (n_forget,)
-    else:                                                             # no fit leaves a target out
+        acc = ulira.ulira_accuracies(u, r)  # (n_forget,)
+    else:  # no fit leaves a target out
         acc = np.full(u.shape[1], np.nan)
-    kl = klom.klom(u, r)                                              # (n_forget,)
+    kl = klom.klom(u, r)  # (n_forget,)
     out = {"ulira_acc": float(np.mean(acc)), "klom_mean": float(np.mean(kl))}
     out.update({f"klom_{k}": v for k, v in klom.klom_percentiles(kl, KLOM_PERCENTILES).items()})
     return out, {"ulira_acc": acc, "klom": kl}
@@ -91,23 +92,42 @@ def efficiency(run_times, reference_times=None, manifest_retrain_time=None, vali
     """
     times = np.asarray(run_times if run_times is not None else [], dtype=float)
     refs = np.asarray(reference_times if reference_times is not None else [], dtype=float)
-    out = {"runtime_mean_s": float(times.mean()) if times.size else None,
-           "runtime_std_s": float(times.std()) if times.size else None,
-           "retrain_time_s": float(refs.mean()) if refs.size else None,
-           "manifest_retrain_time_s": manifest_retrain_time}
+    out = {
+        "runtime_mean_s": float(times.mean()) if times.size else None,
+        "runtime_std_s": float(times.std()) if times.size else None,
+        "retrain_time_s": float(refs.mean()) if refs.size else None,
+        "manifest_retrain_time_s": manifest_retrain_time,
+    }
     out["time_ratio"] = float(times.sum() / refs.sum()) if times.size and refs.size == times.size else None
-    out["manifest_time_ratio"] = (float(times.mean() / manifest_retrain_time)
-                                  if times.size and manifest_retrain_time else None)
-    out["time_basis"] = ("timed beside the runs" if out["time_ratio"] is not None else
-                         "bank manifest" if out["manifest_time_ratio"] is not None else None)
+    out["manifest_time_ratio"] = (
+        float(times.mean() / manifest_retrain_time) if times.size and manifest_retrain_time else None
+    )
+    out["time_basis"] = (
+        "timed beside the runs"
+        if out["time_ratio"] is not None
+        else "bank manifest"
+        if out["manifest_time_ratio"] is not None
+        else None
+    )
     ratio = out["time_ratio"] if out["time_ratio"] is not None else out["manifest_time_ratio"]
     out["rejected"] = bool(valid_entry and ratio is not None and ratio > EFFICIENCY_LIMIT)
     return out
 
 
-def summarize(unlearned: dict, retrained: dict, original: dict, forget_y: np.ndarray, *,
-              metric: str = "official", run_times=None, reference_times=None, manifest_retrain_time=None,
-              valid_entry: bool = True, bootstrap: int = 0, seed: int = 0) -> dict:
+def summarize(
+    unlearned: dict,
+    retrained: dict,
+    original: dict,
+    forget_y: np.ndarray,
+    *,
+    metric: str = "official",
+    run_times=None,
+    reference_times=None,
+    manifest_retrain_time=None,
+    valid_entry: bool = True,
+    bootstrap: int = 0,
+    seed: int = 0,
+) -> dict:
     """All reported numbers for one method.
 
     `unlearned` and `retrained` map output names to arrays with a leading model axis
@@ -117,11 +137,11 @@ def summarize(unlearned: dict, retrained: dict, original: dict, forget_y: np.nda
     (`ulira_acc`, `klom_mean`, `klom_p50`, `klom_p95`, `klom_p99`; their per-example arrays are
     returned with the statistics).
     """
-    u = statistic(unlearned["forget_logits"], forget_y, metric)       # (runs, n_forget)
-    r = statistic(retrained["forget_logits"], forget_y, metric)       # (retrained, n_forget)
+    u = statistic(unlearned["forget_logits"], forget_y, metric)  # (runs, n_forget)
+    r = statistic(retrained["forget_logits"], forget_y, metric)  # (retrained, n_forget)
     eps, points = epsilons_and_points(u, r, metric)
     f = forgetting_quality(points, metric)
-    if metric == "mlrc":   # U-LiRA and KLoM read the official statistic
+    if metric == "mlrc":  # U-LiRA and KLoM read the official statistic
         conf_u = statistic(unlearned["forget_logits"], forget_y)
         conf_r = statistic(retrained["forget_logits"], forget_y)
     else:
@@ -133,15 +153,33 @@ def summarize(unlearned: dict, retrained: dict, original: dict, forget_y: np.nda
             acc[f"{split}_{who}"] = float(np.mean(outs[f"acc_{split}"]))
     ra_ratio = acc["retain_unlearned"] / acc["retain_retrained"]
     ta_ratio = acc["test_unlearned"] / acc["test_retrained"]
-    score = metrics.final_score(f, acc["retain_unlearned"], acc["retain_retrained"],
-                                acc["test_unlearned"], acc["test_retrained"])
-    tow_runs = privacy.tow(unlearned["acc_forget"], unlearned["acc_retain"], unlearned["acc_test"],
-                           acc["forget_retrained"], acc["retain_retrained"], acc["test_retrained"])   # (runs,)
-    out = {"metric": metric, "F": f, "score": score, "ra_ratio": ra_ratio, "ta_ratio": ta_ratio,
-           "forget_gap": acc["forget_unlearned"] - acc["forget_retrained"], "accuracy": acc,
-           "n_runs": int(len(u)), "n_retrained": int(len(r)), "n_forget": int(u.shape[1]),
-           "epsilon_mean": float(eps.mean()), "epsilon_median": float(np.median(eps)),
-           "tow": float(np.mean(tow_runs)), **measures}
+    score = metrics.final_score(
+        f, acc["retain_unlearned"], acc["retain_retrained"], acc["test_unlearned"], acc["test_retrained"]
+    )
+    tow_runs = privacy.tow(
+        unlearned["acc_forget"],
+        unlearned["acc_retain"],
+        unlearned["acc_test"],
+        acc["forget_retrained"],
+        acc["retain_retrained"],
+        acc["test_retrained"],
+    )  # (runs,)
+    out = {
+        "metric": metric,
+        "F": f,
+        "score": score,
+        "ra_ratio": ra_ratio,
+        "ta_ratio": ta_ratio,
+        "forget_gap": acc["forget_unlearned"] - acc["forget_retrained"],
+        "accuracy": acc,
+        "n_runs": int(len(u)),
+        "n_retrained": int(len(r)),
+        "n_forget": int(u.shape[1]),
+        "epsilon_mean": float(eps.mean()),
+        "epsilon_median": float(np.median(eps)),
+        "tow": float(np.mean(tow_runs)),
+        **measures,
+    }
     out.update(efficiency(run_times, reference_times, manifest_retrain_time, valid_entry))
     out["final_score"] = 0.0 if out["rejected"] else score
     if bootstrap:
@@ -149,8 +187,18 @@ def summarize(unlearned: dict, retrained: dict, original: dict, forget_y: np.nda
     return out, {"unlearned_stat": u, "retrained_stat": r, "epsilons": eps, "points": points, **per_example}
 
 
-def bootstrap_score(unlearned: dict, u: np.ndarray, r: np.ndarray, retrained: dict, metric: str,
-                    n_boot: int, seed: int = 0, *, score: float, points: np.ndarray) -> dict:
+def bootstrap_score(
+    unlearned: dict,
+    u: np.ndarray,
+    r: np.ndarray,
+    retrained: dict,
+    metric: str,
+    n_boot: int,
+    seed: int = 0,
+    *,
+    score: float,
+    points: np.ndarray,
+) -> dict:
     """Spread of the score: resample unlearning runs and forget examples with replacement.
 
     Returns the bootstrap standard deviation and a 95% interval: the 2.5/97.5 percentiles of the
@@ -181,7 +229,10 @@ def bootstrap_score(unlearned: dict, u: np.ndarray, r: np.ndarray, retrained: di
         scores[b] = forgetting_quality(pts[examples], metric) * ra * ta
     bias = scores.mean() - score
     lo, hi = np.clip(np.percentile(scores, [2.5, 97.5]) - bias, 0.0, None)
-    return {"score_std": float(scores.std(ddof=1)) if n_boot > 1 else 0.0,
-            "score_ci95": [float(lo), float(hi)], "score_bootstrap_bias": float(bias),
-            "n_bootstrap": int(n_boot),
-            "bootstrap_resamples": "runs and forget examples" if resample_runs else "forget examples"}
+    return {
+        "score_std": float(scores.std(ddof=1)) if n_boot > 1 else 0.0,
+        "score_ci95": [float(lo), float(hi)],
+        "score_bootstrap_bias": float(bias),
+        "n_bootstrap": int(n_boot),
+        "bootstrap_resamples": "runs and forget examples" if resample_runs else "forget examples",
+    }

@@ -34,6 +34,7 @@ Degenerate spreads: a standard deviation is floored at ``max(min_std, min_std_ra
 a narrow but finite Gaussian: runs that are all the same are told apart from retraining (accuracy
 near 1), while two groups constant at the same value score 0.5.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,17 +43,17 @@ from eval.metrics import _validate_outputs
 
 __all__ = ["MIN_STD", "MIN_STD_RATIO", "ulira_accuracies", "ulira_forgetting_score"]
 
-MIN_STD = 1e-3          # absolute floor on a fitted standard deviation (units of the statistic)
-MIN_STD_RATIO = 0.01    # relative floor: 1% of the larger spread, the official metric's peaky ratio
+MIN_STD = 1e-3  # absolute floor on a fitted standard deviation (units of the statistic)
+MIN_STD_RATIO = 0.01  # relative floor: 1% of the larger spread, the official metric's peaky ratio
 
 
 def _leave_one_out(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation (ddof 1) of every column without row i, both (n, n_examples)."""
     n = x.shape[0]
-    m = x.mean(axis=0)                                   # (n_examples,)
-    d = x - m                                            # (n, n_examples)
-    ss = np.sum(d * d, axis=0)                           # (n_examples,)
-    mean = m - d / (n - 1)                               # (n, n_examples)
+    m = x.mean(axis=0)  # (n_examples,)
+    d = x - m  # (n, n_examples)
+    ss = np.sum(d * d, axis=0)  # (n_examples,)
+    mean = m - d / (n - 1)  # (n, n_examples)
     ss_out = np.maximum(ss - d * d * (n / (n - 1)), 0.0)  # sum of squares about the n - 1 mean
     return mean, np.sqrt(ss_out / (n - 2))
 
@@ -64,8 +65,9 @@ def _log_likelihood_ratio(x, mu_u, s_u, mu_r, s_r) -> np.ndarray:
     return np.log(s_r / s_u) + 0.5 * (zr * zr - zu * zu)
 
 
-def ulira_accuracies(outputs_unlearned, outputs_retrained, *, min_std: float = MIN_STD,
-                     min_std_ratio: float = MIN_STD_RATIO) -> np.ndarray:
+def ulira_accuracies(
+    outputs_unlearned, outputs_retrained, *, min_std: float = MIN_STD, min_std_ratio: float = MIN_STD_RATIO
+) -> np.ndarray:
     """Per-example balanced accuracy of the U-LiRA attack, evaluated leaving one pair out.
 
     Parameters
@@ -91,18 +93,20 @@ def ulira_accuracies(outputs_unlearned, outputs_retrained, *, min_std: float = M
     """
     u, r = _validate_outputs(outputs_unlearned, outputs_retrained)
     if min(len(u), len(r)) < 3:
-        raise ValueError(f"U-LiRA needs at least 3 models per group (fits leave one out); got unlearned "
-                         f"{u.shape}, retrained {r.shape}")
-    mu_u, s_u = _leave_one_out(u)                        # (n_u, n_examples)
-    mu_r, s_r = _leave_one_out(r)                        # (n_r, n_examples)
+        raise ValueError(
+            f"U-LiRA needs at least 3 models per group (fits leave one out); got unlearned "
+            f"{u.shape}, retrained {r.shape}"
+        )
+    mu_u, s_u = _leave_one_out(u)  # (n_u, n_examples)
+    mu_r, s_r = _leave_one_out(r)  # (n_r, n_examples)
     k = np.arange(max(len(u), len(r)))
-    iu, ir = k % len(u), k % len(r)                      # pair k: unlearned iu[k], retrained ir[k]
-    mu_u, s_u, mu_r, s_r = mu_u[iu], s_u[iu], mu_r[ir], s_r[ir]   # (n_pairs, n_examples)
+    iu, ir = k % len(u), k % len(r)  # pair k: unlearned iu[k], retrained ir[k]
+    mu_u, s_u, mu_r, s_r = mu_u[iu], s_u[iu], mu_r[ir], s_r[ir]  # (n_pairs, n_examples)
     floor = np.maximum(min_std, min_std_ratio * np.maximum(s_u, s_r))
     s_u, s_r = np.maximum(s_u, floor), np.maximum(s_r, floor)
-    llr_u = _log_likelihood_ratio(u[iu], mu_u, s_u, mu_r, s_r)     # targets that are unlearned
-    llr_r = _log_likelihood_ratio(r[ir], mu_u, s_u, mu_r, s_r)     # targets that are retrained
-    right = (np.sign(llr_u) + 1) / 2 + (1 - np.sign(llr_r)) / 2    # (n_pairs, n_examples); ties 1/2
+    llr_u = _log_likelihood_ratio(u[iu], mu_u, s_u, mu_r, s_r)  # targets that are unlearned
+    llr_r = _log_likelihood_ratio(r[ir], mu_u, s_u, mu_r, s_r)  # targets that are retrained
+    right = (np.sign(llr_u) + 1) / 2 + (1 - np.sign(llr_r)) / 2  # (n_pairs, n_examples); ties 1/2
     return right.mean(axis=0) / 2
 
 

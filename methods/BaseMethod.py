@@ -35,6 +35,7 @@ naming the problem). A method with nothing to tune (`none`, `retrain`) keeps `{}
 This file imports only the standard library, torch and the registry, so the notebook generator can
 paste it into a Kaggle notebook whole.
 """
+
 import ast
 import dataclasses
 import math
@@ -46,11 +47,11 @@ import torch
 
 from methods._registry import all_method_handlers, get_method, register, unregister
 
-SEED_LIMIT = 2 ** 64          # torch.Generator.manual_seed takes seeds in [0, 2**64)
+SEED_LIMIT = 2**64  # torch.Generator.manual_seed takes seeds in [0, 2**64)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "onecycle", "constant")
 SEARCH_KINDS = ("float", "log", "int", "choice")
-ORIGINS = ("published", "ported", "ours", "reference")   # the kinds of range a `search_space` entry may have
+ORIGINS = ("published", "ported", "ours", "reference")  # the kinds of range a `search_space` entry may have
 
 
 def _in(options):
@@ -121,8 +122,9 @@ class BaseMethod:
         names = [f.name for f in dataclasses.fields(cls.Params)]
         unknown = sorted(set(overrides) - set(names))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for method {cls.key!r}; "
-                             f"valid: {', '.join(names)}")
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(unknown)} for method {cls.key!r}; valid: {', '.join(names)}"
+            )
         params = cls.Params(**overrides)
         for f in dataclasses.fields(params):
             value = getattr(params, f.name)
@@ -162,26 +164,32 @@ class BaseMethod:
         for name, spec in space.items():
             if name not in hints:
                 canonical = cls.param_aliases.get(name)
-                hint = (f"; use its canonical name {canonical!r}" if canonical else
-                        f"; valid: {', '.join(n for n in hints if n != 'seed')}")
+                hint = (
+                    f"; use its canonical name {canonical!r}"
+                    if canonical
+                    else f"; valid: {', '.join(n for n in hints if n != 'seed')}"
+                )
                 raise ValueError(f"{where}: {name!r} is not a parameter{hint}")
             if name == "seed":
                 raise ValueError(f"{where}: 'seed' cannot be tuned (every run needs its own seed)")
             kind = spec[0] if isinstance(spec, (tuple, list)) and spec else None
             if kind not in SEARCH_KINDS:
-                raise ValueError(f"{where}: {name!r} must be (kind, ...) with kind one of "
-                                 f"{', '.join(SEARCH_KINDS)}, got {spec!r}")
+                raise ValueError(
+                    f"{where}: {name!r} must be (kind, ...) with kind one of {', '.join(SEARCH_KINDS)}, got {spec!r}"
+                )
             allowed, default = _allowed_types(hints[name]), defaults[name]
             if kind == "choice":
                 if len(spec) != 2 or not isinstance(spec[1], (list, tuple)) or len(set(map(repr, spec[1]))) < 2:
-                    raise ValueError(f"{where}: {name!r} must be ('choice', [two or more distinct values]), "
-                                     f"got {spec!r}")
+                    raise ValueError(
+                        f"{where}: {name!r} must be ('choice', [two or more distinct values]), got {spec!r}"
+                    )
                 values = list(spec[1])
                 if not any(type(v) is type(default) and v == default for v in values):
                     raise ValueError(f"{where}: the default {name}={default!r} is not among the choices {values}")
             else:
-                if len(spec) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                             and math.isfinite(v) for v in spec[1:]):
+                if len(spec) != 3 or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in spec[1:]
+                ):
                     raise ValueError(f"{where}: {name!r} must be ({kind!r}, lo, hi) with finite numbers, got {spec!r}")
                 lo, hi = spec[1], spec[2]
                 if not lo < hi:
@@ -189,8 +197,10 @@ class BaseMethod:
                 if kind == "log" and lo <= 0:
                     raise ValueError(f"{where}: the log range of {name!r} must be positive, got {spec!r}")
                 if kind == "float" and float not in allowed:
-                    raise ValueError(f"{where}: {name!r} is not a float parameter: use ('int', lo, hi) or "
-                                     f"('choice', [...]), got {spec!r}")
+                    raise ValueError(
+                        f"{where}: {name!r} is not a float parameter: use ('int', lo, hi) or "
+                        f"('choice', [...]), got {spec!r}"
+                    )
                 if float not in allowed and not (int in allowed and type(lo) is int and type(hi) is int):
                     raise ValueError(f"{where}: {name!r} is an integer parameter: {spec!r} needs integer ends")
                 if isinstance(default, bool) or not isinstance(default, (int, float)) or not lo <= default <= hi:
@@ -243,8 +253,9 @@ class BaseMethod:
             raise ValueError(f"{len(retain_loaders)} retain loaders for {len(forget_loaders)} forget requests")
         base = self.params
         try:
-            for j, (seed, retain, forget) in enumerate(zip(request_seeds(base.seed, len(forget_loaders)),
-                                                           retain_loaders, forget_loaders)):
+            for j, (seed, retain, forget) in enumerate(
+                zip(request_seeds(base.seed, len(forget_loaders)), retain_loaders, forget_loaders)
+            ):
                 self.params = dataclasses.replace(base, seed=seed)
                 self.run(net, retain, forget, val_loader)
                 yield j
@@ -259,11 +270,12 @@ def request_seeds(seed: int | None, n: int) -> list[int | None]:
     if seed is None:
         return [None] * n
     stream = torch.Generator().manual_seed((seed + 0x9E3779B97F4A7C15) % SEED_LIMIT)
-    return [seed] + [int(torch.randint(0, 2 ** 62, (1,), generator=stream)) for _ in range(n - 1)]
+    return [seed] + [int(torch.randint(0, 2**62, (1,), generator=stream)) for _ in range(n - 1)]
 
 
 # ---------------------------------------------------------------------------------------------
 # --set key=value parsing, checked against the Params field types
+
 
 def _allowed_types(annotation) -> tuple:
     if isinstance(annotation, (types.UnionType,)) or typing.get_origin(annotation) is typing.Union:
@@ -289,7 +301,7 @@ def coerce_value(name: str, raw, annotation):
     if value is None and type(None) in allowed:
         return None
     if isinstance(raw, str) and str in allowed and not any(type(value) is t for t in allowed):
-        return raw                       # a text field takes the text as given: cap=none, mode=1, flag=true
+        return raw  # a text field takes the text as given: cap=none, mode=1, flag=true
     for t in allowed:
         if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
@@ -329,5 +341,15 @@ def parse_overrides(cls: type[BaseMethod], items) -> dict:
     return out
 
 
-__all__ = ["BaseMethod", "COMMON_CHECKS", "SEARCH_KINDS", "all_method_handlers", "coerce_value", "get_method", "parse_overrides",
-           "register", "request_seeds", "unregister"]
+__all__ = [
+    "BaseMethod",
+    "COMMON_CHECKS",
+    "SEARCH_KINDS",
+    "all_method_handlers",
+    "coerce_value",
+    "get_method",
+    "parse_overrides",
+    "register",
+    "request_seeds",
+    "unregister",
+]

@@ -11,6 +11,7 @@ One deviation: the retain data are visited in an order drawn from the method's o
 each run, as the template's unseeded loader does). `--set sam=min rho=...` turns the steps into SAM
 steps and `--set max_update=...` caps them; both are off.
 """
+
 from dataclasses import dataclass
 
 from methods._common import reshuffled
@@ -27,8 +28,8 @@ class MyMethod(BaseMethod):
 
     @dataclass
     class Params(TrainParams):
-        epochs: int = 1             # passes over the retain set (the template: 1)
-        lr: float = 1e-3            # SGD learning rate (the template: 1e-3)
+        epochs: int = 1  # passes over the retain set (the template: 1)
+        lr: float = 1e-3  # SGD learning rate (the template: 1e-3)
         schedule: str = "constant"  # the template's per-epoch cosine over one epoch keeps lr constant
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above

@@ -6,13 +6,13 @@ package) is recorded with its error and skipped, so the other methods, `--list` 
 leaderboard keep working. `all_method_handlers()` returns {key: class}; `broken_methods()` the
 files that failed.
 """
+
 import importlib
 import pkgutil
 import traceback
 
+from methods._registry import all_method_handlers, broken_methods, get_method, record_broken, register, unregister
 from methods.BaseMethod import BaseMethod, parse_overrides
-from methods._registry import (all_method_handlers, broken_methods, get_method, record_broken, register,
-                               unregister)
 
 for _info in pkgutil.iter_modules(__path__):
     if not _info.name.startswith("_") and _info.name != "BaseMethod":
@@ -29,5 +29,13 @@ def available_methods() -> list[str]:
     return list(all_method_handlers())
 
 
-__all__ = ["BaseMethod", "all_method_handlers", "available_methods", "broken_methods", "get_method",
-           "parse_overrides", "register", "unregister"]
+__all__ = [
+    "BaseMethod",
+    "all_method_handlers",
+    "available_methods",
+    "broken_methods",
+    "get_method",
+    "parse_overrides",
+    "register",
+    "unregister",
+]

@@ -1,4 +1,5 @@
 """Data augmentation on batches of tensors. Imports only torch."""
+
 import torch
 import torch.nn.functional as F
 
@@ -10,8 +11,8 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator | None = None, pad: in
     shifts = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator, device=gen_device).to(x.device)
     flips = (torch.rand(n, generator=generator, device=gen_device) < 0.5).to(x.device)
     padded = F.pad(x, (pad, pad, pad, pad))  # (n, c, h + 2pad, w + 2pad)
-    rows = (torch.arange(h, device=x.device)[None, :] + shifts[:, :1])  # (n, h)
-    cols = (torch.arange(w, device=x.device)[None, :] + shifts[:, 1:])  # (n, w)
+    rows = torch.arange(h, device=x.device)[None, :] + shifts[:, :1]  # (n, h)
+    cols = torch.arange(w, device=x.device)[None, :] + shifts[:, 1:]  # (n, w)
     cols = torch.where(flips[:, None], cols.flip(1), cols)
     idx_r = rows[:, None, :, None].expand(n, c, h, w + 2 * pad)
     out = padded.gather(2, idx_r)  # (n, c, h, w + 2pad)

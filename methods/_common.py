@@ -2,6 +2,7 @@
 
 Imports only torch, so the notebook generator can carry this file whole.
 """
+
 import torch
 from torch.utils.data import DataLoader
 
@@ -51,9 +52,16 @@ def reshuffled(loader: DataLoader, generator: torch.Generator) -> DataLoader:
     """
     if getattr(loader, "batch_size", None) is None:
         raise ValueError("reshuffled() needs a DataLoader built with batch_size (not a batch_sampler)")
-    return DataLoader(loader.dataset, batch_size=loader.batch_size, shuffle=True, generator=generator,
-                      num_workers=loader.num_workers, collate_fn=loader.collate_fn, drop_last=loader.drop_last,
-                      pin_memory=loader.pin_memory)
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        shuffle=True,
+        generator=generator,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        drop_last=loader.drop_last,
+        pin_memory=loader.pin_memory,
+    )
 
 
 class eval_mode:

@@ -7,6 +7,7 @@ the retain loss at entry L0, the budget epsilon built from it, per-example stati
 `entry_batches` (retain batches for L0) and `val_batches` (validation batches for targets, 0 = all).
 All passes run in eval mode (BatchNorm statistics read, never updated). Imports only torch.
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -67,5 +68,5 @@ def loader_statistics(net: torch.nn.Module, loader, stat_fn, n_batches: int = 0,
 
 def quantile_targets(values: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Rank matching: the example of rank r among n `values` gets the (r + 0.5)/n quantile of `reference`."""
-    ranks = values.argsort().argsort().float()                                  # (n,)
-    return torch.quantile(reference.float(), (ranks + 0.5) / len(ranks))        # (n,)
+    ranks = values.argsort().argsort().float()  # (n,)
+    return torch.quantile(reference.float(), (ranks + 0.5) / len(ranks))  # (n,)

@@ -10,6 +10,7 @@ d = g − Gᵀ(GGᵀ + εI)⁻¹Gg, so G·d ≈ 0: to first order a step along d
 while it changes g's loss at rate gᵀd = ‖d‖² (ε = `ridge`·trace(GGᵀ)/k, a scale-free ridge that keeps
 the small k×k solve well posed when client gradients are nearly collinear). Imports only torch.
 """
+
 from collections import deque
 
 import torch
@@ -29,7 +30,7 @@ class ServerBuffer:
         if clients < 1 or size < 1:
             raise ValueError(f"clients and size must be >= 1, got {clients}, {size}")
         self.grads = [deque(maxlen=size) for _ in range(clients)]
-        self.pushed = 0                                     # gradients received (kept or since evicted)
+        self.pushed = 0  # gradients received (kept or since evicted)
 
     def push(self, client: int, grad: torch.Tensor) -> None:
         self.grads[client].append(grad.detach())
@@ -54,8 +55,9 @@ def orthogonal_direction(g: torch.Tensor, G: torch.Tensor, ridge: float = 1e-6) 
     """g − Gᵀ(GGᵀ + εI)⁻¹G g for g (P,) and G (k, P), in float64 for the k×k solve."""
     if G.numel() == 0:
         return g.clone()
-    gram = (G.double() @ G.double().T)                                     # (k, k)
+    gram = G.double() @ G.double().T  # (k, k)
     eps = ridge * float(gram.trace()) / len(gram) + 1e-30
-    coef = torch.linalg.solve(gram + eps * torch.eye(len(gram), dtype=gram.dtype, device=gram.device),
-                              G.double() @ g.double())                    # (k,)
+    coef = torch.linalg.solve(
+        gram + eps * torch.eye(len(gram), dtype=gram.dtype, device=gram.device), G.double() @ g.double()
+    )  # (k,)
     return (g.double() - G.double().T @ coef).to(g.dtype)

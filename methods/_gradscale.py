@@ -10,6 +10,7 @@ scales the gradient in the backward pass, before SGD adds its decay). Parameters
 their gradient. Param groups, state and defaults are shared with the base (the davda54/sam pattern of
 `_sam` and `_masked`), so LR schedulers can be built on the wrapper. Imports only torch.
 """
+
 import torch
 
 
@@ -22,7 +23,7 @@ class GradScaleOptimizer(torch.optim.Optimizer):
         if unknown:
             raise ValueError(f"scales name unknown parameters: {unknown[:5]}")
         self.base_optimizer = base_optimizer
-        self.scales = []   # (parameter, scale as a tensor on its device)
+        self.scales = []  # (parameter, scale as a tensor on its device)
         for n, s in scales.items():
             s = torch.as_tensor(s, dtype=named[n].dtype, device=named[n].device)
             try:
@@ -30,8 +31,7 @@ class GradScaleOptimizer(torch.optim.Optimizer):
             except RuntimeError:
                 fits = False
             if not fits:
-                raise ValueError(f"scale {n!r} of shape {tuple(s.shape)} does not broadcast to "
-                                 f"{tuple(named[n].shape)}")
+                raise ValueError(f"scale {n!r} of shape {tuple(s.shape)} does not broadcast to {tuple(named[n].shape)}")
             self.scales.append((named[n], s))
         super().__init__(base_optimizer.param_groups, base_optimizer.defaults)
         self.param_groups = base_optimizer.param_groups
@@ -57,6 +57,7 @@ class GradScaleOptimizer(torch.optim.Optimizer):
                 out = closure()
             self.scale_grads_()
             return out
+
         return self.base_optimizer.step(scaled_closure)
 
     def zero_grad(self, set_to_none: bool = True) -> None:

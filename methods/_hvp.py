@@ -16,6 +16,7 @@
 
 Imports only torch; no work at import time.
 """
+
 import torch
 from torch.func import functional_call, grad, jvp
 
@@ -31,7 +32,7 @@ def unflatten(vec: torch.Tensor, like) -> list[torch.Tensor]:
     """Split a flat vector into tensors shaped like the tensors of `like`."""
     out, i = [], 0
     for t in like:
-        out.append(vec[i:i + t.numel()].view_as(t))
+        out.append(vec[i : i + t.numel()].view_as(t))
         i += t.numel()
     return out
 
@@ -48,9 +49,15 @@ def gradient_and_hvp(loss: torch.Tensor, variables) -> tuple[torch.Tensor, calla
 
     def hvp(v: torch.Tensor) -> torch.Tensor:
         vs = unflatten(v, variables)
-        hv = torch.autograd.grad([grads[i] for i in used], variables, grad_outputs=[vs[i] for i in used],
-                                 retain_graph=True, allow_unused=True)
+        hv = torch.autograd.grad(
+            [grads[i] for i in used],
+            variables,
+            grad_outputs=[vs[i] for i in used],
+            retain_graph=True,
+            allow_unused=True,
+        )
         return flatten([torch.zeros_like(p) if h is None else h for h, p in zip(hv, variables)]).detach()
+
     flat = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(grads, variables)]).detach()
     return flat, hvp
 
@@ -81,12 +88,14 @@ def make_hvp(net: torch.nn.Module, loss_fn, names=None, mode: str = "double"):
             with eval_mode(net):
                 _, hv = jvp(grad(f), (primals,), (tangents,))
             return flatten([hv[n] for n in names]).detach()
+
         return hvp
     raise ValueError(f"unknown HVP mode {mode!r}; supported: double, jvp")
 
 
-def conjugate_gradient(matvec, b: torch.Tensor, max_iter: int = 10, tol: float = 1e-3,
-                       x0: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+def conjugate_gradient(
+    matvec, b: torch.Tensor, max_iter: int = 10, tol: float = 1e-3, x0: torch.Tensor | None = None
+) -> tuple[torch.Tensor, dict]:
     """Solve A x = b by CG for SPD A given as `matvec`; returns (x, info).
 
     info: iters (products of A taken), rel_residual (||r|| / ||b||), converged (rel_residual <= tol),

@@ -10,6 +10,7 @@ from one of them and overrides the defaults it ships with; the shared range chec
 `BaseMethod.COMMON_CHECKS`. `build_optimizer` makes the optimizer those fields describe, wrapped in
 SAM when asked, and `build_scheduler` its per-step schedule.
 """
+
 from dataclasses import dataclass
 
 from methods._optim import make_optimizer, make_scheduler
@@ -20,20 +21,20 @@ from methods.BaseMethod import BaseMethod
 
 @dataclass
 class SAMParams(BaseMethod.Params):
-    sam: str | None = None        # None (plain steps) | "min" (SAM/ASAM) | "max" (sharpness maximisation)
-    rho: float = 0.1              # SAM radius (sharp-unlearn's --rho, default 0.1)
-    adaptive: bool = False        # ASAM: perturbation scaled by |w| (Kwon et al. 2021)
-    sam_lambda: float = 1.0       # g = g0 ± sam_lambda·(g1 − g0) (sharp-unlearn's --lamb)
-    max_update: float = 0.0       # per step, each tensor moves at most this fraction of its norm (0: no cap)
+    sam: str | None = None  # None (plain steps) | "min" (SAM/ASAM) | "max" (sharpness maximisation)
+    rho: float = 0.1  # SAM radius (sharp-unlearn's --rho, default 0.1)
+    adaptive: bool = False  # ASAM: perturbation scaled by |w| (Kwon et al. 2021)
+    sam_lambda: float = 1.0  # g = g0 ± sam_lambda·(g1 − g0) (sharp-unlearn's --lamb)
+    max_update: float = 0.0  # per step, each tensor moves at most this fraction of its norm (0: no cap)
 
 
 @dataclass
 class TrainParams(SAMParams):
-    epochs: int = 1               # passes over the method's main loader
-    lr: float = 0.01              # peak learning rate
-    optimizer: str = "sgd"        # sgd | adam | adamw
-    schedule: str = "cosine"      # per step: cosine | onecycle | constant
-    momentum: float = 0.9         # SGD momentum (ignored by adam/adamw)
+    epochs: int = 1  # passes over the method's main loader
+    lr: float = 0.01  # peak learning rate
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    schedule: str = "cosine"  # per step: cosine | onecycle | constant
+    momentum: float = 0.9  # SGD momentum (ignored by adam/adamw)
     weight_decay: float = 5e-4
 
 
@@ -43,9 +44,13 @@ def build_optimizer(p, net, parameters=None, lr: float | None = None):
 
     Fields `p` lacks take plain SGD's values (a `SAMParams` method such as `sibl`: SGD, momentum 0.9,
     no weight decay); `lr` overrides `p.lr` (`sibl`'s inner steps use `inner_lr`)."""
-    opt = make_optimizer(getattr(p, "optimizer", "sgd"), list(parameters if parameters is not None
-                                                              else net.parameters()),
-                         p.lr if lr is None else lr, getattr(p, "momentum", 0.9), getattr(p, "weight_decay", 0.0))
+    opt = make_optimizer(
+        getattr(p, "optimizer", "sgd"),
+        list(parameters if parameters is not None else net.parameters()),
+        p.lr if lr is None else lr,
+        getattr(p, "momentum", 0.9),
+        getattr(p, "weight_decay", 0.0),
+    )
     return with_step_cap(with_sam(opt, net, p.sam, p.rho, p.adaptive, p.sam_lambda), getattr(p, "max_update", 0.0))
 
 

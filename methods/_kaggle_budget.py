@@ -9,25 +9,26 @@ the 20% rule on the kit's clock (1.0: as released). A phase of k epochs takes
 round(k · E/30 · time_factor · batches) steps (at least one), drawn from one stream over the loader that
 continues across phases, so fractional epochs see successive data. Imports only torch and the kit.
 """
+
 import itertools
 from dataclasses import dataclass
 
 from methods._common import cycle, reshuffled
 from methods.BaseMethod import BaseMethod
 
-RELEASED_RETRAIN_EPOCHS = 30   # the test phase's retraining, for which the entries' epochs were written
+RELEASED_RETRAIN_EPOCHS = 30  # the test phase's retraining, for which the entries' epochs were written
 
 
 @dataclass
 class BudgetParams(BaseMethod.Params):
-    time_factor: float = 1.0      # every phase's epochs times this (1: as released; < 1: cut to fit 20%)
+    time_factor: float = 1.0  # every phase's epochs times this (1: as released; < 1: cut to fit 20%)
 
 
 class ReleasedEntry(BaseMethod):
     """A method whose epoch counts are the released ones, scaled to the preset's retraining (see above)."""
 
     origin = "published"
-    epoch_scale_: float = 1.0     # E / 30, set by `configure`
+    epoch_scale_: float = 1.0  # E / 30, set by `configure`
 
     def configure(self, recipe) -> None:
         """Scale every phase by the preset's retraining epochs over the test phase's 30."""

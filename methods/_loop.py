@@ -5,6 +5,7 @@ its two passes and a mask wrapper can mask both, without the loop knowing either
 returns the scalar loss of one batch; `unpack` reads tuple and Kaggle dict batches alike.
 Imports only torch and the kit's batch helpers.
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -18,11 +19,13 @@ def batch_cross_entropy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) 
 
 def take_step(optimizer: torch.optim.Optimizer, loss_closure) -> float:
     """One optimizer step on the loss that `loss_closure()` computes; returns that loss (first pass)."""
+
     def closure():
         optimizer.zero_grad(set_to_none=True)
         loss = loss_closure()
         loss.backward()
         return loss
+
     return float(optimizer.step(closure).detach())
 
 
@@ -46,8 +49,9 @@ def train_steps(net: torch.nn.Module, batches, loss_fn, optimizer, scheduler=Non
     return total / max(count, 1)
 
 
-def train_epochs(net: torch.nn.Module, loader, loss_fn, optimizer, epochs: int, scheduler=None, *,
-                 before_epoch=None, after_step=None) -> list[float]:
+def train_epochs(
+    net: torch.nn.Module, loader, loss_fn, optimizer, epochs: int, scheduler=None, *, before_epoch=None, after_step=None
+) -> list[float]:
     """`epochs` passes of `train_steps` over `loader`; returns each epoch's mean loss.
 
     `before_epoch(e)` runs before epoch e (0-based): noise, a loss weight that changes per epoch.

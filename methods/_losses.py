@@ -8,15 +8,22 @@ teams released them (ported in xcadet/deepunlearn, `munl/unlearning/kgltop*.py`)
 Deviation: probabilities are taken through log_softmax everywhere, so no 1e-10 clamping (RUM) is needed.
 Imports only torch; no work at import time.
 """
+
 import torch
 import torch.nn.functional as F
 
 
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, example_weights: torch.Tensor | None = None,
-                  label_smoothing: float = 0.0) -> torch.Tensor:
+def cross_entropy(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    example_weights: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     """Batch-mean cross-entropy; with `example_weights` (b,), (1/b)·Σ_i w_i·CE_i.
 
-    The weighted form divides by the batch size, not by Σ w (the class-weighted entry of design-methods.md: per-example weights
+    The weighted form divides by the batch size, not by Σ w (the class-weighted entry of design-methods.md:
+    per-example weights
     "averaged over the batch", in effect a batch-dependent learning rate).
     """
     if example_weights is None:
@@ -25,8 +32,7 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, example_weight
     return (example_weights.to(per) * per).sum() / per.numel()
 
 
-def kl_to_teacher(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                  temperature: float = 1.0) -> torch.Tensor:
+def kl_to_teacher(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """SCRUB's DistillKL: T²·KL(softmax(t/T) ‖ softmax(s/T)), batch mean ("batchmean").
 
     The teacher logits are a target and are detached.
@@ -86,8 +92,8 @@ def true_label_confidence(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor
 
     The competition scorer's statistic; finite however confident the logits are.
     """
-    z_y = logits.gather(1, y[:, None])[:, 0]                      # (b,)
-    others = logits.scatter(1, y[:, None], float("-inf"))         # (b, C), true class masked out
+    z_y = logits.gather(1, y[:, None])[:, 0]  # (b,)
+    others = logits.scatter(1, y[:, None], float("-inf"))  # (b, C), true class masked out
     return z_y - torch.logsumexp(others, dim=1)
 
 

@@ -12,6 +12,7 @@ frozen weights; masks must act before the step). Param groups, state and default
 the base (the davda54/sam pattern), so LR schedulers can be built on the wrapper.
 Imports only torch and project method modules.
 """
+
 import torch
 
 from methods._masks import restore_masked_
@@ -57,11 +58,13 @@ class MaskedOptimizer(torch.optim.Optimizer):
             self._mask_grads()
             loss = self.base_optimizer.step()
         else:
+
             def masked_closure():
                 with torch.enable_grad():
                     out = closure()
                 self._mask_grads()
                 return out
+
             loss = self.base_optimizer.step(masked_closure)
         restore_masked_(self.net, self.masks, self.reference)
         with torch.no_grad():

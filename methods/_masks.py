@@ -3,7 +3,7 @@
 `make_mask(net, method, sparsity, ...)` returns {parameter name: bool tensor shaped like it}; True marks
 an entry that **may change**, so sparsity 0.9 leaves 10% of each masked tensor free to move. It
 implements the six rules of OpenUnlearning PR #159's `SparsityManager.create_mask` (SIBL), with the
-kit's corrections (see /work/shared/reference/sibl_pdu.md §2.5):
+kit's corrections (listed in `methods/sibl.py`):
 
     layerwise_magnitude  per tensor, the largest (1-s)·n entries by |w| (exact count, not a tie-prone quantile)
     magnitude_sampling   one global threshold: the s-quantile of |w| pooled from a per-tensor sample of
@@ -27,6 +27,7 @@ its own (global pooling would keep every BN scale, whose magnitude is ~1); other
 (free), as released. Frozen parameters (requires_grad False) are all-False. Building a mask never
 changes the weights. Imports only torch; no work at import time.
 """
+
 import torch
 
 METHODS = ("layerwise_magnitude", "magnitude_sampling", "random", "structured", "gradual", "movement")
@@ -55,15 +56,24 @@ def _structured(w: torch.Tensor, sparsity: float) -> torch.Tensor:
     """Whole output units of a weight (filters of a conv, rows of a linear) by mean |W[o]|."""
     if w.ndim == 1:
         return top_k_mask(w.abs(), _keep_count(w.numel(), sparsity))
-    unit_score = w.detach().abs().flatten(1).mean(1)                      # (out_units,)
-    units = top_k_mask(unit_score, _keep_count(len(unit_score), sparsity))    # (out_units,)
-    return units.view(-1, *([1] * (w.ndim - 1))).expand_as(w).clone()     # (out, in, kh, kw)
+    unit_score = w.detach().abs().flatten(1).mean(1)  # (out_units,)
+    units = top_k_mask(unit_score, _keep_count(len(unit_score), sparsity))  # (out_units,)
+    return units.view(-1, *([1] * (w.ndim - 1))).expand_as(w).clone()  # (out, in, kh, kw)
 
 
-def make_mask(net: torch.nn.Module, method: str = "layerwise_magnitude", sparsity: float = 0.9, *,
-              grads: dict | None = None, generator: torch.Generator | None = None,
-              include_1d: bool = False, step: int = 0, total_steps: int = 1,
-              initial_sparsity: float = 0.0, prev_mask: dict | None = None) -> dict[str, torch.Tensor]:
+def make_mask(
+    net: torch.nn.Module,
+    method: str = "layerwise_magnitude",
+    sparsity: float = 0.9,
+    *,
+    grads: dict | None = None,
+    generator: torch.Generator | None = None,
+    include_1d: bool = False,
+    step: int = 0,
+    total_steps: int = 1,
+    initial_sparsity: float = 0.0,
+    prev_mask: dict | None = None,
+) -> dict[str, torch.Tensor]:
     """Update mask of `net`: {name: bool tensor}, True = the entry may change.
 
     Parameters
@@ -83,8 +93,10 @@ def make_mask(net: torch.nn.Module, method: str = "layerwise_magnitude", sparsit
         raise ValueError("sparsity method 'movement' needs the forget-loss gradients (grads=...)")
     named = dict(net.named_parameters())
     followed = {n: p for n, p in named.items() if p.requires_grad and (p.ndim >= 2 or include_1d)}
-    masks = {n: torch.zeros_like(p, dtype=torch.bool) if not p.requires_grad
-             else torch.ones_like(p, dtype=torch.bool) for n, p in named.items()}
+    masks = {
+        n: torch.zeros_like(p, dtype=torch.bool) if not p.requires_grad else torch.ones_like(p, dtype=torch.bool)
+        for n, p in named.items()
+    }
     s = sparsity
     if method == "gradual":
         s = cubic_sparsity(step, total_steps, sparsity, initial_sparsity)
@@ -99,8 +111,8 @@ def make_mask(net: torch.nn.Module, method: str = "layerwise_magnitude", sparsit
                 samples.append(flat[idx].float())
                 weights.append(torch.full((m,), flat.numel() / m, device=flat.device))  # inverse sampling rate
             if samples and s > 0:
-                values, order = torch.cat(samples).sort()                                     # (n_sample,)
-                cum = torch.cat(weights)[order].cumsum(0)                                    # (n_sample,)
+                values, order = torch.cat(samples).sort()  # (n_sample,)
+                cum = torch.cat(weights)[order].cumsum(0)  # (n_sample,)
                 tau = values[int(torch.searchsorted(cum, s * cum[-1]).clamp_max(len(values) - 1))]
                 for n, p in big.items():
                     masks[n] = p.detach().abs() > tau
@@ -157,4 +169,4 @@ def restore_masked_(net: torch.nn.Module, masks: dict, reference: dict) -> None:
     with torch.no_grad():
         for n, p in net.named_parameters():
             if n in masks and n in reference:
-                torch.where(masks[n], p, reference[n], out=p)   # in place: one pass, no temporary
+                torch.where(masks[n], p, reference[n], out=p)  # in place: one pass, no temporary

@@ -8,6 +8,7 @@ fixes the damage instead: it draws one random direction and scales it, by bisect
 batches, to the σ ≤ `max_scale` at which the retain loss rises by `target_rise`. `entry_noise_` is the
 choice between the two that `pdu` and `sibl` expose as `noise_rise` / `init_noise`.
 """
+
 import math
 
 import torch
@@ -32,8 +33,9 @@ def _direction(net: torch.nn.Module, generator, masks) -> list[tuple[torch.Tenso
 
 
 @torch.no_grad()
-def add_weight_noise_(net: torch.nn.Module, scale: float, generator: torch.Generator | None = None,
-                      masks: dict | None = None) -> None:
+def add_weight_noise_(
+    net: torch.nn.Module, scale: float, generator: torch.Generator | None = None, masks: dict | None = None
+) -> None:
     """Add Gaussian noise of std `scale` x (each tensor's std) to every conv/linear weight, in place.
 
     Only entries where `masks[name]` is True move when masks are given. The scorer compares the
@@ -65,9 +67,16 @@ def batch_statistics_loss(net: torch.nn.Module, batches) -> float:
 
 
 @torch.no_grad()
-def calibrated_weight_noise_(net: torch.nn.Module, loader, n_batches: int, target_rise: float, max_scale: float,
-                             generator: torch.Generator | None = None, masks: dict | None = None,
-                             iters: int = 8) -> dict:
+def calibrated_weight_noise_(
+    net: torch.nn.Module,
+    loader,
+    n_batches: int,
+    target_rise: float,
+    max_scale: float,
+    generator: torch.Generator | None = None,
+    masks: dict | None = None,
+    iters: int = 8,
+) -> dict:
     """Add noise along one random direction, scaled so that the retain loss rises by about `target_rise`.
 
     The direction is `add_weight_noise_`'s (per-tensor std, masked), drawn once from `generator`; its
@@ -92,7 +101,7 @@ def calibrated_weight_noise_(net: torch.nn.Module, loader, n_batches: int, targe
     hi, lo = math.log(max_scale), math.log(max_scale) - math.log(1e4)
     sigma = max_scale
     after = loss_at(sigma)
-    if after > target:   # bisection: the loss rises with σ along one direction (almost surely, on average)
+    if after > target:  # bisection: the loss rises with σ along one direction (almost surely, on average)
         for _ in range(iters):
             mid = 0.5 * (lo + hi)
             if loss_at(math.exp(mid)) > target:
@@ -104,8 +113,15 @@ def calibrated_weight_noise_(net: torch.nn.Module, loader, n_batches: int, targe
     return {"sigma": sigma, "loss_before": before, "loss_after": after}
 
 
-def entry_noise_(net: torch.nn.Module, retain_batches, n_batches: int, noise_rise: float, init_noise: float,
-                 generator: torch.Generator | None = None, masks: dict | None = None) -> dict:
+def entry_noise_(
+    net: torch.nn.Module,
+    retain_batches,
+    n_batches: int,
+    noise_rise: float,
+    init_noise: float,
+    generator: torch.Generator | None = None,
+    masks: dict | None = None,
+) -> dict:
     """A method's entry noise: calibrated to a retain-loss rise of `noise_rise` (σ <= init_noise), or, with
     noise_rise 0, the fixed σ = init_noise. Returns at least {"sigma"} for the method's log."""
     if noise_rise > 0:

@@ -1,14 +1,17 @@
 """Optimisers and per-step learning-rate schedules by name. Imports only torch."""
+
 import torch
 
 
-def make_optimizer(name: str, params, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4,
-                   nesterov: bool = False) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False
+) -> torch.optim.Optimizer:
     """SGD, Adam or AdamW by name; ValueError naming the supported ones otherwise."""
     name = name.lower()
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                               nesterov=nesterov and momentum > 0)
+        return torch.optim.SGD(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov and momentum > 0
+        )
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "adamw":
@@ -16,7 +19,7 @@ def make_optimizer(name: str, params, lr: float, momentum: float = 0.9, weight_d
     raise ValueError(f"unknown optimizer {name!r}; supported: sgd, adam, adamw")
 
 
-ONECYCLE_PCT = 0.25   # share of a one-cycle schedule spent warming up
+ONECYCLE_PCT = 0.25  # share of a one-cycle schedule spent warming up
 
 
 def make_scheduler(name: str, optimizer, total_steps: int, max_lr: float):
@@ -28,8 +31,9 @@ def make_scheduler(name: str, optimizer, total_steps: int, max_lr: float):
     if name == "cosine" or (name == "onecycle" and ONECYCLE_PCT * total_steps <= 1):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if name == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps,
-                                                   pct_start=ONECYCLE_PCT)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=ONECYCLE_PCT
+        )
     if name == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     raise ValueError(f"unknown schedule {name!r}; supported: cosine, onecycle, constant")

@@ -11,6 +11,7 @@ statistics, as released); `retain_term` and `forget_term` are its two halves, wh
 steps on separately. `train_paired` is `_loop.train_steps` for pair losses. Imports only torch and
 project method modules.
 """
+
 import torch
 
 from methods._augment import crop_flip
@@ -29,8 +30,9 @@ class PairedBatches:
     every pair become random crop (pad 4) + flip views drawn from it (the reference loaders').
     """
 
-    def __init__(self, retain_loader, forget_loader, generator: torch.Generator, epoch_fraction: float = 1.0,
-                 device=None):
+    def __init__(
+        self, retain_loader, forget_loader, generator: torch.Generator, epoch_fraction: float = 1.0, device=None
+    ):
         if not 0.0 < epoch_fraction <= 1.0:
             raise ValueError(f"epoch_fraction must be in (0, 1], got {epoch_fraction}")
         retain = reshuffled(retain_loader, generator)

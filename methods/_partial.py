@@ -25,6 +25,7 @@ runs on the cpu preset's SmallResNet (`stem.0`, `layer1.conv1`, ..., `fc`), the 
   not freeze the fresh ones.
 Imports the standard library, torch and `_common` / `_iterative` / `_trust`.
 """
+
 import contextlib
 import dataclasses
 import itertools
@@ -40,8 +41,11 @@ from methods._trust import SplitStepCap
 
 def weight_layers(net: nn.Module, batchnorm: bool = True) -> list[str]:
     """Names of the modules with parameters of their own, in named_modules order (BatchNorm dropped if asked)."""
-    return [name for name, m in net.named_modules()
-            if any(True for _ in m.parameters(recurse=False)) and (batchnorm or not isinstance(m, _BatchNorm))]
+    return [
+        name
+        for name, m in net.named_modules()
+        if any(True for _ in m.parameters(recurse=False)) and (batchnorm or not isinstance(m, _BatchNorm))
+    ]
 
 
 def _module_of_type(net: nn.Module, kind, first: bool) -> str:

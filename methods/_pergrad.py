@@ -17,6 +17,7 @@
 
 `loss_fn(logits, targets)` is a batch-mean loss (default cross-entropy); per example it sees a batch of one.
 """
+
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, jvp, vmap
@@ -37,7 +38,7 @@ def chunk_for_budget(net: torch.nn.Module, budget_mb: float) -> int:
     parameters' element size; activations of a chunk are small beside 11.2M-entry gradients."""
     named = trainable(net)
     per_example = 2 * sum(p.numel() * p.element_size() for _, p in named)
-    return max(1, int(budget_mb * 2 ** 20 // max(per_example, 1)))
+    return max(1, int(budget_mb * 2**20 // max(per_example, 1)))
 
 
 def _example_loss(net, loss_fn):
@@ -46,8 +47,9 @@ def _example_loss(net, loss_fn):
     buffers = {n: b.detach() for n, b in net.named_buffers()}
 
     def example_loss(p, x1, y1):
-        logits = functional_call(net, (p, frozen, buffers), (x1.unsqueeze(0),))   # (1, C)
+        logits = functional_call(net, (p, frozen, buffers), (x1.unsqueeze(0),))  # (1, C)
         return loss_fn(logits, y1.unsqueeze(0))
+
     return example_loss
 
 
@@ -56,8 +58,15 @@ def _chunks(n: int, chunk_size: int | None):
     return [slice(start, start + step) for start in range(0, n, step)]
 
 
-def per_example_grads(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn=F.cross_entropy,
-                      chunk_size: int | None = None, flat: bool = True):
+def per_example_grads(
+    net: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss_fn=F.cross_entropy,
+    chunk_size: int | None = None,
+    flat: bool = True,
+):
     """Yield the per-example gradients of `loss_fn` for the examples (x, y), `chunk_size` at a time.
 
     Each item is a (chunk, P) tensor (`flat`) or {name: (chunk, *shape)}; examples keep their order.
@@ -68,15 +77,16 @@ def per_example_grads(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     per_example = vmap(grad(_example_loss(net, loss_fn)), in_dims=(None, 0, 0))
     for part in _chunks(len(x), chunk_size):
         with eval_mode(net), torch.enable_grad():
-            g = per_example(params, x[part], y[part])                                # {name: (chunk, *shape)}
+            g = per_example(params, x[part], y[part])  # {name: (chunk, *shape)}
         if flat:
-            yield torch.cat([g[n].flatten(1) for n in names], dim=1)                  # (chunk, P)
+            yield torch.cat([g[n].flatten(1) for n in names], dim=1)  # (chunk, P)
         else:
             yield g
 
 
-def per_example_dots(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, vectors, *,
-                     loss_fn=F.cross_entropy) -> torch.Tensor:
+def per_example_dots(
+    net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, vectors, *, loss_fn=F.cross_entropy
+) -> torch.Tensor:
     """(n, m) matrix of g_i·u_j: per-example gradients of `loss_fn` dotted with the flat (P,) `vectors`.
 
     One `jvp` of the n per-example losses per vector (forward mode, eval mode, flags restored); equal
@@ -89,7 +99,7 @@ def per_example_dots(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, vec
         for u in vectors:
             tangent = dict(zip(params, unflatten(u.to(x.device), [p for _, p in named])))
             columns.append(jvp(lambda p: losses(p, x, y), (params,), (tangent,))[1])  # (n,)
-    return torch.stack(columns, dim=1)                                               # (n, m)
+    return torch.stack(columns, dim=1)  # (n, m)
 
 
 def summed_gradient(net: torch.nn.Module, loader, *, loss_fn=F.cross_entropy) -> tuple[torch.Tensor, int]:
@@ -99,8 +109,9 @@ def summed_gradient(net: torch.nn.Module, loader, *, loss_fn=F.cross_entropy) ->
     named = trainable(net)
     variables = [p for _, p in named]
     device = device_of(net)
-    total = torch.zeros(sum(p.numel() for p in variables), device=device,
-                        dtype=torch.promote_types(variables[0].dtype, torch.float32))
+    total = torch.zeros(
+        sum(p.numel() for p in variables), device=device, dtype=torch.promote_types(variables[0].dtype, torch.float32)
+    )
     count = 0
     with eval_mode(net), torch.enable_grad():
         for batch in loader:

@@ -5,9 +5,10 @@ Lookup is case-insensitive and resolves aliases. A method file that raises on im
 here (`record_broken`) instead of taking the whole package down: `--list` shows it with its error
 and asking for it gives that error, while every other method keeps working. Stdlib only.
 """
+
 _METHODS: dict[str, type] = {}
-_ALIASES: dict[str, str] = {}          # lower-case alias -> key
-_BROKEN: dict[str, str] = {}           # module name -> why it failed to import
+_ALIASES: dict[str, str] = {}  # lower-case alias -> key
+_BROKEN: dict[str, str] = {}  # module name -> why it failed to import
 
 
 def register(key: str, aliases: tuple[str, ...] = ()):
@@ -30,6 +31,7 @@ def register(key: str, aliases: tuple[str, ...] = ()):
             if alias.lower() != key:
                 _ALIASES[alias.lower()] = key
         return cls
+
     return add
 
 

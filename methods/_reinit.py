@@ -11,6 +11,7 @@ so the global RNG is untouched and a given seed reproduces the result. When the 
 every visible CUDA device is forked, because torch.manual_seed seeds them all.
 Imports only the standard library and torch.
 """
+
 import contextlib
 import copy
 
@@ -34,7 +35,7 @@ def _reinit_seed(generator: torch.Generator | None) -> int | None:
     """One seed drawn from `generator` (None stays None: a fresh seed)."""
     if generator is None:
         return None
-    return int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=generator.device))
+    return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
 
 
 def _reinit_module_(module: torch.nn.Module) -> bool:

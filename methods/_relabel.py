@@ -15,6 +15,7 @@ dataset the loaders do not hold). `relabelled_union(relabelled, retain_loader, g
 the random-label pass of RL_original.py: the relabelled forget set concatenated with the retain set,
 shuffled together, in retain-loader batches. Imports only torch and project method modules.
 """
+
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
@@ -55,9 +56,16 @@ def loader_over(dataset, like: DataLoader, generator: torch.Generator) -> DataLo
     batch_size = getattr(like, "batch_size", None)
     if batch_size is None:
         raise ValueError("loader_over() needs a DataLoader built with batch_size (not a batch_sampler)")
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator,
-                      num_workers=like.num_workers, collate_fn=like.collate_fn, drop_last=like.drop_last,
-                      pin_memory=like.pin_memory)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        generator=generator,
+        num_workers=like.num_workers,
+        collate_fn=like.collate_fn,
+        drop_last=like.drop_last,
+        pin_memory=like.pin_memory,
+    )
 
 
 def relabelled_union(relabelled: RandomLabels, retain_loader: DataLoader, generator: torch.Generator) -> DataLoader:

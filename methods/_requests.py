@@ -3,7 +3,8 @@
 `request_seeds(seed, n)` (defined in `BaseMethod`, re-exported) gives the seeds of n requests by
 `BaseMethod.run_requests`' rule (request 0 uses the run's seed, request j > 0 a seed drawn from a stream
 offset from it; None stays None, i.e. fresh randomness), so a method that overrides `run_requests`
-keeps the default's streams and no two requests share one. `RunningSaliency` keeps a saliency map across requests and updates it with each
+keeps the default's streams and no two requests share one. `RunningSaliency` keeps a saliency map across
+requests and updates it with each
 request's score instead of recomputing it: S_1 = ŝ_1, S_j = decay·S_{j−1} + ŝ_j, ŝ_j = s_j / Σ s_j (each
 request's score normalised to unit total, so requests of different sizes, batches or gradient scales
 weigh the same; decay 1 is a running sum, decay < 1 lets old requests fade). `accuracy_gap` is the
@@ -11,6 +12,7 @@ check after an unlearning step: forget-probe accuracy minus validation-probe acc
 model (eval mode; a retrained model classifies its forget set about as well as unseen data).
 Imports only torch and project method modules.
 """
+
 import math
 
 import torch

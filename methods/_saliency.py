@@ -8,6 +8,7 @@ parameters. Deviations and decisions: no optimizer step and no .grad is touched 
 released RUM and sharp-unlearn copies keep the smallest, §6 defect 1); a per-tensor scope and a
 sum-of-|g| reduction are offered as options. Imports only torch and project method modules.
 """
+
 import math
 
 import torch
@@ -16,8 +17,9 @@ from methods._common import device_of, unpack
 from methods._masks import top_k_mask
 
 
-def gradient_saliency(net: torch.nn.Module, loader, loss_fn, *, max_batches: int | None = None,
-                      reduce: str = "abs_of_sum") -> dict[str, torch.Tensor]:
+def gradient_saliency(
+    net: torch.nn.Module, loader, loss_fn, *, max_batches: int | None = None, reduce: str = "abs_of_sum"
+) -> dict[str, torch.Tensor]:
     """{parameter name: saliency} over the parameters that require grad, from `loss_fn(net, x, y)`.
 
     reduce "abs_of_sum": |Σ_batches ∇loss| (SalUn); "sum_of_abs": Σ_batches |∇loss|. The network runs
@@ -55,8 +57,9 @@ def _saliency_keep(n: int, ratio: float) -> int:
     return max(k, 1 if ratio > 0 and n > 0 else 0)
 
 
-def saliency_mask(scores: dict[str, torch.Tensor], ratio: float, *, scope: str = "global", include=None,
-                  excluded_value: bool = False) -> dict[str, torch.Tensor]:
+def saliency_mask(
+    scores: dict[str, torch.Tensor], ratio: float, *, scope: str = "global", include=None, excluded_value: bool = False
+) -> dict[str, torch.Tensor]:
     """{name: bool tensor}, True on the LARGEST `ratio` fraction of the score entries.
 
     scope "global" ranks all entries of the included tensors together and keeps ⌊ratio·P⌋ (SalUn);
@@ -80,7 +83,7 @@ def saliency_mask(scores: dict[str, torch.Tensor], ratio: float, *, scope: str =
         home = scores[chosen[0]].device
         flat = torch.cat([scores[n].detach().flatten().to(home, torch.float32) for n in chosen])  # (P,)
         k = _saliency_keep(flat.numel(), ratio)
-        keep = top_k_mask(flat, k) if k > 0 else torch.zeros_like(flat, dtype=torch.bool)     # (P,)
+        keep = top_k_mask(flat, k) if k > 0 else torch.zeros_like(flat, dtype=torch.bool)  # (P,)
         for n, part in zip(chosen, keep.split([scores[n].numel() for n in chosen])):
             masks[n] = part.view_as(scores[n]).to(scores[n].device)
     return {n: masks[n] for n in scores}

@@ -10,6 +10,7 @@ the second pass by snapshotting and restoring the BN buffers (robust to momentum
 average) instead of setting momentum 0. Composes with MaskedOptimizer(SAM(...), net, masks), whose
 closure masks the gradients of both passes. Imports only torch.
 """
+
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -20,8 +21,15 @@ class SAM(torch.optim.Optimizer):
     """`SAM(base_optimizer, net, rho, adaptive, mode, lam)`; `step(closure)` needs a closure that zeroes
     the gradients, computes the loss, calls backward and returns the loss."""
 
-    def __init__(self, base_optimizer: torch.optim.Optimizer, net: torch.nn.Module, rho: float = 0.1,
-                 adaptive: bool = False, mode: str = "min", lam: float = 1.0):
+    def __init__(
+        self,
+        base_optimizer: torch.optim.Optimizer,
+        net: torch.nn.Module,
+        rho: float = 0.1,
+        adaptive: bool = False,
+        mode: str = "min",
+        lam: float = 1.0,
+    ):
         if mode not in SAM_MODES:
             raise ValueError(f"SAM mode must be 'min' or 'max', got {mode!r}")
         if rho < 0:
@@ -35,14 +43,20 @@ class SAM(torch.optim.Optimizer):
 
     def _sam_bn_buffers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(buffer, copy) for every BatchNorm running statistic of `net`."""
-        return [(b, b.detach().clone()) for m in self.net.modules() if isinstance(m, _BatchNorm)
-                for b in m.buffers(recurse=False)]
+        return [
+            (b, b.detach().clone())
+            for m in self.net.modules()
+            if isinstance(m, _BatchNorm)
+            for b in m.buffers(recurse=False)
+        ]
 
     def step(self, closure=None):
         """One SAM step on the closure's batch; returns the loss of the first (unperturbed) pass."""
         if closure is None:
-            raise RuntimeError("SAM.step needs a closure that zero-grads, computes the loss, calls "
-                               "backward() and returns the loss (it is evaluated twice on the same batch)")
+            raise RuntimeError(
+                "SAM.step needs a closure that zero-grads, computes the loss, calls "
+                "backward() and returns the loss (it is evaluated twice on the same batch)"
+            )
         with torch.enable_grad():
             loss = closure()
         params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
@@ -53,8 +67,7 @@ class SAM(torch.optim.Optimizer):
             w0 = [p.detach().clone() for p in params]
             home = params[0].device
             scaled = [(p.abs() * g if self.adaptive else g) for p, g in zip(params, g0)]
-            norm = torch.linalg.vector_norm(torch.stack(
-                [torch.linalg.vector_norm(s).to(home) for s in scaled])) + 1e-12
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(s).to(home) for s in scaled])) + 1e-12
             for p, g in zip(params, g0):
                 e = g * (self.rho / norm.to(p.device))
                 p.add_(e * p.square() if self.adaptive else e)
@@ -76,8 +89,14 @@ class SAM(torch.optim.Optimizer):
         self.base_optimizer.zero_grad(set_to_none=set_to_none)
 
 
-def with_sam(optimizer: torch.optim.Optimizer, net: torch.nn.Module, sam: str | None, rho: float = 0.1,
-             adaptive: bool = False, lam: float = 1.0) -> torch.optim.Optimizer:
+def with_sam(
+    optimizer: torch.optim.Optimizer,
+    net: torch.nn.Module,
+    sam: str | None,
+    rho: float = 0.1,
+    adaptive: bool = False,
+    lam: float = 1.0,
+) -> torch.optim.Optimizer:
     """`optimizer` unchanged when `sam` is None, else SAM(optimizer, net, rho, adaptive, sam, lam)."""
     if sam is None:
         return optimizer

@@ -5,6 +5,7 @@ student with θ₀. The project contract (baselines.md §1, §3.6) asks for a de
 kept in eval mode and never in an optimizer (its parameters have requires_grad False, so it cannot
 drift even if passed to one by mistake). Imports only the standard library and torch.
 """
+
 import copy
 
 import torch

@@ -6,6 +6,7 @@ Two options follow the organizers' test-phase training (google-deepmind/unlearni
 training data) and `best_from_epoch` (keep the checkpoint with the best validation accuracy among
 epochs >= that one, 0-based; None keeps the last epoch).
 """
+
 import copy
 from dataclasses import asdict, dataclass
 
@@ -23,18 +24,19 @@ from methods._reinit import reset_all
 @dataclass(frozen=True)
 class Recipe:
     """How a model is trained from scratch."""
+
     epochs: int
-    lr: float                    # peak learning rate
+    lr: float  # peak learning rate
     batch_size: int = 128
     optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "cosine"     # per step: cosine | onecycle | constant
-    augment: bool = False        # random crop (pad 4) + horizontal flip
+    schedule: str = "cosine"  # per step: cosine | onecycle | constant
+    augment: bool = False  # random crop (pad 4) + horizontal flip
     nesterov: bool = False
     label_smoothing: float = 0.0
-    class_weighted: bool = False         # CE weighted by 1 / class count (the organizers' recipe)
-    best_from_epoch: int | None = None   # keep the best-validation checkpoint from this epoch on
+    class_weighted: bool = False  # CE weighted by 1 / class count (the organizers' recipe)
+    best_from_epoch: int | None = None  # keep the best-validation checkpoint from this epoch on
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,21 +52,26 @@ def class_weights(loader, n_classes: int, device) -> torch.Tensor:
 
 def loader_accuracy(net: torch.nn.Module, loader) -> float:
     """Accuracy of `net` (eval mode) over `loader`."""
-    hits = loader_statistics(net, loader, lambda logits, y: (logits.argmax(1) == y).float())[0]   # (n,)
+    hits = loader_statistics(net, loader, lambda logits, y: (logits.argmax(1) == y).float())[0]  # (n,)
     return int(hits.sum()) / len(hits)
 
 
 def recipe_loss(recipe: Recipe, generator: torch.Generator, weight: torch.Tensor | None = None):
     """The recipe's per-batch loss as `loss_fn(net, x, y)`: crop+flip from `generator` if it augments,
     cross-entropy with the class `weight`s and its label smoothing."""
+
     def loss_fn(model, x, y):
-        return F.cross_entropy(model(crop_flip(x, generator) if recipe.augment else x), y, weight=weight,
-                               label_smoothing=recipe.label_smoothing)
+        return F.cross_entropy(
+            model(crop_flip(x, generator) if recipe.augment else x),
+            y,
+            weight=weight,
+            label_smoothing=recipe.label_smoothing,
+        )
+
     return loss_fn
 
 
-def train_from_scratch(net: torch.nn.Module, loader, recipe: Recipe, seed: int | None = None,
-                       val_loader=None) -> float:
+def train_from_scratch(net: torch.nn.Module, loader, recipe: Recipe, seed: int | None = None, val_loader=None) -> float:
     """Re-initialise `net` and train it on `loader` with `recipe`; returns the final epoch's mean loss.
 
     Data order comes from the loader's own generator; `seed` (None: fresh) drives the initialisation
@@ -73,11 +80,12 @@ def train_from_scratch(net: torch.nn.Module, loader, recipe: Recipe, seed: int |
     """
     gen = torch.Generator()
     gen.seed() if seed is None else gen.manual_seed(seed)
-    reset_all(net, int(torch.randint(2 ** 62, (1,), generator=gen)))
+    reset_all(net, int(torch.randint(2**62, (1,), generator=gen)))
     device = next(net.parameters()).device
     weight = class_weights(loader, num_classes(net), device) if recipe.class_weighted else None
-    opt = make_optimizer(recipe.optimizer, net.parameters(), recipe.lr, recipe.momentum,
-                         recipe.weight_decay, recipe.nesterov)
+    opt = make_optimizer(
+        recipe.optimizer, net.parameters(), recipe.lr, recipe.momentum, recipe.weight_decay, recipe.nesterov
+    )
     sched = make_scheduler(recipe.schedule, opt, recipe.epochs * len(loader), recipe.lr)
     select = recipe.best_from_epoch is not None
     if select and val_loader is None:

@@ -12,6 +12,7 @@ per-layer trust ratio of LARS (You, Gitman & Ginsburg 2017) used as a cap, not a
 methods keep their own step sizes where those are safe. `cap_update_` applies the same rule to an
 update a method computes by hand (`sibl`'s outer step). Imports only torch.
 """
+
 import torch
 
 
@@ -33,9 +34,10 @@ def cap_update_(params, before, max_update: float) -> int:
     if not params:
         return 0
     deltas = torch._foreach_sub(params, before)
-    sizes = torch.stack(torch._foreach_norm(deltas))                                    # (n_tensors,)
-    refs = torch.stack([torch.clamp(n, min=w.numel() ** 0.5) if w.ndim < 2 else n
-                        for n, w in zip(torch._foreach_norm(before), before)])
+    sizes = torch.stack(torch._foreach_norm(deltas))  # (n_tensors,)
+    refs = torch.stack(
+        [torch.clamp(n, min=w.numel() ** 0.5) if w.ndim < 2 else n for n, w in zip(torch._foreach_norm(before), before)]
+    )
     over = ((sizes > max_update * refs) & torch.isfinite(sizes)).nonzero().flatten().tolist()
     for i in over:
         params[i].copy_(before[i] + deltas[i] * (max_update * refs[i] / sizes[i]))

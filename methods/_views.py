@@ -1,6 +1,7 @@
 """Augmented views of a loader's batches, drawn from a method's generator (the reference loaders'
 random crop and flip, for methods whose released code saw augmented data). Imports only torch and
 project method modules."""
+
 from methods._augment import crop_flip
 from methods._common import unpack
 

@@ -20,6 +20,7 @@ Each epoch is round(|loader|/batch · E/30) steps (`ReleasedEntry.steps`), strea
 epochs; the forget loader is read only for its labels (with `warmup_classes="forget"`).
 The one-paragraph summary's retain loss (CE + symmetric KL) differs from the release's.
 """
+
 import math
 from dataclasses import dataclass
 
@@ -52,11 +53,15 @@ def soft_cross_entropy(logits: torch.Tensor, teacher_logits: torch.Tensor, tempe
     return -(target * F.log_softmax(logits / temperature, dim=1)).sum(dim=1).mean()
 
 
-def retain_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor,
-                temperature: float) -> torch.Tensor:
+def retain_loss(
+    logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """Step 3's loss: CE(f, y) + soft CE at T + KL at T, all to the original's predictions."""
-    return (F.cross_entropy(logits, y) + soft_cross_entropy(logits, teacher_logits, temperature)
-            + kl_at_temperature(logits, teacher_logits, temperature))
+    return (
+        F.cross_entropy(logits, y)
+        + soft_cross_entropy(logits, teacher_logits, temperature)
+        + kl_at_temperature(logits, teacher_logits, temperature)
+    )
 
 
 def loader_labels(loader) -> torch.Tensor:
@@ -67,13 +72,24 @@ def loader_labels(loader) -> torch.Tensor:
 def class_subset(loader: DataLoader, classes: torch.Tensor) -> DataLoader:
     """A loader over the examples of `loader`'s dataset whose label is in `classes` (same batch size,
     collate function, workers); the labels are read once in dataset order."""
-    ordered = DataLoader(loader.dataset, batch_size=loader.batch_size, shuffle=False,
-                         num_workers=loader.num_workers, collate_fn=loader.collate_fn)
+    ordered = DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        shuffle=False,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+    )
     keep = torch.isin(loader_labels(ordered), classes).nonzero().flatten().tolist()
     if not keep:
         raise ValueError(f"the validation set has no image of the forget set's classes {classes.tolist()}")
-    return DataLoader(Subset(loader.dataset, keep), batch_size=loader.batch_size, shuffle=False,
-                      num_workers=loader.num_workers, collate_fn=loader.collate_fn, drop_last=loader.drop_last)
+    return DataLoader(
+        Subset(loader.dataset, keep),
+        batch_size=loader.batch_size,
+        shuffle=False,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        drop_last=loader.drop_last,
+    )
 
 
 def cosine_epoch_factor(epoch: int, epochs: int) -> float:
@@ -89,13 +105,13 @@ class Amnesiacs(ReleasedEntry):
 
     @dataclass
     class Params(TrainParams, BudgetParams):
-        warmup_epochs: int = 3          # KL warm-up epochs on the validation set (times E/30)
-        warmup_lr: float = 9e-4         # its constant SGD learning rate (momentum, weight decay as below)
-        warmup_classes: str = "all"     # "all" validation images, or only those of the forget set's classes
-        epochs: int = 3                 # retain epochs (times E/30)
-        lr: float = 1e-3                # retain SGD learning rate, momentum 0.9, weight decay 5e-4
-        schedule: str = "cosine"        # retain phase: cosine stepped per epoch, or "constant"
-        kd_T: float = 5.0               # temperature of the KL and soft CE (no T² factor)
+        warmup_epochs: int = 3  # KL warm-up epochs on the validation set (times E/30)
+        warmup_lr: float = 9e-4  # its constant SGD learning rate (momentum, weight decay as below)
+        warmup_classes: str = "all"  # "all" validation images, or only those of the forget set's classes
+        epochs: int = 3  # retain epochs (times E/30)
+        lr: float = 1e-3  # retain SGD learning rate, momentum 0.9, weight decay 5e-4
+        schedule: str = "cosine"  # retain phase: cosine stepped per epoch, or "constant"
+        kd_T: float = 5.0  # temperature of the KL and soft CE (no T² factor)
 
         def __post_init__(self):
             if self.warmup_epochs < 0:
@@ -103,13 +119,20 @@ class Amnesiacs(ReleasedEntry):
             if not self.warmup_lr > 0:
                 raise ValueError(f"warmup_lr must be > 0, got {self.warmup_lr}")
             if self.warmup_classes not in WARMUP_CLASSES:
-                raise ValueError(f"warmup_classes must be one of {', '.join(WARMUP_CLASSES)}, "
-                                 f"got {self.warmup_classes!r}")
+                raise ValueError(
+                    f"warmup_classes must be one of {', '.join(WARMUP_CLASSES)}, got {self.warmup_classes!r}"
+                )
             if self.schedule not in ("cosine", "constant"):
-                raise ValueError(f"schedule must be 'cosine' (per epoch, released) or 'constant', got {self.schedule!r}")
+                raise ValueError(
+                    f"schedule must be 'cosine' (per epoch, released) or 'constant', got {self.schedule!r}"
+                )
 
-    search_space = {"lr": ("log", 2e-4, 5e-3), "warmup_lr": ("log", 2e-4, 5e-3), "kd_T": ("float", 1.0, 10.0),
-                    "warmup_classes": ("choice", ["all", "forget"])}
+    search_space = {
+        "lr": ("log", 2e-4, 5e-3),
+        "warmup_lr": ("log", 2e-4, 5e-3),
+        "kd_T": ("float", 1.0, 10.0),
+        "warmup_classes": ("choice", ["all", "forget"]),
+    }
 
     @staticmethod
     def reset_layers(net: torch.nn.Module, generator: torch.Generator) -> list[str]:
@@ -132,8 +155,11 @@ class Amnesiacs(ReleasedEntry):
             val = self.warmup_loader(val_loader, forget_loader)
             opt = build_optimizer(p, net, lr=p.warmup_lr)
             self.log_["warmup_loss"] = train_steps(
-                net, self.take(self.stream(val, g), self.steps(p.warmup_epochs, val)),
-                lambda m, x, y: kl_at_temperature(m(x), teacher(x), p.kd_T), opt)
+                net,
+                self.take(self.stream(val, g), self.steps(p.warmup_epochs, val)),
+                lambda m, x, y: kl_at_temperature(m(x), teacher(x), p.kd_T),
+                opt,
+            )
 
         opt = build_optimizer(p, net)
         retain, per_epoch = self.stream(retain_loader, g), self.steps(1, retain_loader)
@@ -142,7 +168,10 @@ class Amnesiacs(ReleasedEntry):
             factor = cosine_epoch_factor(epoch, p.epochs) if p.schedule == "cosine" else 1.0
             for group in opt.param_groups:
                 group["lr"] = p.lr * factor
-            losses.append(train_steps(net, self.take(retain, per_epoch),
-                                      lambda m, x, y: retain_loss(m(x), teacher(x), y, p.kd_T), opt))
+            losses.append(
+                train_steps(
+                    net, self.take(retain, per_epoch), lambda m, x, y: retain_loss(m(x), teacher(x), y, p.kd_T), opt
+                )
+            )
         self.log_["retain_loss"] = losses
         net.eval()

@@ -56,6 +56,7 @@ The impair takes at most one pass over the request's forget set per step: cyclin
 benchmarks/tuned/ and benchmarks/results/. Sequential requests: see the README ("Forget requests
 that arrive over time") for `python main.py -m ams --requests 2`.
 """
+
 from dataclasses import dataclass
 from itertools import islice
 
@@ -85,26 +86,26 @@ def _jaccard(a: dict, b: dict) -> float:
 
 @register("ams")
 class AMS(BaseMethod):
-    """Adaptive multi-step saliency unlearning: an incrementally updated saliency mask per forget request, checked steps."""
+    """Adaptive multi-step saliency unlearning: a saliency mask updated per forget request, checked steps."""
 
     @dataclass
     class Params(TrainParams):
-        lr: float = 0.05             # SGD learning rate of the masked steps
+        lr: float = 0.05  # SGD learning rate of the masked steps
         schedule: str = "constant"
-        max_update: float = 2e-3     # per-tensor step cap (fraction of its norm)
-        mask_ratio: float = 0.3      # fraction of all parameter entries in the mask
-        decay: float = 1.0           # S_j = decay·S_{j−1} + ŝ_j
-        mask_batches: int = 2        # forget batches per request score
-        impair_steps: int = 10       # masked NegGrad+ steps per unlearning step
-        repair_steps: int = 10       # masked retain CE steps per unlearning step
-        alpha: float = 0.4           # NegGrad+ retain weight
-        max_extra: int = 2           # extra unlearning steps when the check fails
-        tol: float = 0.0             # the check passes when acc(forget) − acc(val) <= tol + tol_se·se
-        tol_se: float = 1.0          # ...se: the probes' binomial standard error of that difference
-        signal_batches: int = 2      # forget and validation batches in the probes
-        init_noise: float = 1.0      # largest σ of the noise, relative to each tensor's std
-        noise_rise: float = 0.5      # σ calibrated to raise the retain loss by this (nats); 0: σ = init_noise
-        entry_batches: int = 2       # retain batches of the noise calibration
+        max_update: float = 2e-3  # per-tensor step cap (fraction of its norm)
+        mask_ratio: float = 0.3  # fraction of all parameter entries in the mask
+        decay: float = 1.0  # S_j = decay·S_{j−1} + ŝ_j
+        mask_batches: int = 2  # forget batches per request score
+        impair_steps: int = 10  # masked NegGrad+ steps per unlearning step
+        repair_steps: int = 10  # masked retain CE steps per unlearning step
+        alpha: float = 0.4  # NegGrad+ retain weight
+        max_extra: int = 2  # extra unlearning steps when the check fails
+        tol: float = 0.0  # the check passes when acc(forget) − acc(val) <= tol + tol_se·se
+        tol_se: float = 1.0  # ...se: the probes' binomial standard error of that difference
+        signal_batches: int = 2  # forget and validation batches in the probes
+        init_noise: float = 1.0  # largest σ of the noise, relative to each tensor's std
+        noise_rise: float = 0.5  # σ calibrated to raise the retain loss by this (nats); 0: σ = init_noise
+        entry_batches: int = 2  # retain batches of the noise calibration
 
         def __post_init__(self):
             for name in ("mask_batches", "entry_batches"):
@@ -123,13 +124,24 @@ class AMS(BaseMethod):
                 raise ValueError("init_noise and noise_rise must be >= 0")
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
-    search_space = {"lr": ("log", 0.01, 0.2), "mask_ratio": ("float", 0.1, 0.8), "noise_rise": ("float", 0.0, 1.5),
-                    "alpha": ("float", 0.3, 0.9), "decay": ("float", 0.3, 1.0)}
+    search_space = {
+        "lr": ("log", 0.01, 0.2),
+        "mask_ratio": ("float", 0.1, 0.8),
+        "noise_rise": ("float", 0.0, 1.5),
+        "alpha": ("float", 0.3, 0.9),
+        "decay": ("float", 0.3, 1.0),
+    }
 
     @classmethod
     def test_overrides(cls) -> dict:
-        return {"impair_steps": 2, "repair_steps": 2, "max_extra": 1, "mask_batches": 1, "signal_batches": 1,
-                "entry_batches": 1}
+        return {
+            "impair_steps": 2,
+            "repair_steps": 2,
+            "max_extra": 1,
+            "mask_batches": 1,
+            "signal_batches": 1,
+            "entry_batches": 1,
+        }
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         forgets = list(forget_loader) if isinstance(forget_loader, (list, tuple)) else [forget_loader]
@@ -140,8 +152,9 @@ class AMS(BaseMethod):
         if len(retain_loaders) != len(forget_loaders):
             raise ValueError(f"{len(retain_loaders)} retain loaders for {len(forget_loaders)} forget requests")
         running, self.mask_, self.log_ = RunningSaliency(self.params.decay), None, {"requests": []}
-        for j, (seed, retain, forget) in enumerate(zip(request_seeds(self.params.seed, len(forget_loaders)),
-                                                       retain_loaders, forget_loaders)):
+        for j, (seed, retain, forget) in enumerate(
+            zip(request_seeds(self.params.seed, len(forget_loaders)), retain_loaders, forget_loaders)
+        ):
             self._request(net, retain, forget, val_loader, seeded_generator(seed), running)
             net.eval()
             yield j
@@ -149,8 +162,9 @@ class AMS(BaseMethod):
     def _request(self, net, retain_loader, forget_loader, val_loader, g, running):
         p = self.params
         log = {"seed": g.initial_seed()}
-        self.last_score_ = gradient_saliency(net, reshuffled(forget_loader, g), negative_cross_entropy,
-                                             max_batches=p.mask_batches)
+        self.last_score_ = gradient_saliency(
+            net, reshuffled(forget_loader, g), negative_cross_entropy, max_batches=p.mask_batches
+        )
         self.saliency_ = running.update(self.last_score_)
         previous, self.mask_ = self.mask_, saliency_mask(self.saliency_, p.mask_ratio)
         log["mask_kept"] = sum(int(m.sum()) for m in self.mask_.values()) / sum(m.numel() for m in self.mask_.values())

@@ -19,6 +19,7 @@ The data order is drawn from the method's seed, the run's only randomness.
 The team's Kaggle submission also mixed in a second algorithm for part of its 512 checkpoints; the port,
 and this file, carry only CT. (The one-paragraph summary's list of seven entries leaves CT out.)
 """
+
 import math
 from dataclasses import dataclass
 
@@ -60,9 +61,9 @@ class CT(ReleasedEntry):
 
     @dataclass
     class Params(TrainParams, BudgetParams):
-        epochs: int = 3                # epochs of CE on the retain set
-        lr: float = 1e-3               # SGD lr of the first epoch
-        schedule: str = "cosine"       # cosine: annealed per epoch (T_max = epochs); constant: none
+        epochs: int = 3  # epochs of CE on the retain set
+        lr: float = 1e-3  # SGD lr of the first epoch
+        schedule: str = "cosine"  # cosine: annealed per epoch (T_max = epochs); constant: none
         momentum: float = 0.9
         weight_decay: float = 5e-4
 
@@ -77,8 +78,8 @@ class CT(ReleasedEntry):
         g = self.generator("cpu")
         self.log_["transposed_convs"] = transpose_conv_kernels(net)
         retain = self.stream(retain_loader, g)
-        steps = self.steps(1, retain_loader)               # one released epoch
-        opt = build_optimizer(p, net)                      # after the transpose: over the current Parameters
+        steps = self.steps(1, retain_loader)  # one released epoch
+        opt = build_optimizer(p, net)  # after the transpose: over the current Parameters
         self.log_["retain_loss"] = []
         for epoch in range(p.epochs):
             scale = epoch_cosine(epoch, p.epochs) if p.schedule == "cosine" else 1.0

@@ -20,13 +20,13 @@ the method's seed.
 The one-paragraph summary reads KL(f ‖ uniform) and gradient ascent on the contrastive loss; the release's
 stage-1 loss is KL(uniform ‖ f), and it minimises the contrastive loss.
 """
+
 import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
 from torch.utils.data import DataLoader
 
 from methods._common import device_of, unpack
@@ -61,8 +61,9 @@ def contrastive_round(net: torch.nn.Module, pairs, optimizer, scheduler, tempera
         def loss():
             z_u = net(x_u)
             with torch.no_grad():
-                z_r = net(x_r)            # a target: no gradient through the retain side
+                z_r = net(x_r)  # a target: no gradient through the retain side
             return dot_contrastive(z_u, z_r, temperature)
+
         losses.append(take_step(optimizer, loss))
         scheduler.step()
     return losses
@@ -70,8 +71,14 @@ def contrastive_round(net: torch.nn.Module, pairs, optimizer, scheduler, tempera
 
 def rebatched(loader: DataLoader, batch_size: int) -> DataLoader:
     """A loader over `loader`'s dataset in batches of `batch_size` (its collate function and workers kept)."""
-    return DataLoader(loader.dataset, batch_size=batch_size, shuffle=True, collate_fn=loader.collate_fn,
-                      num_workers=loader.num_workers, pin_memory=loader.pin_memory)
+    return DataLoader(
+        loader.dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+    )
 
 
 def retain_round(net: torch.nn.Module, batches, optimizer, scheduler=None) -> float:
@@ -85,16 +92,16 @@ class Fanchuan(ReleasedEntry):
 
     @dataclass
     class Params(TrainParams, BudgetParams):
-        epochs: int = 8                # rounds of [contrast on F, one epoch of CE on R]
-        lr: float = 0.004              # retain-round SGD lr
-        schedule: str = "constant"     # retain rounds (per step)
-        momentum: float = 0.9          # SGD momentum of all three phases
-        weight_decay: float = 1e-2     # retain rounds only (stage 1 and the contrast rounds have none)
-        uniform_lr: float = 0.005      # stage-1 SGD lr, constant
-        forget_lr: float = 3e-4        # contrast-round SGD lr, cosine-annealed per step over all rounds
-        forget_lr_min: float = 1e-6    # the cosine's floor (eta_min)
-        temperature: float = 1.15      # contrastive temperature T
-        retain_batch_size: int = 256   # retain batches of the retain rounds and the pairing
+        epochs: int = 8  # rounds of [contrast on F, one epoch of CE on R]
+        lr: float = 0.004  # retain-round SGD lr
+        schedule: str = "constant"  # retain rounds (per step)
+        momentum: float = 0.9  # SGD momentum of all three phases
+        weight_decay: float = 1e-2  # retain rounds only (stage 1 and the contrast rounds have none)
+        uniform_lr: float = 0.005  # stage-1 SGD lr, constant
+        forget_lr: float = 3e-4  # contrast-round SGD lr, cosine-annealed per step over all rounds
+        forget_lr_min: float = 1e-6  # the cosine's floor (eta_min)
+        temperature: float = 1.15  # contrastive temperature T
+        retain_batch_size: int = 256  # retain batches of the retain rounds and the pairing
 
         def __post_init__(self):
             for name in ("uniform_lr", "forget_lr", "temperature"):
@@ -105,30 +112,36 @@ class Fanchuan(ReleasedEntry):
             if not self.forget_lr_min >= 0:
                 raise ValueError(f"forget_lr_min must be >= 0, got {self.forget_lr_min}")
 
-    search_space = {"lr": ("log", 1e-3, 0.03), "forget_lr": ("log", 1e-4, 3e-3),
-                    "uniform_lr": ("log", 1e-3, 0.03), "temperature": ("log", 0.5, 4.0)}
+    search_space = {
+        "lr": ("log", 1e-3, 0.03),
+        "forget_lr": ("log", 1e-4, 3e-3),
+        "uniform_lr": ("log", 1e-3, 0.03),
+        "temperature": ("log", 0.5, 4.0),
+    }
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
         g = self.generator("cpu")
         retain_loader = rebatched(retain_loader, p.retain_batch_size)
-        forget = self.stream(forget_loader, g)      # stage 1 and every round: successive forget epochs
-        retain = self.stream(retain_loader, g)      # the retain rounds
+        forget = self.stream(forget_loader, g)  # stage 1 and every round: successive forget epochs
+        retain = self.stream(retain_loader, g)  # the retain rounds
         forget_steps, retain_steps = self.steps(1, forget_loader), self.steps(1, retain_loader)
         no_decay = dataclasses.replace(p, weight_decay=0.0)  # stage 1 and the contrast rounds
         uniform_opt = build_optimizer(no_decay, net, lr=p.uniform_lr)
         forget_opt = build_optimizer(no_decay, net, lr=p.forget_lr)
-        forget_sched = torch.optim.lr_scheduler.CosineAnnealingLR(forget_opt, T_max=p.epochs * forget_steps,
-                                                                  eta_min=p.forget_lr_min)
+        forget_sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            forget_opt, T_max=p.epochs * forget_steps, eta_min=p.forget_lr_min
+        )
         retain_opt = build_optimizer(p, net)
         retain_sched = build_scheduler(p, retain_opt, p.epochs * retain_steps)
         log = self.log_
         log["uniform_loss"] = uniform_pass(net, self.take(forget, forget_steps), uniform_opt)
         log.update(contrastive_loss=[], retain_loss=[])
         for _ in range(p.epochs):
-            pairing = self.stream(retain_loader, g)     # a fresh shuffle of R for each round's pairs
-            losses = contrastive_round(net, zip(self.take(forget, forget_steps), pairing), forget_opt,
-                                       forget_sched, p.temperature)
+            pairing = self.stream(retain_loader, g)  # a fresh shuffle of R for each round's pairs
+            losses = contrastive_round(
+                net, zip(self.take(forget, forget_steps), pairing), forget_opt, forget_sched, p.temperature
+            )
             log["contrastive_loss"].append(sum(losses) / len(losses))
             log["retain_loss"].append(retain_round(net, self.take(retain, retain_steps), retain_opt, retain_sched))
         net.eval()

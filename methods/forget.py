@@ -25,6 +25,7 @@ and cosine per cycle (T_max 2 = the longest cycle); what a "layer" is (a convolu
 Where the one-paragraph summary reads otherwise: it gives no counts, one epoch per cycle, no input noise
 and no excluded layers.
 """
+
 import itertools
 import math
 import operator
@@ -74,15 +75,16 @@ def projection_shortcuts(net: nn.Module) -> list[str]:
 
     try:
         graph = fx.symbolic_trace(net).graph
-    except Exception:   # noqa: BLE001 - any tracing failure falls back to the 1x1 rule
+    except Exception:  # noqa: BLE001 - any tracing failure falls back to the 1x1 rule
         return [name for name, m in modules.items() if pointwise(m)]
     ancestors: dict = {}
-    for n in graph.nodes:                    # topological order: inputs first
+    for n in graph.nodes:  # topological order: inputs first
         ancestors[n] = set().union(*({a} | ancestors[a] for a in n.all_input_nodes)) if n.all_input_nodes else set()
     found = []
     for n in graph.nodes:
-        adds = ((n.op == "call_function" and n.target in _ADDS)
-                or (n.op == "call_method" and n.target in ("add", "add_")))
+        adds = (n.op == "call_function" and n.target in _ADDS) or (
+            n.op == "call_method" and n.target in ("add", "add_")
+        )
         operands = [a for a in n.args[:2] if isinstance(a, fx.Node)]
         if not adds or len(operands) != 2:
             continue
@@ -101,8 +103,9 @@ def reinit_pool(net: nn.Module) -> list[str]:
     return [name for name in weight_layers(net, batchnorm=False) if name not in excluded]
 
 
-def noised_mse(net: nn.Module, teacher: Teacher, x: torch.Tensor, std: float,
-               generator: torch.Generator) -> torch.Tensor:
+def noised_mse(
+    net: nn.Module, teacher: Teacher, x: torch.Tensor, std: float, generator: torch.Generator
+) -> torch.Tensor:
     """MSE between the logits of `net` and of the original on x + N(0, std²) (the same noised images for both)."""
     noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
     x = x + std * noise
@@ -117,13 +120,13 @@ class Forget(ReleasedEntry):
 
     @dataclass
     class Params(TrainParams, BudgetParams):
-        cycle_epochs: str = "1 2 2"     # epochs of each forget-remember cycle (write-up's 2nd algorithm: "2 1 1 1")
-        layers: int = 6                 # layers re-initialised per cycle, drawn with replacement
-        noise_std: float = 0.01         # absolute σ of the Gaussian noise on the retain images
-        lr: float = 1e-3                # SGD lr at the start of each cycle
-        schedule: str = "cosine"        # over each cycle's epochs, stepped per epoch: cosine | constant
-        cosine_epochs: int = 2          # T_max of that cosine, in epochs
-        epoch_lrs: str = ""             # one lr per epoch over all cycles, replacing lr and schedule (2nd algorithm)
+        cycle_epochs: str = "1 2 2"  # epochs of each forget-remember cycle (write-up's 2nd algorithm: "2 1 1 1")
+        layers: int = 6  # layers re-initialised per cycle, drawn with replacement
+        noise_std: float = 0.01  # absolute σ of the Gaussian noise on the retain images
+        lr: float = 1e-3  # SGD lr at the start of each cycle
+        schedule: str = "cosine"  # over each cycle's epochs, stepped per epoch: cosine | constant
+        cosine_epochs: int = 2  # T_max of that cosine, in epochs
+        epoch_lrs: str = ""  # one lr per epoch over all cycles, replacing lr and schedule (2nd algorithm)
         momentum: float = 0.9
         weight_decay: float = 5e-4
 
@@ -137,11 +140,17 @@ class Forget(ReleasedEntry):
             if self.schedule not in ("cosine", "constant"):
                 raise ValueError(f"schedule must be cosine or constant (stepped per epoch), got {self.schedule!r}")
             if self.layers < 0 or self.cosine_epochs < 1 or self.noise_std < 0:
-                raise ValueError(f"layers >= 0, cosine_epochs >= 1 and noise_std >= 0 needed, got "
-                                 f"{self.layers}, {self.cosine_epochs}, {self.noise_std}")
+                raise ValueError(
+                    f"layers >= 0, cosine_epochs >= 1 and noise_std >= 0 needed, got "
+                    f"{self.layers}, {self.cosine_epochs}, {self.noise_std}"
+                )
 
-    search_space = {"lr": ("log", 2e-4, 5e-3), "layers": ("int", 2, 12), "noise_std": ("log", 0.005, 0.2),
-                    "cycle_epochs": ("choice", ["1 2 2", "2 1 1 1"])}
+    search_space = {
+        "lr": ("log", 2e-4, 5e-3),
+        "layers": ("int", 2, 12),
+        "noise_std": ("log", 0.005, 0.2),
+        "cycle_epochs": ("choice", ["1 2 2", "2 1 1 1"]),
+    }
 
     def epoch_lrs(self) -> list[list[float]]:
         """The lr of every epoch, cycle by cycle."""

@@ -22,6 +22,7 @@ Budget: RUM retrains for 30 epochs, so E 10 is a third of a retraining; as for t
 and `time_factor` 0.5 cuts every epoch by one factor to fit the 20% rule (`--set time_factor=1` is
 the release). Per-preset tuned values: benchmarks/tuned/.
 """
+
 from dataclasses import dataclass
 
 from methods._iterative import TrainParams, build_optimizer, build_scheduler
@@ -39,11 +40,11 @@ class FT(ReleasedEntry):
 
     @dataclass
     class Params(TrainParams):
-        epochs: int = 10           # released epochs over the retain set (RUM README), each scaled (docstring)
-        lr: float = 0.01           # SGD learning rate (RUM README; RUM mid group: 0.1)
-        schedule: str = "constant" # RUM: MultiStepLR([91, 136]), i.e. constant for <= 10 epochs
-        augment: bool = True       # random crop (pad 4) + flip views, as the reference loaders
-        time_factor: float = 0.5   # every epoch times this (1: as released, a third of a retraining)
+        epochs: int = 10  # released epochs over the retain set (RUM README), each scaled (docstring)
+        lr: float = 0.01  # SGD learning rate (RUM README; RUM mid group: 0.1)
+        schedule: str = "constant"  # RUM: MultiStepLR([91, 136]), i.e. constant for <= 10 epochs
+        augment: bool = True  # random crop (pad 4) + flip views, as the reference loaders
+        time_factor: float = 0.5  # every epoch times this (1: as released, a third of a retraining)
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
     search_space = {"lr": ("log", 0.003, 0.2), "time_factor": ("float", 0.2, 0.6)}
@@ -55,11 +56,13 @@ class FT(ReleasedEntry):
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
-        g = self.generator("cpu")   # data order and views
+        g = self.generator("cpu")  # data order and views
         stream, steps = self.stream(retain_loader, g), self.steps(1, retain_loader)
         opt = build_optimizer(p, net)
         sched = build_scheduler(p, opt, p.epochs * steps)
-        self.log_["retain_loss"] = [train_steps(net, views(self.take(stream, steps), g, p.augment),
-                                                batch_cross_entropy, opt, sched) for _ in range(p.epochs)]
+        self.log_["retain_loss"] = [
+            train_steps(net, views(self.take(stream, steps), g, p.augment), batch_cross_entropy, opt, sched)
+            for _ in range(p.epochs)
+        ]
         self.log_["capped_steps"] = getattr(opt, "capped_steps", 0)
         net.eval()

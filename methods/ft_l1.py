@@ -1,4 +1,4 @@
-"""`ft_l1`: fine-tune on the retain set with a decaying L1 penalty on the weights ("L1-sparse", sharp-unlearn's FT_prune).
+"""`ft_l1`: fine-tune on the retain set with a decaying L1 weight penalty ("L1-sparse", sharp-unlearn's FT_prune).
 
 Paper: Jia, Liu, Ram, Yao, Liu, Liu, Sharma, Liu, "Model Sparsity Can Simplify Machine Unlearning",
 NeurIPS 2023, arXiv 2304.04934 (the ℓ1-sparse unlearning it introduces); code as ported in
@@ -34,6 +34,7 @@ each released epoch is scaled to the preset's retraining (E_preset/30 of a pass;
 and `time_factor` 0.5 cuts every epoch by one factor to fit the 20% rule (1: the release); α_e keeps
 its per-epoch schedule over the E released epochs. Per-preset tuned values: benchmarks/tuned/.
 """
+
 import itertools
 from dataclasses import dataclass
 
@@ -68,13 +69,13 @@ class FTL1(ReleasedEntry):
 
     @dataclass
     class Params(TrainParams):
-        epochs: int = 10           # released epochs over the retain set (RUM README), each scaled (docstring)
-        lr: float = 0.01           # SGD learning rate (RUM README)
-        schedule: str = "constant" # RUM: constant for <= 10 epochs
-        alpha: float = 5e-4        # α: initial weight of ‖θ‖₁ (released 0.2 / 0.99, not inherited: docstring)
-        no_l1_epochs: int = 0      # last epochs without the penalty (released default 0)
-        augment: bool = True       # random crop (pad 4) + flip views, as the reference loaders
-        time_factor: float = 0.5   # every epoch times this (1: as released, a third of a retraining)
+        epochs: int = 10  # released epochs over the retain set (RUM README), each scaled (docstring)
+        lr: float = 0.01  # SGD learning rate (RUM README)
+        schedule: str = "constant"  # RUM: constant for <= 10 epochs
+        alpha: float = 5e-4  # α: initial weight of ‖θ‖₁ (released 0.2 / 0.99, not inherited: docstring)
+        no_l1_epochs: int = 0  # last epochs without the penalty (released default 0)
+        augment: bool = True  # random crop (pad 4) + flip views, as the reference loaders
+        time_factor: float = 0.5  # every epoch times this (1: as released, a third of a retraining)
 
         def __post_init__(self):
             if self.alpha < 0:
@@ -92,12 +93,12 @@ class FTL1(ReleasedEntry):
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
-        g = self.generator("cpu")   # data order and views
+        g = self.generator("cpu")  # data order and views
         stream, steps = self.stream(retain_loader, g), self.steps(1, retain_loader)
         opt = build_optimizer(p, net)
         sched = build_scheduler(p, opt, p.epochs * steps)
-        alpha = {"e": 0.0}                      # this epoch's α_e, set before each epoch
-        calls = itertools.count()               # SAM evaluates the loss twice per step: L1 in the second only
+        alpha = {"e": 0.0}  # this epoch's α_e, set before each epoch
+        calls = itertools.count()  # SAM evaluates the loss twice per step: L1 in the second only
 
         def loss_fn(model, x, y):
             ce = F.cross_entropy(model(x), y)
@@ -109,8 +110,9 @@ class FTL1(ReleasedEntry):
         for e in range(p.epochs):
             alpha["e"] = l1_weight(p.alpha, e, p.epochs, p.no_l1_epochs)
             self.log_["alpha"].append(alpha["e"])
-            self.log_["loss"].append(train_steps(net, views(self.take(stream, steps), g, p.augment), loss_fn, opt,
-                                                 sched))
+            self.log_["loss"].append(
+                train_steps(net, views(self.take(stream, steps), g, p.augment), loss_fn, opt, sched)
+            )
         self.log_["l1_final"] = float(l1_norm(net).detach())
         self.log_["capped_steps"] = getattr(opt, "capped_steps", 0)
         net.eval()

@@ -51,6 +51,7 @@ ascent); the ridge ε = 1e-6·mean eigenvalue of GGᵀ.
 
 Earlier tuning logs: benchmarks/history/ftsu.md; current scores: benchmarks/results/ and benchmarks/tuned/.
 """
+
 from dataclasses import dataclass
 from itertools import chain, islice
 
@@ -71,25 +72,25 @@ from methods.BaseMethod import BaseMethod, register
 
 @register("ftsu")
 class FTSU(BaseMethod):
-    """Federated targeted saliency unlearning: retain-orthogonal linear removal, masked random-label impair and repair."""
+    """Federated targeted saliency unlearning: retain-orthogonal removal, masked random-label impair, repair."""
 
     @dataclass
     class Params(TrainParams):
-        lr: float = 0.05             # SGD learning rate of the impair and repair steps
+        lr: float = 0.05  # SGD learning rate of the impair and repair steps
         schedule: str = "constant"
-        max_update: float = 3e-3     # per-tensor step cap of the impair and repair steps
-        clients: int = 4             # simulated clients
-        buffer: int = 2              # gradients the server keeps per client (the most recent ones)
-        history_batches: int = 16    # retain batches whose gradients the clients send (more than clients·buffer)
-        mask_ratio: float = 0.3      # fraction of all parameter entries that may change
-        mask_batches: int = 4        # forget batches of g_F
-        linear_rise: float = 2.0     # first-order forget-loss rise of the linear removal step (nats)
-        linear_cap: float = 0.05     # per-tensor cap of that step, fraction of the tensor's norm (0: none)
-        impair_steps: int = 20       # masked random-label steps on the forget set
-        repair_steps: int = 50       # masked CE steps on the retain set
-        init_noise: float = 1.0      # largest σ of the noise, relative to each tensor's std
-        noise_rise: float = 0.5      # σ calibrated to raise the retain loss by this (nats); 0: σ = init_noise
-        entry_batches: int = 2       # repair batches of the noise calibration
+        max_update: float = 3e-3  # per-tensor step cap of the impair and repair steps
+        clients: int = 4  # simulated clients
+        buffer: int = 2  # gradients the server keeps per client (the most recent ones)
+        history_batches: int = 16  # retain batches whose gradients the clients send (more than clients·buffer)
+        mask_ratio: float = 0.3  # fraction of all parameter entries that may change
+        mask_batches: int = 4  # forget batches of g_F
+        linear_rise: float = 2.0  # first-order forget-loss rise of the linear removal step (nats)
+        linear_cap: float = 0.05  # per-tensor cap of that step, fraction of the tensor's norm (0: none)
+        impair_steps: int = 20  # masked random-label steps on the forget set
+        repair_steps: int = 50  # masked CE steps on the retain set
+        init_noise: float = 1.0  # largest σ of the noise, relative to each tensor's std
+        noise_rise: float = 0.5  # σ calibrated to raise the retain loss by this (nats); 0: σ = init_noise
+        entry_batches: int = 2  # repair batches of the noise calibration
 
         def __post_init__(self):
             for name in ("clients", "buffer", "mask_batches", "entry_batches", "history_batches"):
@@ -102,8 +103,13 @@ class FTSU(BaseMethod):
                     raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
-    search_space = {"lr": ("log", 0.01, 0.2), "mask_ratio": ("float", 0.1, 0.8), "linear_rise": ("float", 0.0, 3.0),
-                    "noise_rise": ("float", 0.0, 1.5), "repair_steps": ("int", 10, 60)}
+    search_space = {
+        "lr": ("log", 0.01, 0.2),
+        "mask_ratio": ("float", 0.1, 0.8),
+        "linear_rise": ("float", 0.0, 3.0),
+        "noise_rise": ("float", 0.0, 1.5),
+        "repair_steps": ("int", 10, 60),
+    }
 
     @classmethod
     def test_overrides(cls) -> dict:
@@ -132,24 +138,35 @@ class FTSU(BaseMethod):
         d = orthogonal_direction(g_forget * flat_mask, client_grads * flat_mask)
         sq = float(d.double().pow(2).sum())
         eta = p.linear_rise / sq if sq > 0 else 0.0
-        parts = [d[a:a + q.numel()].view_as(q) for a, q in zip(torch.tensor([0, *[q.numel() for q in params]])
-                                                               .cumsum(0).tolist(), params)]
+        parts = [
+            d[a : a + q.numel()].view_as(q)
+            for a, q in zip(torch.tensor([0, *[q.numel() for q in params]]).cumsum(0).tolist(), params)
+        ]
         scale = 1.0
-        if p.linear_cap > 0 and eta > 0:      # the largest tensor's change over its allowance, for the full η
+        if p.linear_cap > 0 and eta > 0:  # the largest tensor's change over its allowance, for the full η
             ratio = max(float(eta * part.norm()) / (p.linear_cap * step_reference(q)) for part, q in zip(parts, params))
             scale = min(1.0, 1.0 / ratio) if ratio > 0 else 1.0
         applied = eta * scale
         for part, q in zip(parts, params):
             q.add_(applied * part)
-        step = applied * d                                                     # the step taken, (P,)
-        residual = (float((client_grads * flat_mask @ step).abs().max()) / max(float(step.norm()), 1e-30)
-                    if len(client_grads) and applied > 0 else 0.0)
-        return {"eta": applied, "scale": scale, "d_norm": sq ** 0.5, "step_norm": float(step.norm()),
-                "forget_rise": float(g_forget.double() @ step.double()), "retain_residual": residual}
+        step = applied * d  # the step taken, (P,)
+        residual = (
+            float((client_grads * flat_mask @ step).abs().max()) / max(float(step.norm()), 1e-30)
+            if len(client_grads) and applied > 0
+            else 0.0
+        )
+        return {
+            "eta": applied,
+            "scale": scale,
+            "d_norm": sq**0.5,
+            "step_norm": float(step.norm()),
+            "forget_rise": float(g_forget.double() @ step.double()),
+            "retain_residual": residual,
+        }
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p, g, device = self.params, self.generator("cpu"), device_of(net)
-        order = reshuffled(retain_loader, g)                      # the seeded retain order the clients split
+        order = reshuffled(retain_loader, g)  # the seeded retain order the clients split
         retain_it = cycle(order)
         server, split = self.server_buffer(net, retain_it, len(order))
         total, count = 0.0, 0
@@ -158,17 +175,21 @@ class FTSU(BaseMethod):
                 x, y = unpack(batch, device)
                 total = total + flat_gradient(net, F.cross_entropy(net(x), y)) * len(y)
                 count += len(y)
-        g_forget = total / max(count, 1)                          # (P,)
+        g_forget = total / max(count, 1)  # (P,)
         named = [(n, q) for n, q in net.named_parameters() if q.requires_grad]
         sizes = [q.numel() for _, q in named]
-        self.mask_ = saliency_mask({n: part.view_as(q).abs() for (n, q), part in zip(named, g_forget.split(sizes))},
-                                   p.mask_ratio)
+        self.mask_ = saliency_mask(
+            {n: part.view_as(q).abs() for (n, q), part in zip(named, g_forget.split(sizes))}, p.mask_ratio
+        )
         flat_mask = torch.cat([self.mask_[n].flatten() for n, _ in named]).to(g_forget.dtype)
-        log = {"client_batches": [len(s) for s in split], "buffer_counts": server.counts(),
-               "gradients_sent": server.pushed}
+        log = {
+            "client_batches": [len(s) for s in split],
+            "buffer_counts": server.counts(),
+            "gradients_sent": server.pushed,
+        }
         log["linear"] = self.linear_removal_(net, g_forget, server.client_means(), flat_mask)
         del server
-        calib = list(islice(retain_it, p.entry_batches))          # the repair's first batches
+        calib = list(islice(retain_it, p.entry_batches))  # the repair's first batches
         log["noise"] = entry_noise_(net, calib, p.entry_batches, p.noise_rise, p.init_noise, g, self.mask_)
         if p.impair_steps:
             relabelled = loader_over(RandomLabels(forget_loader.dataset, num_classes(net), g), forget_loader, g)
@@ -176,7 +197,8 @@ class FTSU(BaseMethod):
             log["impair_loss"] = train_steps(net, islice(cycle(relabelled), p.impair_steps), batch_cross_entropy, opt)
         if p.repair_steps:
             opt = MaskedOptimizer(build_optimizer(p, net), net, self.mask_)
-            log["repair_loss"] = train_steps(net, islice(chain(calib, retain_it), p.repair_steps),
-                                             batch_cross_entropy, opt)
+            log["repair_loss"] = train_steps(
+                net, islice(chain(calib, retain_it), p.repair_steps), batch_cross_entropy, opt
+            )
         self.log_ = log
         net.eval()

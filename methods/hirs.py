@@ -1,4 +1,4 @@
-"""`hirs`: hierarchical impair-repair, a linear logit filtration of the final layer, then a saliency-masked retain repair.
+"""`hirs`: hierarchical impair-repair: a linear logit filtration of the final layer, then a masked retain repair.
 
 Source: a research idea of the project's design documents (design-methods.md, "Research ideas in the
 design documents": impair by a fast linear filtration at the logit layer that removes the forget set's
@@ -11,7 +11,8 @@ every choice below is ours. Blocks: `_saliency` (SalUn's map, baselines.md §3.9
 Algorithm.
 0. saliency (on the entry model, SalUn's definition of "linked to the forget set"): |Σ ∇(−CE)| over
    `mask_batches` forget batches in eval mode, top `mask_ratio` of the parameter entries below the
-   final linear layer ranked globally (conv, BN; see 3). Taken before the impair so it scores the weights as they learned F.
+   final linear layer ranked globally (conv, BN; see 3). Taken before the impair so it scores the weights as
+   they learned F.
 1. impair, `logit_filtration_` (callable alone): Baumhauer et al. filter a class out by a matrix
    applied to the logits. Random-sample forgetting has no class to drop; what distinguishes the forget
    set from unseen data at the logit level is its class-conditional mean pattern (trained images get a
@@ -50,6 +51,7 @@ logits (no extra passes), until the retain CE rises by at most `max_rise` = 0.3 
 examples per class (the Kaggle presets) the class means are noisy and s = 1 can wreck the retain set
 beyond what one repair epoch restores. Scores and tuning: benchmarks/tuned/ and benchmarks/results/.
 """
+
 from dataclasses import dataclass
 from itertools import islice
 
@@ -87,7 +89,7 @@ def class_mean_logits(net: torch.nn.Module, batches, n_batches: int = 0) -> tupl
             if n_batches and i >= n_batches:
                 break
             x, y = unpack(batch, device)
-            z = net(x).double()                                       # (b, C)
+            z = net(x).double()  # (b, C)
             if sums is None:
                 sums = torch.zeros(z.shape[1], z.shape[1], dtype=torch.float64, device=device)
                 counts = torch.zeros(z.shape[1], dtype=torch.float64, device=device)
@@ -111,9 +113,16 @@ def _retain_logits(net: torch.nn.Module, batches, n_batches: int) -> tuple[torch
 
 
 @torch.no_grad()
-def logit_filtration_(net: torch.nn.Module, forget_batches, val_batches, strength: float = 1.0,
-                      val_n_batches: int = 0, retain_batches=None, max_rise: float = 0.0,
-                      retain_n_batches: int = 2) -> dict:
+def logit_filtration_(
+    net: torch.nn.Module,
+    forget_batches,
+    val_batches,
+    strength: float = 1.0,
+    val_n_batches: int = 0,
+    retain_batches=None,
+    max_rise: float = 0.0,
+    retain_n_batches: int = 2,
+) -> dict:
     """Fold into the final linear layer the minimum-norm affine logit map that sends the forget set's
     class-mean logits a fraction s of the way to the validation set's and leaves the validation set's
     where they are (least squares when the constraints outnumber the map's input dimensions); returns a
@@ -127,22 +136,23 @@ def logit_filtration_(net: torch.nn.Module, forget_batches, val_batches, strengt
     mu_v, n_v = class_mean_logits(net, val_batches, val_n_batches)
     classes = ((n_f > 0) & (n_v > 0)).nonzero().flatten()
     c, k = mu_f.shape[1], len(classes)
-    f, v = mu_f[classes], mu_v[classes]                               # (k, C) each
-    src = torch.cat([f, v]).T                                         # (C, 2k): columns μ_f^c, then μ_v^c
+    f, v = mu_f[classes], mu_v[classes]  # (k, C) each
+    src = torch.cat([f, v]).T  # (C, 2k): columns μ_f^c, then μ_v^c
     has_bias = layer.bias is not None
     if has_bias:
-        src = torch.cat([src, torch.ones(1, 2 * k, dtype=src.dtype, device=src.device)])   # (C+1, 2k)
-    moves = torch.cat([v - f, torch.zeros_like(v)]).T                 # (C, 2k): forget means move, val ones stay
-    unit = moves @ torch.linalg.pinv(src)                             # (C, C+1) or (C, C): the map at s = 1
+        src = torch.cat([src, torch.ones(1, 2 * k, dtype=src.dtype, device=src.device)])  # (C+1, 2k)
+    moves = torch.cat([v - f, torch.zeros_like(v)]).T  # (C, 2k): forget means move, val ones stay
+    unit = moves @ torch.linalg.pinv(src)  # (C, C+1) or (C, C): the map at s = 1
     s, rise = float(strength), float("nan")
     if retain_batches is not None and max_rise > 0 and s > 0:
-        z, y = _retain_logits(net, retain_batches, retain_n_batches)     # (n, C), (n,)
+        z, y = _retain_logits(net, retain_batches, retain_n_batches)  # (n, C), (n,)
         base = float(F.cross_entropy(z, y))
 
         def rise_at(t: float) -> float:
             d = t * unit
             out = z + z @ d[:, :c].T + (d[:, c] if has_bias else 0.0)
             return float(F.cross_entropy(out, y)) - base
+
         rise = rise_at(s)
         if rise > max_rise:
             lo, hi = 0.0, s
@@ -157,34 +167,39 @@ def logit_filtration_(net: torch.nn.Module, forget_batches, val_batches, strengt
     if has_bias:
         layer.bias.copy_((a @ layer.bias.double() + delta[:, c]).to(layer.bias.dtype))
     shift = delta[:, c] if has_bias else torch.zeros(c, dtype=torch.float64, device=delta.device)
-    f_after, v_after = f @ a.T + shift, v @ a.T + shift               # (k, C): both sets' means after the map
-    return {"classes": k, "strength": s, "retain_rise": rise,
-            "map_norm": float(delta[:, :c].norm()), "shift_norm": float(shift.norm()),
-            "forget_val_gap_before": float((f - v).norm()),
-            "forget_val_gap_after": float((f_after - v_after).norm()),
-            "val_drift": float((v_after - v).norm()),
-            "target_residual": float((f_after - (f + s * (v - f))).norm())}
+    f_after, v_after = f @ a.T + shift, v @ a.T + shift  # (k, C): both sets' means after the map
+    return {
+        "classes": k,
+        "strength": s,
+        "retain_rise": rise,
+        "map_norm": float(delta[:, :c].norm()),
+        "shift_norm": float(shift.norm()),
+        "forget_val_gap_before": float((f - v).norm()),
+        "forget_val_gap_after": float((f_after - v_after).norm()),
+        "val_drift": float((v_after - v).norm()),
+        "target_residual": float((f_after - (f + s * (v - f))).norm()),
+    }
 
 
 @register("hirs")
 class HIRS(BaseMethod):
-    """Hierarchical impair-repair: linear logit filtration of the final layer, then a saliency-masked retain fine-tune."""
+    """Hierarchical impair-repair: linear logit filtration of the final layer, then a masked retain fine-tune."""
 
     @dataclass
     class Params(TrainParams):
-        max_update: float = 1e-3       # per-step cap, fraction of each tensor's norm (ours: kept; published methods: off)
-        strength: float = 1.0        # filtration: fraction of the way from the forget to the val class means
-        max_rise: float = 0.3        # ...lowered until the retain CE (eval mode) rises by at most this (0: off)
-        mask_ratio: float = 0.3      # fraction of the entries below the final layer the repair may change
-        mask_batches: int = 4        # forget batches of the saliency map
-        val_batches: int = 0         # validation batches for the class means (0: all)
-        epochs: int = 1              # repair epochs of epoch_fraction·|R|/batch steps
+        max_update: float = 1e-3  # per-step cap, fraction of each tensor's norm (ours: kept; published methods: off)
+        strength: float = 1.0  # filtration: fraction of the way from the forget to the val class means
+        max_rise: float = 0.3  # ...lowered until the retain CE (eval mode) rises by at most this (0: off)
+        mask_ratio: float = 0.3  # fraction of the entries below the final layer the repair may change
+        mask_batches: int = 4  # forget batches of the saliency map
+        val_batches: int = 0  # validation batches for the class means (0: all)
+        epochs: int = 1  # repair epochs of epoch_fraction·|R|/batch steps
         epoch_fraction: float = 1.0  # repair steps per epoch as a fraction of |R|/batch
-        lr: float = 0.05             # repair SGD learning rate
+        lr: float = 0.05  # repair SGD learning rate
         schedule: str = "cosine"
-        init_noise: float = 1.0      # largest σ of the entry noise, relative to each tensor's std
-        noise_rise: float = 1.0      # σ calibrated to raise the retain loss by this (nats); 0: σ = init_noise
-        entry_batches: int = 2       # retain batches of the noise calibration
+        init_noise: float = 1.0  # largest σ of the entry noise, relative to each tensor's std
+        noise_rise: float = 1.0  # σ calibrated to raise the retain loss by this (nats); 0: σ = init_noise
+        entry_batches: int = 2  # retain batches of the noise calibration
 
         def __post_init__(self):
             if not 0.0 < self.mask_ratio <= 1.0:
@@ -200,8 +215,13 @@ class HIRS(BaseMethod):
                 raise ValueError("val_batches, max_rise, init_noise and noise_rise must be >= 0")
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
-    search_space = {"lr": ("log", 0.01, 0.2), "strength": ("float", 0.0, 2.0), "mask_ratio": ("float", 0.1, 0.8),
-                    "noise_rise": ("float", 0.0, 2.0), "epoch_fraction": ("float", 0.3, 1.0)}
+    search_space = {
+        "lr": ("log", 0.01, 0.2),
+        "strength": ("float", 0.0, 2.0),
+        "mask_ratio": ("float", 0.1, 0.8),
+        "noise_rise": ("float", 0.0, 2.0),
+        "epoch_fraction": ("float", 0.3, 1.0),
+    }
 
     @classmethod
     def test_overrides(cls) -> dict:
@@ -212,16 +232,26 @@ class HIRS(BaseMethod):
         """Step 1 alone: the logit filtration (changes only the final linear layer); its strength is
         capped by `max_rise` on the first `entry_batches` batches of `retain_loader` when one is given."""
         p = self.params
-        return logit_filtration_(net, forget_loader, val_loader, p.strength, p.val_batches,
-                                 retain_batches=retain_loader, max_rise=p.max_rise, retain_n_batches=p.entry_batches)
+        return logit_filtration_(
+            net,
+            forget_loader,
+            val_loader,
+            p.strength,
+            p.val_batches,
+            retain_batches=retain_loader,
+            max_rise=p.max_rise,
+            retain_n_batches=p.entry_batches,
+        )
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
-        g = self.generator("cpu")   # data order and noise
+        g = self.generator("cpu")  # data order and noise
         head = {n for n, q in net.named_parameters() if any(q is r for r in final_linear(net).parameters())}
-        mask = saliency_mask(gradient_saliency(net, reshuffled(forget_loader, g), negative_cross_entropy,
-                                               max_batches=p.mask_batches), p.mask_ratio,
-                             include=lambda n, _: n not in head)     # the filter's layer stays as filtered
+        mask = saliency_mask(
+            gradient_saliency(net, reshuffled(forget_loader, g), negative_cross_entropy, max_batches=p.mask_batches),
+            p.mask_ratio,
+            include=lambda n, _: n not in head,
+        )  # the filter's layer stays as filtered
         retain = reshuffled(retain_loader, g)
         log = {"filtration": self.impair(net, forget_loader, val_loader, retain)}
         stream = cycle(retain)
@@ -229,8 +259,9 @@ class HIRS(BaseMethod):
         steps = max(1, round(p.epoch_fraction * len(retain)))
         opt = MaskedOptimizer(build_optimizer(p, net), net, mask)
         sched = build_scheduler(p, opt, p.epochs * steps)
-        log["repair_loss"] = [train_steps(net, islice(stream, steps), batch_cross_entropy, opt, sched)
-                              for _ in range(p.epochs)]
+        log["repair_loss"] = [
+            train_steps(net, islice(stream, steps), batch_cross_entropy, opt, sched) for _ in range(p.epochs)
+        ]
         log["mask_kept"] = sum(int(m.sum()) for m in mask.values()) / sum(m.numel() for m in mask.values())
         log["capped_steps"] = getattr(opt.base_optimizer, "capped_steps", 0)
         self.log_.update(log)

@@ -21,6 +21,7 @@ Deviations: the data order comes from the method's seed; conv biases (none in Re
 the port's module swap would redraw them.
 The one-paragraph summary says neither the initialiser nor the lr schedule.
 """
+
 import math
 from dataclasses import dataclass
 
@@ -101,12 +102,12 @@ class Kookmin(ReleasedEntry):
 
     @dataclass
     class Params(SAMParams, BudgetParams):
-        epochs: int = 5               # retain fine-tuning epochs
-        lr: float = 1e-3              # SGD peak learning rate, per epoch times 1/3, 2/3, 1, 2/3, 1/3
+        epochs: int = 5  # retain fine-tuning epochs
+        lr: float = 1e-3  # SGD peak learning rate, per epoch times 1/3, 2/3, 1, 2/3, 1/3
         momentum: float = 0.9
         weight_decay: float = 5e-4
-        reinit_ratio: float = 0.3     # fraction of each conv weight re-initialised (smallest |g|)
-        other_scale: float = 0.1      # gradient scale of the kept conv weights (re-initialised: 1.0)
+        reinit_ratio: float = 0.3  # fraction of each conv weight re-initialised (smallest |g|)
+        other_scale: float = 0.1  # gradient scale of the kept conv weights (re-initialised: 1.0)
 
         def __post_init__(self):
             if not 0.0 <= self.reinit_ratio <= 1.0:
@@ -114,16 +115,25 @@ class Kookmin(ReleasedEntry):
             if self.other_scale < 0:
                 raise ValueError(f"other_scale must be >= 0, got {self.other_scale}")
 
-    search_space = {"lr": ("log", 3e-4, 1e-2), "reinit_ratio": ("float", 0.1, 0.6),
-                    "other_scale": ("log", 0.02, 1.0), "epochs": ("int", 2, 8)}
+    search_space = {
+        "lr": ("log", 3e-4, 1e-2),
+        "reinit_ratio": ("float", 0.1, 0.6),
+        "other_scale": ("log", 0.02, 1.0),
+        "epochs": ("int", 2, 8),
+    }
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
         g = self.generator("cpu")
         names = conv_weight_names(net)
-        subset = torch.randperm(len(retain_loader.dataset), generator=g)[:len(forget_loader.dataset)].tolist()
-        retain_sample = DataLoader(Subset(retain_loader.dataset, subset), batch_size=forget_loader.batch_size,
-                                   shuffle=True, generator=g, collate_fn=retain_loader.collate_fn)
+        subset = torch.randperm(len(retain_loader.dataset), generator=g)[: len(forget_loader.dataset)].tolist()
+        retain_sample = DataLoader(
+            Subset(retain_loader.dataset, subset),
+            batch_size=forget_loader.batch_size,
+            shuffle=True,
+            generator=g,
+            collate_fn=retain_loader.collate_fn,
+        )
         grads = neggrad_plus_gradient(net, retain_sample, forget_loader, names)
         self.mask_ = {n: smallest_mask(grads[n].abs(), p.reinit_ratio) for n in names}
         reinit_fraction = reinit_kaiming_(net, self.mask_, g)

@@ -19,6 +19,7 @@ Deviations and choices:
 - No step cap, as released (`--set max_update=...` adds the kit's); `--set sam=min rho=...` gives
   sharp-unlearn's NG+SAM on the whole objective. Per-preset tuned values: benchmarks/tuned/.
 """
+
 from dataclasses import dataclass
 
 from methods._iterative import TrainParams, build_optimizer, build_scheduler
@@ -35,12 +36,12 @@ class NG(ReleasedEntry):
 
     @dataclass
     class Params(TrainParams):
-        epochs: int = 5              # released epochs of |R|/batch paired steps (RUM README), each scaled
-        lr: float = 0.01             # SGD learning rate (RUM README)
-        alpha: float = 0.99          # retain weight α (sharp-unlearn default; RUM's proxy runs 0.99 / 0.97)
-        schedule: str = "constant"   # RUM: MultiStepLR([91, 136]), i.e. constant for a few epochs
-        augment: bool = True         # random crop (pad 4) + flip views of both batches, as the reference loaders
-        time_factor: float = 0.35    # every epoch times this (1: as released, about half a retraining)
+        epochs: int = 5  # released epochs of |R|/batch paired steps (RUM README), each scaled
+        lr: float = 0.01  # SGD learning rate (RUM README)
+        alpha: float = 0.99  # retain weight α (sharp-unlearn default; RUM's proxy runs 0.99 / 0.97)
+        schedule: str = "constant"  # RUM: MultiStepLR([91, 136]), i.e. constant for a few epochs
+        augment: bool = True  # random crop (pad 4) + flip views of both batches, as the reference loaders
+        time_factor: float = 0.35  # every epoch times this (1: as released, about half a retraining)
 
         def __post_init__(self):
             if not 0.0 <= self.alpha <= 1.0:
@@ -51,13 +52,15 @@ class NG(ReleasedEntry):
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
-        g = self.generator("cpu")   # data order and views
+        g = self.generator("cpu")  # data order and views
         pairs = PairedBatches(retain_loader, forget_loader, g)
         pairs.steps = self.steps(1, retain_loader)
         pairs.views = g if p.augment else None
         opt = build_optimizer(p, net)
         sched = build_scheduler(p, opt, p.epochs * len(pairs))
-        self.log_["loss"] = [train_paired(net, pairs, lambda m, r, f: neggrad_plus_loss(m, r, f, p.alpha), opt, sched)
-                             for _ in range(p.epochs)]
+        self.log_["loss"] = [
+            train_paired(net, pairs, lambda m, r, f: neggrad_plus_loss(m, r, f, p.alpha), opt, sched)
+            for _ in range(p.epochs)
+        ]
         self.log_["capped_steps"] = getattr(opt, "capped_steps", 0)
         net.eval()

@@ -3,6 +3,7 @@
 Every run returns the original model, so all runs are identical: the competition's scorer caps such
 "peaky" distributions at epsilon 50 and `none` scores 0 by construction.
 """
+
 from methods.BaseMethod import BaseMethod, register
 
 

@@ -73,6 +73,7 @@ Port to image classifiers and deviations from the paper/code:
 
 Scores and tuning logs: benchmarks/history/pdu.md (earlier banks), benchmarks/results/ and benchmarks/tuned/ (current).
 """
+
 import copy
 from dataclasses import dataclass
 
@@ -82,8 +83,8 @@ import torch.nn.functional as F
 from methods._common import cycle, device_of, unpack
 from methods._entry import epsilon_budget, loader_statistics, quantile_targets
 from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._losses import logit_margin, true_label_confidence
 from methods._loop import take_step
+from methods._losses import logit_margin, true_label_confidence
 from methods._noise import entry_noise_
 from methods.BaseMethod import BaseMethod, register
 
@@ -118,39 +119,53 @@ class PDU(BaseMethod):
 
     @dataclass
     class Params(TrainParams):
-        max_update: float = 1e-3       # per-step cap, fraction of each tensor's norm (ours: kept; published methods: off)
-        epochs: int = 6                    # passes over the forget set (one primal + one dual step per forget batch)
-        lr: float = 1e-3                   # peak learning rate of the primal optimizer
-        optimizer: str = "adamw"           # adamw (the paper's) | sgd | adam
-        weight_decay: float = 0.01         # 0.01 as in PDU's TOFU run.sh
-        lambda0: float = 10.0              # λ₀: initial dual variable, frozen during warm-up (code's `alpha`)
-        dual_lr: float = 5.0               # η_λ: dual step size (code default 1, TOFU 5)
-        warmup_epochs: int = 1             # forget epochs with λ frozen at λ₀ (code default 5 of 10+)
-        epsilon: float = 0.1               # retain-CE budget: L₀ + epsilon (additive) or epsilon (absolute)
-        epsilon_mode: str = "additive"     # additive | absolute
-        entry_batches: int = 4             # retain batches used to measure L₀
-        squared: bool = True               # forget loss m² (paper) or the unsquared margin m
-        cap: str = "confidence"            # over-forgetting stop rule: confidence | margin | none (see docstring)
-        target_noise: float = 1.0          # std of the per-example jitter added to the targets (statistic units)
-        val_batches: int = 10              # validation batches used for the target quantiles (0: all)
-        init_noise: float = 0.6            # largest σ of entry noise on conv/linear weights, relative to each tensor's std
-        noise_rise: float = 1.5            # σ calibrated to raise the retain loss by this much (nats); 0: σ = init_noise
-        min_steps: int = 48                # at least this many primal steps: a small forget set is revisited
+        max_update: float = 1e-3  # per-step cap, fraction of each tensor's norm (ours: kept; published methods: off)
+        epochs: int = 6  # passes over the forget set (one primal + one dual step per forget batch)
+        lr: float = 1e-3  # peak learning rate of the primal optimizer
+        optimizer: str = "adamw"  # adamw (the paper's) | sgd | adam
+        weight_decay: float = 0.01  # 0.01 as in PDU's TOFU run.sh
+        lambda0: float = 10.0  # λ₀: initial dual variable, frozen during warm-up (code's `alpha`)
+        dual_lr: float = 5.0  # η_λ: dual step size (code default 1, TOFU 5)
+        warmup_epochs: int = 1  # forget epochs with λ frozen at λ₀ (code default 5 of 10+)
+        epsilon: float = 0.1  # retain-CE budget: L₀ + epsilon (additive) or epsilon (absolute)
+        epsilon_mode: str = "additive"  # additive | absolute
+        entry_batches: int = 4  # retain batches used to measure L₀
+        squared: bool = True  # forget loss m² (paper) or the unsquared margin m
+        cap: str = "confidence"  # over-forgetting stop rule: confidence | margin | none (see docstring)
+        target_noise: float = 1.0  # std of the per-example jitter added to the targets (statistic units)
+        val_batches: int = 10  # validation batches used for the target quantiles (0: all)
+        init_noise: float = 0.6  # largest σ of entry noise on conv/linear weights, relative to each tensor's std
+        noise_rise: float = 1.5  # σ calibrated to raise the retain loss by this much (nats); 0: σ = init_noise
+        min_steps: int = 48  # at least this many primal steps: a small forget set is revisited
 
         def __post_init__(self):
             if self.cap not in CAPS:
                 raise ValueError(f"cap must be one of {', '.join(CAPS)}, got {self.cap!r}")
             if self.epsilon_mode not in ("additive", "absolute"):
                 raise ValueError(f"epsilon_mode must be additive or absolute, got {self.epsilon_mode!r}")
-            for name in ("lambda0", "dual_lr", "epsilon", "target_noise", "init_noise", "warmup_epochs",
-                         "val_batches", "noise_rise", "min_steps"):
+            for name in (
+                "lambda0",
+                "dual_lr",
+                "epsilon",
+                "target_noise",
+                "init_noise",
+                "warmup_epochs",
+                "val_batches",
+                "noise_rise",
+                "min_steps",
+            ):
                 if getattr(self, name) < 0:
                     raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
             if self.entry_batches < 1:
                 raise ValueError(f"entry_batches must be >= 1, got {self.entry_batches}")
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
-    search_space = {"lr": ("log", 1e-4, 1e-2), "epochs": ("int", 3, 8), "dual_lr": ("log", 0.5, 20.0), "noise_rise": ("float", 0.5, 3.0)}
+    search_space = {
+        "lr": ("log", 1e-4, 1e-2),
+        "epochs": ("int", 3, 8),
+        "dual_lr": ("log", 0.5, 20.0),
+        "noise_rise": ("float", 0.5, 3.0),
+    }
 
     @classmethod
     def test_overrides(cls) -> dict:
@@ -168,14 +183,14 @@ class PDU(BaseMethod):
         p = self.params
         if p.cap == "none":
             return None
-        v_stat = loader_statistics(net, val_loader, self._statistic, p.val_batches)[0]   # (n_val,)
-        targets = quantile_targets(f_stat, v_stat)                                       # (n_f,)
+        v_stat = loader_statistics(net, val_loader, self._statistic, p.val_batches)[0]  # (n_val,)
+        targets = quantile_targets(f_stat, v_stat)  # (n_f,)
         return targets + p.target_noise * torch.randn(len(targets), generator=g).to(targets.device)
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
         device = device_of(net)
-        g = self.generator("cpu")   # forget order, target jitter and entry noise
+        g = self.generator("cpu")  # forget order, target jitter and entry noise
         l0 = train_mode_retain_loss(net, retain_loader, p.entry_batches)
         eps = epsilon_budget(l0, p.epsilon, p.epsilon_mode)
         f_stat, fx, fy = loader_statistics(net, forget_loader, self._statistic, keep_batches=True)  # (n_f,) ...
@@ -184,7 +199,7 @@ class PDU(BaseMethod):
         # after the entry references: run-to-run spread
         noise = entry_noise_(net, retain_iter, p.entry_batches, p.noise_rise, p.init_noise, g)
         n_f, bs = len(fy), getattr(forget_loader, "batch_size", None) or len(fy)
-        n_epochs = max(p.epochs, -(-p.min_steps // -(-n_f // bs)))   # forget passes
+        n_epochs = max(p.epochs, -(-p.min_steps // -(-n_f // bs)))  # forget passes
         opt = build_optimizer(p, net)
         sched = build_scheduler(p, opt, n_epochs * -(-n_f // bs))
         lam = float(p.lambda0)
@@ -195,23 +210,27 @@ class PDU(BaseMethod):
             perm = torch.randperm(n_f, generator=g).to(device)
             r_losses, f_losses, active_sum = [], [], 0.0
             for k in range(0, n_f, bs):
-                idx = perm[k:k + bs]
+                idx = perm[k : k + bs]
                 xr, yr = unpack(next(retain_iter), device)
-                first = {}   # the first pass's numbers (SAM evaluates the closure twice)
+                first = {}  # the first pass's numbers (SAM evaluates the closure twice)
 
                 def lagrangian():
-                    net.eval()                               # BN frozen: forget data never enters running stats
-                    zf = net(fx[idx])                        # (b, C)
+                    net.eval()  # BN frozen: forget data never enters running stats
+                    zf = net(fx[idx])  # (b, C)
                     m = logit_margin(zf, squared=p.squared)  # (b,)
-                    active = (torch.ones_like(m) if targets is None  # stop rule: flatten only while above target
-                              else (self._statistic(zf.detach(), fy[idx]) > targets[idx]).float())
+                    active = (
+                        torch.ones_like(m)
+                        if targets is None  # stop rule: flatten only while above target
+                        else (self._statistic(zf.detach(), fy[idx]) > targets[idx]).float()
+                    )
                     loss_f = (m * active).sum() / len(idx)
                     net.train()
                     loss_r = F.cross_entropy(net(xr), yr)
                     first.setdefault("r", loss_r.item())
                     first.setdefault("f", loss_f.item())
                     first.setdefault("active", active.sum().item())
-                    return loss_f + lam * (loss_r - eps)     # Lagrangian; λ is a constant for the primal step
+                    return loss_f + lam * (loss_r - eps)  # Lagrangian; λ is a constant for the primal step
+
                 take_step(opt, lagrangian)
                 sched.step()
                 if epoch >= p.warmup_epochs:
@@ -221,10 +240,16 @@ class PDU(BaseMethod):
                 f_losses.append(first["f"])
                 active_sum += first["active"]
             mean_r = sum(r_losses) / len(r_losses)
-            log["epochs"].append({
-                "lambda": lam, "retain_loss": mean_r, "constraint_held": mean_r <= eps,
-                "frac_steps_within_eps": sum(r <= eps for r in r_losses) / len(r_losses),
-                "forget_loss": sum(f_losses) / len(f_losses), "frac_flattened": active_sum / n_f})
+            log["epochs"].append(
+                {
+                    "lambda": lam,
+                    "retain_loss": mean_r,
+                    "constraint_held": mean_r <= eps,
+                    "frac_steps_within_eps": sum(r <= eps for r in r_losses) / len(r_losses),
+                    "forget_loss": sum(f_losses) / len(f_losses),
+                    "frac_flattened": active_sum / n_f,
+                }
+            )
         log["constraint_held_final"] = log["epochs"][-1]["constraint_held"]
         log["capped_steps"] = getattr(opt, "capped_steps", 0)
         self.log_ = log

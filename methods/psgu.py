@@ -50,6 +50,7 @@ raises the validation loss too, and the gap stayed 0.3-0.6 nats over the 4 round
 the whole budget; rounds that leave the gap where it was now end the run. Scores and tuning:
 benchmarks/tuned/ and benchmarks/results/.
 """
+
 from dataclasses import dataclass
 from itertools import islice
 
@@ -80,8 +81,7 @@ def unseen_gap(net: torch.nn.Module, forget_probe, val_probe) -> dict:
     """The stop signal: median per-example CE on `val_probe` minus that on `forget_probe` (eval mode)."""
     f = loader_statistics(net, forget_probe, per_example_ce)[0]
     v = loader_statistics(net, val_probe, per_example_ce)[0]
-    return {"gap": float(v.median() - f.median()), "forget_median": float(f.median()),
-            "val_median": float(v.median())}
+    return {"gap": float(v.median() - f.median()), "forget_median": float(f.median()), "val_median": float(v.median())}
 
 
 def _jaccard(a: dict, b: dict) -> float:
@@ -92,25 +92,25 @@ def _jaccard(a: dict, b: dict) -> float:
 
 @register("psgu")
 class PSGU(BaseMethod):
-    """Progressive saliency-guided unlearning: rounds of masked NegGrad+ impair and masked retain repair, adaptive stop."""
+    """Progressive saliency-guided unlearning: rounds of masked NegGrad+ impair and retain repair, adaptive stop."""
 
     @dataclass
     class Params(TrainParams):
-        max_update: float = 1e-3       # per-step cap, fraction of each tensor's norm (ours: kept; published methods: off)
-        rounds: int = 4              # round budget
-        impair_steps: int = 10       # masked NegGrad+ steps per round (a retain + a forget batch each)
-        repair_steps: int = 8        # masked retain fine-tune steps per round
-        alpha: float = 0.4           # NegGrad+ retain weight in the impair steps
-        lr: float = 0.05             # SGD learning rate of both phases
-        schedule: str = "constant"   # per phase; rounds are short
-        mask_ratio: float = 0.3      # fraction of all parameter entries that may change in a round
-        mask_batches: int = 2        # forget batches per saliency map
-        tol: float = 0.0             # stop when median CE(val) − median CE(forget) <= tol (nats)
-        min_drop: float = 0.02       # ...or when a round after the first shrinks that gap by less (-1e9: off)
-        signal_batches: int = 2      # forget and val batches in the fixed probes of the stop signal
-        init_noise: float = 1.0      # largest σ of the entry noise, relative to each tensor's std
-        noise_rise: float = 0.5      # σ calibrated to raise the retain loss by this (nats); 0: σ = init_noise
-        entry_batches: int = 2       # retain batches of the noise calibration
+        max_update: float = 1e-3  # per-step cap, fraction of each tensor's norm (ours: kept; published methods: off)
+        rounds: int = 4  # round budget
+        impair_steps: int = 10  # masked NegGrad+ steps per round (a retain + a forget batch each)
+        repair_steps: int = 8  # masked retain fine-tune steps per round
+        alpha: float = 0.4  # NegGrad+ retain weight in the impair steps
+        lr: float = 0.05  # SGD learning rate of both phases
+        schedule: str = "constant"  # per phase; rounds are short
+        mask_ratio: float = 0.3  # fraction of all parameter entries that may change in a round
+        mask_batches: int = 2  # forget batches per saliency map
+        tol: float = 0.0  # stop when median CE(val) − median CE(forget) <= tol (nats)
+        min_drop: float = 0.02  # ...or when a round after the first shrinks that gap by less (-1e9: off)
+        signal_batches: int = 2  # forget and val batches in the fixed probes of the stop signal
+        init_noise: float = 1.0  # largest σ of the entry noise, relative to each tensor's std
+        noise_rise: float = 0.5  # σ calibrated to raise the retain loss by this (nats); 0: σ = init_noise
+        entry_batches: int = 2  # retain batches of the noise calibration
 
         def __post_init__(self):
             for name in ("rounds", "mask_batches", "entry_batches"):
@@ -124,34 +124,56 @@ class PSGU(BaseMethod):
                 raise ValueError("init_noise and noise_rise must be >= 0")
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
-    search_space = {"lr": ("log", 0.01, 0.2), "alpha": ("float", 0.3, 0.9), "mask_ratio": ("float", 0.1, 0.8),
-                    "rounds": ("int", 2, 6), "noise_rise": ("float", 0.0, 2.0)}
+    search_space = {
+        "lr": ("log", 0.01, 0.2),
+        "alpha": ("float", 0.3, 0.9),
+        "mask_ratio": ("float", 0.1, 0.8),
+        "rounds": ("int", 2, 6),
+        "noise_rise": ("float", 0.0, 2.0),
+    }
 
     @classmethod
     def test_overrides(cls) -> dict:
         """Small settings for the contract test; the toy forget set may look unseen at entry, so never stop early."""
-        return {"rounds": 2, "impair_steps": 1, "repair_steps": 2, "mask_batches": 1, "signal_batches": 1,
-                "entry_batches": 1, "tol": -1e9, "min_drop": -1e9}
+        return {
+            "rounds": 2,
+            "impair_steps": 1,
+            "repair_steps": 2,
+            "mask_batches": 1,
+            "signal_batches": 1,
+            "entry_batches": 1,
+            "tol": -1e9,
+            "min_drop": -1e9,
+        }
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
-        g = self.generator("cpu")   # data order, probes, noise
+        g = self.generator("cpu")  # data order, probes, noise
         device = device_of(net)
         forget_probe = [unpack(b, device) for b in islice(reshuffled(forget_loader, g), p.signal_batches)]
         val_probe = [unpack(b, device) for b in islice(reshuffled(val_loader, g), p.signal_batches)]
         saliency_stream = cycle(reshuffled(forget_loader, g))
         retain_stream = cycle(reshuffled(retain_loader, g))
-        pairs = PairedBatches(retain_loader, forget_loader, g, min(1.0, p.impair_steps / len(retain_loader))) \
-            if p.impair_steps else None
-        log = {"signal": [unseen_gap(net, forget_probe, val_probe)], "mask_overlap": [], "impair_loss": [],
-               "repair_loss": []}
+        pairs = (
+            PairedBatches(retain_loader, forget_loader, g, min(1.0, p.impair_steps / len(retain_loader)))
+            if p.impair_steps
+            else None
+        )
+        log = {
+            "signal": [unseen_gap(net, forget_probe, val_probe)],
+            "mask_overlap": [],
+            "impair_loss": [],
+            "repair_loss": [],
+        }
         previous, stop = None, "budget"
         for t in range(p.rounds):
             if log["signal"][-1]["gap"] <= p.tol:
                 stop = "signal"
                 break
-            mask = saliency_mask(gradient_saliency(net, saliency_stream, negative_cross_entropy,
-                                                   max_batches=p.mask_batches), p.mask_ratio)
+            mask = saliency_mask(
+                gradient_saliency(net, saliency_stream, negative_cross_entropy, max_batches=p.mask_batches),
+                p.mask_ratio,
+            )
             if previous is not None:
                 log["mask_overlap"].append(_jaccard(mask, previous))
             previous = mask
@@ -159,17 +181,19 @@ class PSGU(BaseMethod):
                 log["noise"] = entry_noise_(net, retain_stream, p.entry_batches, p.noise_rise, p.init_noise, g, mask)
             if pairs is not None:
                 impair = MaskedOptimizer(build_optimizer(p, net), net, mask)
-                log["impair_loss"].append(train_paired(net, pairs, lambda m, r, f: neggrad_plus_loss(m, r, f, p.alpha),
-                                                       impair))
+                log["impair_loss"].append(
+                    train_paired(net, pairs, lambda m, r, f: neggrad_plus_loss(m, r, f, p.alpha), impair)
+                )
             repair = MaskedOptimizer(build_optimizer(p, net), net, mask)
-            log["repair_loss"].append(train_steps(net, islice(retain_stream, p.repair_steps), batch_cross_entropy,
-                                                  repair))
+            log["repair_loss"].append(
+                train_steps(net, islice(retain_stream, p.repair_steps), batch_cross_entropy, repair)
+            )
             log["signal"].append(unseen_gap(net, forget_probe, val_probe))
             if log["signal"][-1]["gap"] <= p.tol:
                 stop = "signal"
                 break
             if t >= 1 and log["signal"][-1]["gap"] > log["signal"][-2]["gap"] - p.min_drop:
-                stop = "plateau"     # this round did not bring the forget set nearer unseen data
+                stop = "plateau"  # this round did not bring the forget set nearer unseen data
                 break
         log.update({"rounds_used": len(log["signal"]) - 1, "stop": stop})
         self.log_.update(log)

@@ -28,11 +28,13 @@ the reference is f0 on validation data, measured once (a retrained model has nev
 so its confidences there look like f0's on unseen data); one-sided, so forget examples already at
 unseen-data level are left alone (over-forgetting is penalised by the scorer as much as under-forgetting).
 The term every third step, with a shorter epoch (0.6 of the retain batches, `forget`: 0.7), keeps the
-cost near `forget`'s. The cycles, layer share, caps and learning rate are those of the earlier, summary-based `forget` (before it followed its release).
+cost near `forget`'s. The cycles, layer share, caps and learning rate are those of the earlier, summary-based
+`forget` (before it followed its release).
 The run-to-run spread the scorer needs comes from the random layer draws and their fresh initial values.
 
 Measurements (the beta / forget_every grids, held-out seed 2): benchmarks/history/rdq.md (earlier banks).
 """
+
 from dataclasses import dataclass
 
 import torch
@@ -61,16 +63,16 @@ class RDQ(BaseMethod):
 
     @dataclass
     class Params(TrainParams):
-        cycles: int = 2                 # reset-then-distil cycles
-        reinit_fraction: float = 0.05   # share of the non-BN layers re-initialised per cycle (at least one)
-        epoch_fraction: float = 0.6     # each cycle's share of the retain batches
-        min_steps: int = 48             # but at least this many steps per cycle
-        beta: float = 0.3               # weight of the forget hinge (cpu seed 1: 0.3 > 1 > 3, below)
-        forget_every: int = 3           # the hinge on every k-th step
-        val_batches: int = 10           # validation batches of the reference (0: all)
-        lr: float = 0.02                # SGD learning rate
-        schedule: str = "cosine"        # per cycle
-        max_update: float = 0.001       # per-step cap of the trained layers, fraction of each tensor's norm
+        cycles: int = 2  # reset-then-distil cycles
+        reinit_fraction: float = 0.05  # share of the non-BN layers re-initialised per cycle (at least one)
+        epoch_fraction: float = 0.6  # each cycle's share of the retain batches
+        min_steps: int = 48  # but at least this many steps per cycle
+        beta: float = 0.3  # weight of the forget hinge (cpu seed 1: 0.3 > 1 > 3, below)
+        forget_every: int = 3  # the hinge on every k-th step
+        val_batches: int = 10  # validation batches of the reference (0: all)
+        lr: float = 0.02  # SGD learning rate
+        schedule: str = "cosine"  # per cycle
+        max_update: float = 0.001  # per-step cap of the trained layers, fraction of each tensor's norm
         fresh_max_update: float = 0.05  # per-step cap of the layers re-initialised in the cycle
 
         def __post_init__(self):
@@ -82,8 +84,12 @@ class RDQ(BaseMethod):
             if not 0.0 < self.reinit_fraction <= 1.0:
                 raise ValueError(f"reinit_fraction must be in (0, 1], got {self.reinit_fraction}")
 
-    search_space = {"beta": ("log", 0.1, 10.0), "forget_every": ("int", 1, 4), "lr": ("log", 3e-3, 0.1),
-                    "fresh_max_update": ("log", 0.01, 0.3)}
+    search_space = {
+        "beta": ("log", 0.1, 10.0),
+        "forget_every": ("int", 1, 4),
+        "lr": ("log", 3e-3, 0.1),
+        "fresh_max_update": ("log", 0.01, 0.3),
+    }
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p, device = self.params, device_of(net)
@@ -92,7 +98,7 @@ class RDQ(BaseMethod):
         teacher = Teacher(net)
         retain = PartialEpochs(reshuffled(retain_loader, g), p.epoch_fraction, p.min_steps)
         forget_it = cycle(reshuffled(forget_loader, g))
-        state = {"step": 0, "forget": unpack(next(forget_it), device)}   # step 0 takes the hinge
+        state = {"step": 0, "forget": unpack(next(forget_it), device)}  # step 0 takes the hinge
 
         def loss_fn(m, x, y):
             loss = F.mse_loss(m(x), teacher(x))
@@ -100,15 +106,16 @@ class RDQ(BaseMethod):
                 loss = loss + p.beta * forget_hinge(m, *state["forget"], reference)
             return loss
 
-        def next_forget():   # after each step, so both passes of a SAM step see the same batch
+        def next_forget():  # after each step, so both passes of a SAM step see the same batch
             state["step"] += 1
             state["forget"] = unpack(next(forget_it), device) if state["step"] % p.forget_every == 0 else None
 
         self.log_.update(reset=[], loss=[], reference_median=float(reference.median()))
         for _ in range(p.cycles):
             names = weight_layers(net, batchnorm=False)
-            self.log_["reset"].append(reinit_modules(
-                net, random_layers(names, max(1, round(p.reinit_fraction * len(names))), g), g))
+            self.log_["reset"].append(
+                reinit_modules(net, random_layers(names, max(1, round(p.reinit_fraction * len(names))), g), g)
+            )
             opt = fresh_layer_optimizer(p, net, layer_parameters(net, self.log_["reset"][-1]), p.fresh_max_update)
             sched = build_scheduler(p, opt, len(retain))
             self.log_["loss"].append(train_steps(net, retain, loss_fn, opt, sched, after_step=next_forget))

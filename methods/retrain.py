@@ -5,6 +5,7 @@ exempt from the efficiency rule: it shows the ceiling of the score at the bank's
 at None take the preset's recipe, which the evaluator passes through `configure`; a recipe that
 keeps the best-validation checkpoint (the Kaggle presets) selects it on `val_loader`, as the bank does.
 """
+
 from dataclasses import dataclass, replace
 
 from methods._training import train_from_scratch
@@ -21,8 +22,8 @@ class Retrain(BaseMethod):
 
     @dataclass
     class Params(BaseMethod.Params):
-        epochs: int | None = None   # None: the preset's recipe
-        lr: float | None = None     # None: the preset's recipe
+        epochs: int | None = None  # None: the preset's recipe
+        lr: float | None = None  # None: the preset's recipe
 
     def configure(self, recipe):
         self.recipe = recipe
@@ -32,6 +33,7 @@ class Retrain(BaseMethod):
         if recipe is None:
             raise ValueError("retrain needs the preset's training recipe: call configure(recipe) first")
         changes = {k: v for k, v in (("epochs", self.params.epochs), ("lr", self.params.lr)) if v is not None}
-        self.log_["final_train_loss"] = train_from_scratch(net, retain_loader, replace(recipe, **changes),
-                                                           seed=self.params.seed, val_loader=val_loader)
+        self.log_["final_train_loss"] = train_from_scratch(
+            net, retain_loader, replace(recipe, **changes), seed=self.params.seed, val_loader=val_loader
+        )
         net.eval()

@@ -21,6 +21,7 @@ epoch is scaled to the preset's retraining (E_preset/30 of a pass over F ∪ R; 
 and `time_factor` 0.5 cuts every epoch by one factor to fit the 20% rule (1: the release); labels are
 redrawn every released epoch. Per-preset tuned values: benchmarks/tuned/.
 """
+
 from dataclasses import dataclass
 
 from methods._common import num_classes
@@ -40,11 +41,11 @@ class RLOriginal(ReleasedEntry):
 
     @dataclass
     class Params(TrainParams):
-        epochs: int = 10           # released epochs over relabelled F ∪ R (RUM README), each scaled (docstring)
-        lr: float = 0.1            # SGD learning rate (RUM README)
-        schedule: str = "constant" # RUM: constant for <= 10 epochs
-        augment: bool = True       # random crop (pad 4) + flip views, as the reference loaders
-        time_factor: float = 0.5   # every epoch times this (1: as released, a third of a retraining)
+        epochs: int = 10  # released epochs over relabelled F ∪ R (RUM README), each scaled (docstring)
+        lr: float = 0.1  # SGD learning rate (RUM README)
+        schedule: str = "constant"  # RUM: constant for <= 10 epochs
+        augment: bool = True  # random crop (pad 4) + flip views, as the reference loaders
+        time_factor: float = 0.5  # every epoch times this (1: as released, a third of a retraining)
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
     search_space = {"lr": ("log", 0.003, 0.2), "time_factor": ("float", 0.2, 0.6)}
@@ -56,7 +57,7 @@ class RLOriginal(ReleasedEntry):
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
-        g = self.generator("cpu")   # labels and data order
+        g = self.generator("cpu")  # labels and data order
         relabelled = RandomLabels(forget_loader.dataset, num_classes(net), g)
         loader = relabelled_union(relabelled, retain_loader, g)
         stream, steps = self.stream(loader, g), self.steps(1, loader)
@@ -65,8 +66,9 @@ class RLOriginal(ReleasedEntry):
         self.log_["loss"] = []
         for e in range(p.epochs):
             if e > 0:
-                relabelled.redraw(g)   # new labels every epoch
-            self.log_["loss"].append(train_steps(net, views(self.take(stream, steps), g, p.augment),
-                                                 batch_cross_entropy, opt, sched))
+                relabelled.redraw(g)  # new labels every epoch
+            self.log_["loss"].append(
+                train_steps(net, views(self.take(stream, steps), g, p.augment), batch_cross_entropy, opt, sched)
+            )
         self.log_["capped_steps"] = getattr(opt, "capped_steps", 0)
         net.eval()

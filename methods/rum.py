@@ -36,6 +36,7 @@ and `high_set`. Budget: each group's method scales its released epochs to the pr
 notebook carries `none`, `ft`, `salun` and `ng` (imported below); another method per group works
 locally, not in a generated notebook.
 """
+
 import copy
 import dataclasses
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from methods._losses import symmetric_kl, true_label_confidence
 from methods._optim import make_optimizer
 from methods._relabel import loader_over
 from methods.BaseMethod import BaseMethod, get_method, parse_overrides, register
+
 # imported so they are registered (and pasted into a generated notebook) as per-group methods
 from methods.ft import FT  # noqa: F401
 from methods.ng import NG  # noqa: F401
@@ -66,8 +68,8 @@ def partition_by_proxy(memorization: torch.Tensor, k: int = 3) -> list[torch.Ten
     last); together the groups are a partition of range(n), each sorted by index.
     """
     n = len(memorization)
-    sizes = [n // k + (i >= k - n % k) for i in range(k)]              # remainder to the last groups
-    order = torch.argsort(memorization.cpu(), stable=True)             # least memorized first
+    sizes = [n // k + (i >= k - n % k) for i in range(k)]  # remainder to the last groups
+    order = torch.argsort(memorization.cpu(), stable=True)  # least memorized first
     return [part.sort().values for part in torch.split(order, sizes)]
 
 
@@ -84,16 +86,16 @@ class RUM(BaseMethod):
 
     @dataclass
     class Params(BaseMethod.Params):
-        proxy: str = "confidence"          # confidence | ho_ret (see the docstring)
-        low_method: str = "none"           # RUM CIFAR-10: nothing on the least memorized third
-        mid_method: str = "ft"             # ... fine-tuning on the middle third
-        high_method: str = "salun"         # ... SalUn on the most memorized third
-        low_set: str = ""                  # overrides of the low group's method, "k=v,k=v"
-        mid_set: str = "lr=0.1,augment=False"            # RUM: FT 10 epochs (ft's default), lr 0.1
+        proxy: str = "confidence"  # confidence | ho_ret (see the docstring)
+        low_method: str = "none"  # RUM CIFAR-10: nothing on the least memorized third
+        mid_method: str = "ft"  # ... fine-tuning on the middle third
+        high_method: str = "salun"  # ... SalUn on the most memorized third
+        low_set: str = ""  # overrides of the low group's method, "k=v,k=v"
+        mid_set: str = "lr=0.1,augment=False"  # RUM: FT 10 epochs (ft's default), lr 0.1
         high_set: str = "lr=0.1,epochs=5,augment=False"  # RUM: SalUn 5 epochs, lr 0.1
-        time_factor: float = 0.35          # given to every group's method that has one (docstring)
-        ho_epochs: int = 3                 # ho_ret: fine-tuning epochs on the validation loader
-        ho_lr: float = 0.01                # ho_ret: its learning rate (RUM: 0.1 on its test set)
+        time_factor: float = 0.35  # given to every group's method that has one (docstring)
+        ho_epochs: int = 3  # ho_ret: fine-tuning epochs on the validation loader
+        ho_lr: float = 0.01  # ho_ret: its learning rate (RUM: 0.1 on its test set)
 
         def __post_init__(self):
             if self.proxy not in PROXIES:
@@ -110,14 +112,18 @@ class RUM(BaseMethod):
                     raise ValueError(f"{group}_set for {key}: {exc}") from None
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
-    search_space = {"proxy": ("choice", ["confidence", "ho_ret"]), "mid_method": ("choice", ["ft", "ng", "salun"]), "high_method": ("choice", ["salun", "ng", "ft"])}
+    search_space = {
+        "proxy": ("choice", ["confidence", "ho_ret"]),
+        "mid_method": ("choice", ["ft", "ng", "salun"]),
+        "high_method": ("choice", ["salun", "ng", "ft"]),
+    }
 
     @classmethod
     def test_overrides(cls) -> dict:
         """Small settings for the contract test."""
         return {}
 
-    recipe_ = None   # the preset's training recipe, handed to every group's method
+    recipe_ = None  # the preset's training recipe, handed to every group's method
 
     def configure(self, recipe) -> None:
         """Keep the preset's recipe for the groups' methods (they scale their epochs by it)."""
@@ -139,7 +145,7 @@ class RUM(BaseMethod):
         p = self.params
         if p.proxy == "confidence":
             conf = loader_statistics(net, loader, true_label_confidence)[0]
-            return -conf.cpu() + 1e-6 * torch.rand(len(conf), generator=g)   # jitter breaks ties
+            return -conf.cpu() + 1e-6 * torch.rand(len(conf), generator=g)  # jitter breaks ties
         tuned = copy.deepcopy(net)
         opt = make_optimizer("sgd", tuned.parameters(), p.ho_lr, momentum=0.9, weight_decay=5e-4)
         train_epochs(tuned, loader_over(val_loader.dataset, val_loader, g), batch_cross_entropy, opt, p.ho_epochs)
@@ -147,32 +153,40 @@ class RUM(BaseMethod):
         logits = loader_statistics(net, loader, lambda z, y: z, keep_batches=True)
         base, x = logits[0], logits[1]
         with torch.no_grad():
-            other = torch.cat([tuned(x[i:i + 256]) for i in range(0, len(x), 256)])
+            other = torch.cat([tuned(x[i : i + 256]) for i in range(0, len(x), 256)])
         return symmetric_kl(base, other, reduction="none")
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
         g = self.generator("cpu")
         forget_ds = forget_loader.dataset
-        in_order = DataLoader(forget_ds, batch_size=forget_loader.batch_size or 256, shuffle=False,
-                              collate_fn=forget_loader.collate_fn)
-        mem = self.memorization_proxy(net, in_order, val_loader, g).cpu()              # (n_forget,)
+        in_order = DataLoader(
+            forget_ds, batch_size=forget_loader.batch_size or 256, shuffle=False, collate_fn=forget_loader.collate_fn
+        )
+        mem = self.memorization_proxy(net, in_order, val_loader, g).cpu()  # (n_forget,)
         groups = partition_by_proxy(mem)
         log = {"proxy": p.proxy, "groups": []}
         for t, (name, idx) in enumerate(zip(GROUPS, groups)):
             cls = get_method(getattr(p, f"{name}_method"))
-            seed = int(torch.randint(2 ** 62, (1,), generator=g))
-            later = torch.cat(groups[t + 1:]) if t + 1 < len(groups) else torch.empty(0, dtype=torch.long)
-            entry = {"group": name, "method": cls.key, "size": len(idx),
-                     "proxy_range": [float(mem[idx].min()), float(mem[idx].max())] if len(idx) else None}
+            seed = int(torch.randint(2**62, (1,), generator=g))
+            later = torch.cat(groups[t + 1 :]) if t + 1 < len(groups) else torch.empty(0, dtype=torch.long)
+            entry = {
+                "group": name,
+                "method": cls.key,
+                "size": len(idx),
+                "proxy_range": [float(mem[idx].min()), float(mem[idx].max())] if len(idx) else None,
+            }
             if cls.key != "none" and len(idx):
                 method = self.group_method(cls, seed, getattr(p, f"{name}_set"))
                 retain_ds = ConcatDataset([retain_loader.dataset, Subset(forget_ds, later.tolist())])
-                method.run(net, loader_over(retain_ds, retain_loader, g),
-                           loader_over(Subset(forget_ds, idx.tolist()), forget_loader, g), val_loader)
+                method.run(
+                    net,
+                    loader_over(retain_ds, retain_loader, g),
+                    loader_over(Subset(forget_ds, idx.tolist()), forget_loader, g),
+                    val_loader,
+                )
                 entry["log"] = method.log_
             log["groups"].append(entry)
         self.groups_ = groups
         self.log_ = log
         net.eval()
-

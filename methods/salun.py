@@ -34,6 +34,7 @@ Decisions and deviations:
   cuts every epoch by one factor to fit the 20% rule (1: the release); labels are redrawn every
   released epoch. Per-preset tuned values: benchmarks/tuned/.
 """
+
 from dataclasses import dataclass
 
 import torch
@@ -65,13 +66,13 @@ class SalUn(ReleasedEntry):
 
     @dataclass
     class Params(TrainParams):
-        epochs: int = 10             # released epochs, each a pass over F (random labels) and R, scaled (docstring)
-        lr: float = 0.013            # SGD learning rate (SalUn README; RUM 0.1)
-        schedule: str = "constant"   # SalUn/RUM: constant for <= 10 epochs
-        mask_ratio: float = 0.5      # fraction of all parameter entries that may change (SalUn's with_0.5)
-        passes: str = "sequential"   # sequential: F then R each epoch (CIFAR-10) | union: F ∪ R (CIFAR-100)
-        augment: bool = True         # random crop (pad 4) + flip views, as the reference loaders
-        time_factor: float = 0.5     # every epoch times this (1: as released, a third of a retraining)
+        epochs: int = 10  # released epochs, each a pass over F (random labels) and R, scaled (docstring)
+        lr: float = 0.013  # SGD learning rate (SalUn README; RUM 0.1)
+        schedule: str = "constant"  # SalUn/RUM: constant for <= 10 epochs
+        mask_ratio: float = 0.5  # fraction of all parameter entries that may change (SalUn's with_0.5)
+        passes: str = "sequential"  # sequential: F then R each epoch (CIFAR-10) | union: F ∪ R (CIFAR-100)
+        augment: bool = True  # random crop (pad 4) + flip views, as the reference loaders
+        time_factor: float = 0.5  # every epoch times this (1: as released, a third of a retraining)
 
         def __post_init__(self):
             if not 0.0 < self.mask_ratio <= 1.0:
@@ -89,7 +90,7 @@ class SalUn(ReleasedEntry):
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
-        g = self.generator("cpu")   # labels and data order
+        g = self.generator("cpu")  # labels and data order
         self.mask_ = saliency_mask(gradient_saliency(net, forget_loader, negative_cross_entropy), p.mask_ratio)
         relabelled = RandomLabels(forget_loader.dataset, num_classes(net), g)
         if p.passes == "sequential":
@@ -102,12 +103,20 @@ class SalUn(ReleasedEntry):
         losses = []
         for epoch in range(p.epochs):
             if epoch > 0:
-                relabelled.redraw(g)       # new labels every epoch
-            losses.append([train_steps(net, views(self.take(stream, steps), g, p.augment), batch_cross_entropy,
-                                       opt, sched) for stream, steps in passes])
-        self.log_.update({
-            "loss": losses,                                        # per epoch: [forget pass, retain pass]
-            "mask_kept": sum(int(m.sum()) for m in self.mask_.values()) / sum(m.numel() for m in self.mask_.values()),
-            "mask_kept_per_tensor": {n: m.float().mean().item() for n, m in self.mask_.items()},
-            "capped_steps": getattr(opt.base_optimizer, "capped_steps", 0)})
+                relabelled.redraw(g)  # new labels every epoch
+            losses.append(
+                [
+                    train_steps(net, views(self.take(stream, steps), g, p.augment), batch_cross_entropy, opt, sched)
+                    for stream, steps in passes
+                ]
+            )
+        self.log_.update(
+            {
+                "loss": losses,  # per epoch: [forget pass, retain pass]
+                "mask_kept": sum(int(m.sum()) for m in self.mask_.values())
+                / sum(m.numel() for m in self.mask_.values()),
+                "mask_kept_per_tensor": {n: m.float().mean().item() for n, m in self.mask_.items()},
+                "capped_steps": getattr(opt.base_optimizer, "capped_steps", 0),
+            }
+        )
         net.eval()

@@ -19,6 +19,7 @@ Deviations and choices:
   max_update=...` adds the kit's); `--set sam=min` gives sharp-unlearn's SCRUB+SAM. Per-preset tuned
   values: benchmarks/tuned/.
 """
+
 import re
 from dataclasses import dataclass
 
@@ -62,17 +63,17 @@ class SCRUB(ReleasedEntry):
 
     @dataclass
     class Params(TrainParams):
-        epochs: int = 3                # released epochs, each ending with a min pass over R, scaled (docstring)
-        msteps: int = 2                # the first msteps epochs start with a max pass over F (large-scale: 2)
-        forget_batch_size: int | None = 32   # max-pass batch size (SCRUB large-scale: 32; None: the loader's)
-        lr: float = 5e-4               # SCRUB large-scale (the RUM README's port: 5e-3)
-        schedule: str = "constant"     # SCRUB: constant, optionally decayed at lr_decay_epochs
-        ce_weight: float = 0.99        # CE weight in the min pass (SCRUB's gamma)
-        kl_weight: float = 0.001       # KL weight in the min pass (SCRUB's alpha, the RUM/SU port's beta)
-        kd_T: float = 4.0              # distillation temperature T
-        lr_decay_epochs: int | str | None = "3 5 9"   # lr ×lr_decay_rate after each of these epochs (SCRUB)
-        lr_decay_rate: float = 0.1     # SCRUB: 0.1
-        time_factor: float = 1.0       # every pass times this (1: as released)
+        epochs: int = 3  # released epochs, each ending with a min pass over R, scaled (docstring)
+        msteps: int = 2  # the first msteps epochs start with a max pass over F (large-scale: 2)
+        forget_batch_size: int | None = 32  # max-pass batch size (SCRUB large-scale: 32; None: the loader's)
+        lr: float = 5e-4  # SCRUB large-scale (the RUM README's port: 5e-3)
+        schedule: str = "constant"  # SCRUB: constant, optionally decayed at lr_decay_epochs
+        ce_weight: float = 0.99  # CE weight in the min pass (SCRUB's gamma)
+        kl_weight: float = 0.001  # KL weight in the min pass (SCRUB's alpha, the RUM/SU port's beta)
+        kd_T: float = 4.0  # distillation temperature T
+        lr_decay_epochs: int | str | None = "3 5 9"  # lr ×lr_decay_rate after each of these epochs (SCRUB)
+        lr_decay_rate: float = 0.1  # SCRUB: 0.1
+        time_factor: float = 1.0  # every pass times this (1: as released)
 
         def __post_init__(self):
             if self.forget_batch_size is not None and self.forget_batch_size < 1:
@@ -88,22 +89,35 @@ class SCRUB(ReleasedEntry):
                 raise ValueError("lr_decay_epochs needs schedule=constant (the decay is SCRUB's step schedule)")
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
-    search_space = {"lr": ("log", 3e-4, 2e-2), "time_factor": ("float", 0.3, 1.0), "msteps": ("int", 1, 3),
-                    "kl_weight": ("log", 1e-3, 1.0)}
+    search_space = {
+        "lr": ("log", 3e-4, 2e-2),
+        "time_factor": ("float", 0.3, 1.0),
+        "msteps": ("int", 1, 3),
+        "kl_weight": ("log", 1e-3, 1.0),
+    }
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
         g = self.generator("cpu")
-        forget = forget_loader if p.forget_batch_size is None else DataLoader(
-            forget_loader.dataset, batch_size=p.forget_batch_size, shuffle=True, generator=g,
-            collate_fn=forget_loader.collate_fn, num_workers=forget_loader.num_workers)
-        n_min, n_f = self.steps(1, retain_loader), self.steps(1, forget)   # steps of a min and of a max pass
-        retain_stream = self.stream(retain_loader, g)   # a shorter pass continues where the last one stopped
+        forget = (
+            forget_loader
+            if p.forget_batch_size is None
+            else DataLoader(
+                forget_loader.dataset,
+                batch_size=p.forget_batch_size,
+                shuffle=True,
+                generator=g,
+                collate_fn=forget_loader.collate_fn,
+                num_workers=forget_loader.num_workers,
+            )
+        )
+        n_min, n_f = self.steps(1, retain_loader), self.steps(1, forget)  # steps of a min and of a max pass
+        retain_stream = self.stream(retain_loader, g)  # a shorter pass continues where the last one stopped
         forget_stream = self.stream(forget, g)
         teacher = Teacher(net)
         milestones = decay_milestones(p.lr_decay_epochs)
 
-        def max_loss(m, x, y):   # ascend KL(teacher ‖ student) on the forget set
+        def max_loss(m, x, y):  # ascend KL(teacher ‖ student) on the forget set
             return -kl_to_teacher(m(x), teacher(x), p.kd_T)
 
         def min_loss(m, x, y):
@@ -112,16 +126,15 @@ class SCRUB(ReleasedEntry):
 
         n_max = min(p.msteps, p.epochs)
         opt = build_optimizer(p, net)
-        sched = None if p.schedule == "constant" else build_scheduler(
-            p, opt, p.epochs * n_min + n_max * n_f)
+        sched = None if p.schedule == "constant" else build_scheduler(p, opt, p.epochs * n_min + n_max * n_f)
         log = self.log_
         log.update(max_passes=0, min_passes=0, max_loss=[], min_loss=[], lr=[])
         for epoch in range(p.epochs):
-            if milestones:   # SCRUB's adjust_learning_rate: 1-based epoch e decays once per milestone < e
+            if milestones:  # SCRUB's adjust_learning_rate: 1-based epoch e decays once per milestone < e
                 for group in opt.param_groups:
                     group["lr"] = p.lr * p.lr_decay_rate ** sum(epoch + 1 > m for m in milestones)
             log["lr"].append(opt.param_groups[0]["lr"])
-            if epoch < p.msteps:   # exactly msteps max passes (the RUM/SU port runs msteps + 1)
+            if epoch < p.msteps:  # exactly msteps max passes (the RUM/SU port runs msteps + 1)
                 log["max_loss"].append(train_steps(net, self.take(forget_stream, n_f), max_loss, opt, sched))
                 log["max_passes"] += 1
             log["min_loss"].append(train_steps(net, self.take(retain_stream, n_min), min_loss, opt, sched))

@@ -19,6 +19,7 @@ Algorithm (f the network, f0 its frozen copy at entry, `_teacher.Teacher`):
 Deviation: the release takes ⌊3.2·batches⌋ + 1 steps; here round(3.2·batches) (`ReleasedEntry.steps`).
 The one-paragraph summary ranks only weights and omits the class weights and the float16 round trip.
 """
+
 from dataclasses import dataclass
 
 import torch
@@ -27,8 +28,8 @@ import torch.nn.functional as F
 from methods._common import device_of, num_classes, unpack
 from methods._iterative import TrainParams, build_optimizer, build_scheduler
 from methods._kaggle_budget import BudgetParams, ReleasedEntry
-from methods._losses import entropy_matching
 from methods._loop import train_steps
+from methods._losses import entropy_matching
 from methods._reinit import reinit_entries
 from methods._teacher import Teacher
 from methods.BaseMethod import register
@@ -55,7 +56,7 @@ def smallest_magnitude_mask(net: torch.nn.Module, names, ratio: float) -> dict[s
     out, start = {}, 0
     for n in names:
         size = named[n].numel()
-        out[n] = flat[start:start + size].view_as(named[n])
+        out[n] = flat[start : start + size].view_as(named[n])
         start += size
     return out
 
@@ -83,8 +84,9 @@ def retain_class_weights(loader, n_classes: int, device) -> torch.Tensor:
     return counts.clamp(min=1).pow(-0.1).to(device)
 
 
-def sebastian_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor,
-                   class_weights: torch.Tensor) -> torch.Tensor:
+def sebastian_loss(
+    logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, class_weights: torch.Tensor
+) -> torch.Tensor:
     """Class-weighted CE(f(x), y) + MSE(H(f(x)), H(f0(x)))."""
     return F.cross_entropy(logits, y, weight=class_weights) + entropy_matching(logits, teacher_logits)
 
@@ -105,17 +107,16 @@ class Sebastian(ReleasedEntry):
 
     @dataclass
     class Params(TrainParams, BudgetParams):
-        epochs: float = 3.2          # retain epochs (times E/30)
-        lr: float = 5e-4             # SGD, momentum 0.9, weight decay 5e-4
+        epochs: float = 3.2  # retain epochs (times E/30)
+        lr: float = 5e-4  # SGD, momentum 0.9, weight decay 5e-4
         schedule: str = "constant"
-        reinit_ratio: float = 0.99   # fraction of conv+fc weights and biases pruned and re-initialised
+        reinit_ratio: float = 0.99  # fraction of conv+fc weights and biases pruned and re-initialised
 
         def __post_init__(self):
             if not 0.0 <= self.reinit_ratio <= 1.0:
                 raise ValueError(f"reinit_ratio must be in [0, 1], got {self.reinit_ratio}")
 
-    search_space = {"lr": ("log", 1e-4, 5e-3), "epochs": ("float", 1.0, 6.0),
-                    "reinit_ratio": ("float", 0.8, 0.995)}
+    search_space = {"lr": ("log", 1e-4, 5e-3), "epochs": ("float", 1.0, 6.0), "reinit_ratio": ("float", 0.8, 0.995)}
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
@@ -127,8 +128,12 @@ class Sebastian(ReleasedEntry):
         opt = build_optimizer(p, net)
         sched = build_scheduler(p, opt, steps)
         self.log_["retain_loss"] = train_steps(
-            net, self.take(self.stream(retain_loader, g), steps),
-            lambda m, x, y: sebastian_loss(m(x), teacher(x), y, weights), opt, sched)
+            net,
+            self.take(self.stream(retain_loader, g), steps),
+            lambda m, x, y: sebastian_loss(m(x), teacher(x), y, weights),
+            opt,
+            sched,
+        )
         self.log_["steps"] = steps
         net.eval()
         float16_round_trip_(net)

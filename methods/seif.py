@@ -22,6 +22,7 @@ Epochs scale by E/30 of the preset's retraining (`_kaggle_budget`): epoch k is a
 `steps(1, retain)` steps at its lr. Deviation: the data order comes from the method's seed.
 The one-paragraph summary reads otherwise: noise on all conv weights, and a per-example weighted CE.
 """
+
 import math
 from dataclasses import dataclass
 
@@ -66,14 +67,14 @@ class Seif(ReleasedEntry):
 
     @dataclass
     class Params(SAMParams, BudgetParams):
-        epochs: int = 4               # retain fine-tuning epochs
-        lr: float = 7e-4              # SGD learning rate of the first epoch, cosine per epoch
+        epochs: int = 4  # retain fine-tuning epochs
+        lr: float = 7e-4  # SGD learning rate of the first epoch, cosine per epoch
         momentum: float = 0.9
         weight_decay: float = 5e-4
-        noise: float = 0.6            # absolute σ of the noise on the top-level "conv" children
-        final_noise: float = 0.005    # absolute σ of the same noise before the last epoch
-        class_weight: float = 0.05    # weight of the examples outside `major_class`
-        major_class: int = 0          # the class of weight 1.0 (the faces data's majority age group)
+        noise: float = 0.6  # absolute σ of the noise on the top-level "conv" children
+        final_noise: float = 0.005  # absolute σ of the same noise before the last epoch
+        class_weight: float = 0.05  # weight of the examples outside `major_class`
+        major_class: int = 0  # the class of weight 1.0 (the faces data's majority age group)
 
         def __post_init__(self):
             for name in ("noise", "final_noise", "class_weight", "major_class"):

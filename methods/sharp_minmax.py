@@ -37,8 +37,10 @@ Deviations from the released code and choices:
 
 SU's settings: ASAM, ρ 1.0, λ 1, α 0.99, AdamW (lr and E not published), r ∈ {0.1, 0.3, 0.5}.
 
-SU publishes no lr or E: lr 1e-3 and one 0.3-length epoch are the kit's choice (tuning logs: benchmarks/history/sharp_minmax.md, earlier banks; per-preset records: benchmarks/tuned/).
+SU publishes no lr or E: lr 1e-3 and one 0.3-length epoch are the kit's choice (tuning logs:
+benchmarks/history/sharp_minmax.md, earlier banks; per-preset records: benchmarks/tuned/).
 """
+
 import dataclasses
 from dataclasses import dataclass
 
@@ -87,17 +89,17 @@ class SharpMinMax(BaseMethod):
 
     @dataclass
     class Params(TrainParams):
-        epochs: int = 1                # epochs, each of epoch_fraction·|R|/batch iterations (a retain + a forget step)
-        epoch_fraction: float = 0.3    # iterations per epoch as a fraction of |R|/batch (SU: 1)
-        lr: float = 1e-3               # both AdamW optimizers (SU: not published; tuned, see above)
-        optimizer: str = "adamw"       # SU's "Adam Override"
-        schedule: str = "constant"     # SU: MultiStepLR, constant over a few epochs
-        alpha: float = 0.99            # NegGrad+ retain weight α (SU default)
-        mask_ratio: float = 0.1        # r: fraction of weights (largest |∇ forget loss|) in the forget part M
-        sam: str | None = "min"        # retain optimizer's mode (SU's --sam min); None: plain steps
+        epochs: int = 1  # epochs, each of epoch_fraction·|R|/batch iterations (a retain + a forget step)
+        epoch_fraction: float = 0.3  # iterations per epoch as a fraction of |R|/batch (SU: 1)
+        lr: float = 1e-3  # both AdamW optimizers (SU: not published; tuned, see above)
+        optimizer: str = "adamw"  # SU's "Adam Override"
+        schedule: str = "constant"  # SU: MultiStepLR, constant over a few epochs
+        alpha: float = 0.99  # NegGrad+ retain weight α (SU default)
+        mask_ratio: float = 0.1  # r: fraction of weights (largest |∇ forget loss|) in the forget part M
+        sam: str | None = "min"  # retain optimizer's mode (SU's --sam min); None: plain steps
         forget_sam: str | None = "max"  # forget optimizer's mode (SU's --separate min max); None: plain steps
-        rho: float = 1.0               # SU README: ASAM with rho 1.0
-        adaptive: bool = True          # ASAM
+        rho: float = 1.0  # SU README: ASAM with rho 1.0
+        adaptive: bool = True  # ASAM
         mask_batches: int | None = None  # forget batches that score the mask (None: the whole forget set)
 
         def __post_init__(self):
@@ -111,19 +113,30 @@ class SharpMinMax(BaseMethod):
                 raise ValueError(f"mask_batches must be >= 1 or None, got {self.mask_batches}")
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
-    search_space = {"lr": ("log", 1e-4, 1e-2), "alpha": ("float", 0.5, 0.999), "mask_ratio": ("float", 0.05, 0.5), "epoch_fraction": ("float", 0.1, 0.5)}
+    search_space = {
+        "lr": ("log", 1e-4, 1e-2),
+        "alpha": ("float", 0.5, 0.999),
+        "mask_ratio": ("float", 0.05, 0.5),
+        "epoch_fraction": ("float", 0.1, 0.5),
+    }
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
-        scores = gradient_saliency(net, forget_loader, lambda m, x, y: -batch_cross_entropy(m, x, y),
-                                   max_batches=p.mask_batches)
-        forget_mask = saliency_mask(scores, p.mask_ratio)                 # M: True = forget weights
+        scores = gradient_saliency(
+            net, forget_loader, lambda m, x, y: -batch_cross_entropy(m, x, y), max_batches=p.mask_batches
+        )
+        forget_mask = saliency_mask(scores, p.mask_ratio)  # M: True = forget weights
         retain_opt = masked_optimizer(p, net, {n: ~m for n, m in forget_mask.items()})
         forget_opt = masked_optimizer(dataclasses.replace(p, sam=p.forget_sam), net, forget_mask)
         pairs = PairedBatches(retain_loader, forget_loader, self.generator("cpu"), p.epoch_fraction, device_of(net))
         scheds = [build_scheduler(p, opt, p.epochs * len(pairs)) for opt in (retain_opt, forget_opt)]
-        self.log_.update(mask_fraction=sum(int(m.sum()) for m in forget_mask.values())
-                         / sum(m.numel() for m in forget_mask.values()), iterations=0, retain_loss=[], forget_loss=[])
+        self.log_.update(
+            mask_fraction=sum(int(m.sum()) for m in forget_mask.values())
+            / sum(m.numel() for m in forget_mask.values()),
+            iterations=0,
+            retain_loss=[],
+            forget_loss=[],
+        )
         net.train()
         for _ in range(p.epochs):
             sums = [0.0, 0.0]

@@ -3,7 +3,7 @@
 Source: OpenUnlearning PR #159 (https://github.com/locuslab/open-unlearning/pull/159, commit a291f94,
 2025-12-03, closed without merging): `src/trainer/unlearn/sibl.py`, `src/trainer/sparsity.py`,
 `configs/trainer/SIBL.yaml`, `docs/SIBL_method.md`; an LLM method (TOFU), no paper. Its option names
-are kept. The kit's analysis is /work/shared/reference/sibl_pdu.md §2.
+are kept; the corrections to it are listed below.
 
 What it does. A binary update mask m (1 = may change; `methods/_masks.py`) is built once from the
 weights at entry θ₀. Then for t = 1..T:
@@ -32,7 +32,8 @@ distribution that keeps the ranking of easy and hard images and stops by itself 
 class-wise forgetting). `squared=False` gives the released unsquared margin.
 
 ε (`epsilon_mode`): `additive` (default) ε = L₀ + epsilon, L₀ the retain CE of the model at entry
-measured in eval mode on `entry_batches` retain batches (`_entry.py`, shared with `pdu`); `absolute` ε = epsilon. A well-fit CNN has
+measured in eval mode on `entry_batches` retain batches (`_entry.py`, shared with `pdu`); `absolute` ε =
+epsilon. A well-fit CNN has
 L₀ ≈ 0.1, so the released absolute 0.1 (an LLM NLL budget) would be violated from the first step.
 
 Corrections to the released code (numbers are sibl_pdu.md §2.3's defects):
@@ -108,6 +109,7 @@ the test phase's budget. Scores and tuning logs: benchmarks/history/sibl.md and 
 T·(K + 2.5) forward-backward passes of a batch, plus cg_iters HVPs (about 2-3 passes each) per outer
 step when `use_implicit` is on.
 """
+
 import math
 from dataclasses import dataclass
 from itertools import islice
@@ -119,8 +121,8 @@ from methods._common import cycle, device_of, unpack
 from methods._entry import EPSILON_MODES, entry_retain_loss, epsilon_budget, loader_statistics
 from methods._hvp import conjugate_gradient, flatten, gradient_and_hvp, make_hvp, unflatten
 from methods._iterative import SAMParams, build_optimizer
-from methods._losses import logit_margin, quantile_hinge, true_label_margin
 from methods._loop import batch_cross_entropy, train_steps
+from methods._losses import logit_margin, quantile_hinge, true_label_margin
 from methods._masked import MaskedOptimizer
 from methods._masks import METHODS as MASK_METHODS
 from methods._masks import changed_fraction, make_mask, mask_density, restore_masked_
@@ -153,53 +155,55 @@ class SIBL(BaseMethod):
 
     origin = "ported"
 
-    param_aliases = {"eta_theta": "lr", "eta_in": "inner_lr"}   # the released code's names
+    param_aliases = {"eta_theta": "lr", "eta_in": "inner_lr"}  # the released code's names
 
     @dataclass
     class Params(SAMParams):
-        max_update: float = 1e-3       # per-step cap, fraction of each tensor's norm (ours: kept; published methods: off)
-        use_sparsity: bool = True        # False: every weight may change (dense mask)
-        sparsity: float = 0.5            # fraction of each conv/linear weight frozen (0.9: 10% may change)
+        max_update: float = 1e-3  # per-step cap, fraction of each tensor's norm (ours: kept; published methods: off)
+        use_sparsity: bool = True  # False: every weight may change (dense mask)
+        sparsity: float = 0.5  # fraction of each conv/linear weight frozen (0.9: 10% may change)
         sparsity_method: str = "layerwise_magnitude"  # or magnitude_sampling, random, structured, gradual, movement
-        mask_1d: bool = False            # biases and BN parameters follow the mask (else free, as released)
-        gradual_init: float = 0.0        # gradual: sparsity at t = 0 of the cubic schedule (Zhu & Gupta)
-        mask_batches: int = 2            # movement: forget batches whose |θ ⊙ ∇L_f| scores the mask
-        epsilon: float = 0.1             # retain CE budget: ε = L0 + epsilon (additive) or epsilon (absolute)
-        epsilon_mode: str = "additive"   # additive | absolute
-        entry_batches: int = 2           # retain batches that estimate L0 at entry
-        T: int = 8                       # outer (forget) iterations
-        K: int = 6                       # inner masked retain steps per outer iteration
-        lr: float = 0.01                 # outer step size, plain masked SGD (released: eta_theta)
-        inner_lr: float = 0.02           # inner step size, masked heavy-ball SGD (released: eta_in)
-        momentum: float = 0.9            # inner heavy-ball momentum
-        schedule: str = "constant"       # step sizes over the T outer iterations: constant | cosine (decay to ~0)
-        al_rho: float = 1.0              # AL penalty weight, also the dual step size (released: rho)
-        lambda0: float = 0.0             # initial multiplier (released: 0)
+        mask_1d: bool = False  # biases and BN parameters follow the mask (else free, as released)
+        gradual_init: float = 0.0  # gradual: sparsity at t = 0 of the cubic schedule (Zhu & Gupta)
+        mask_batches: int = 2  # movement: forget batches whose |θ ⊙ ∇L_f| scores the mask
+        epsilon: float = 0.1  # retain CE budget: ε = L0 + epsilon (additive) or epsilon (absolute)
+        epsilon_mode: str = "additive"  # additive | absolute
+        entry_batches: int = 2  # retain batches that estimate L0 at entry
+        T: int = 8  # outer (forget) iterations
+        K: int = 6  # inner masked retain steps per outer iteration
+        lr: float = 0.01  # outer step size, plain masked SGD (released: eta_theta)
+        inner_lr: float = 0.02  # inner step size, masked heavy-ball SGD (released: eta_in)
+        momentum: float = 0.9  # inner heavy-ball momentum
+        schedule: str = "constant"  # step sizes over the T outer iterations: constant | cosine (decay to ~0)
+        al_rho: float = 1.0  # AL penalty weight, also the dual step size (released: rho)
+        lambda0: float = 0.0  # initial multiplier (released: 0)
         lambda_max: float | None = 10.0  # safeguard: λ projected onto [0, lambda_max] (None: unbounded, as released)
-        clip_norm: float = 0.0           # outer step h rescaled to norm <= clip_norm (0: no clipping)
-        gamma: float = 1e-4              # L1 weight on the change, γ‖m ⊙ (θ − θ0)‖₁
-        use_implicit: bool = False       # implicit hypergradient (I + β·MHM) h = M g by CG
-        beta: float | None = None        # proximal coupling of the implicit step; None: K·inner_lr
-        cg_iters: int = 5                # CG iterations (HVPs) per outer step
-        cg_tol: float = 1e-3             # CG relative residual tolerance
-        hvp_mode: str = "double"         # double (reused gradient graph) | jvp (torch.func forward-over-reverse)
+        clip_norm: float = 0.0  # outer step h rescaled to norm <= clip_norm (0: no clipping)
+        gamma: float = 1e-4  # L1 weight on the change, γ‖m ⊙ (θ − θ0)‖₁
+        use_implicit: bool = False  # implicit hypergradient (I + β·MHM) h = M g by CG
+        beta: float | None = None  # proximal coupling of the implicit step; None: K·inner_lr
+        cg_iters: int = 5  # CG iterations (HVPs) per outer step
+        cg_tol: float = 1e-3  # CG relative residual tolerance
+        hvp_mode: str = "double"  # double (reused gradient graph) | jvp (torch.func forward-over-reverse)
         margin_target: str = "val_sorted"  # val_sorted | val_median | zero (uniform; class-wise forgetting)
-        margin_label: bool = True        # margin at the true label z_y − mean z (False: max z − mean z, released)
-        squared: bool = True             # squared hinge on the logit margin (PDU); False: unsquared (released)
-        val_batches: int = 4             # validation batches giving the unseen-data margin target
-        init_noise: float = 1.0          # largest σ of entry noise on masked-in weights, relative to each tensor's std
-        noise_rise: float = 1.5          # σ calibrated to raise the retain loss by this much (nats); 0: σ = init_noise
+        margin_label: bool = True  # margin at the true label z_y − mean z (False: max z − mean z, released)
+        squared: bool = True  # squared hinge on the logit margin (PDU); False: unsquared (released)
+        val_batches: int = 4  # validation batches giving the unseen-data margin target
+        init_noise: float = 1.0  # largest σ of entry noise on masked-in weights, relative to each tensor's std
+        noise_rise: float = 1.5  # σ calibrated to raise the retain loss by this much (nats); 0: σ = init_noise
 
         def __post_init__(self):
             if not 0.0 <= self.sparsity < 1.0:
                 raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity}")
             if not 0.0 <= self.gradual_init <= self.sparsity or self.gradual_init >= 1.0:
                 raise ValueError(f"gradual_init must be in [0, sparsity], got {self.gradual_init}")
-            for name, value, options in (("sparsity_method", self.sparsity_method, MASK_METHODS),
-                                         ("epsilon_mode", self.epsilon_mode, EPSILON_MODES),
-                                         ("margin_target", self.margin_target, MARGIN_TARGETS),
-                                         ("schedule", self.schedule, ("cosine", "constant")),
-                                         ("hvp_mode", self.hvp_mode, ("double", "jvp"))):
+            for name, value, options in (
+                ("sparsity_method", self.sparsity_method, MASK_METHODS),
+                ("epsilon_mode", self.epsilon_mode, EPSILON_MODES),
+                ("margin_target", self.margin_target, MARGIN_TARGETS),
+                ("schedule", self.schedule, ("cosine", "constant")),
+                ("hvp_mode", self.hvp_mode, ("double", "jvp")),
+            ):
                 if value not in options:
                     raise ValueError(f"{name} must be one of {', '.join(options)}, got {value!r}")
             for name in ("T", "mask_batches", "entry_batches", "val_batches", "cg_iters"):
@@ -219,7 +223,12 @@ class SIBL(BaseMethod):
                 raise ValueError(f"beta must be > 0 or None, got {self.beta}")
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
-    search_space = {"lr": ("log", 1e-3, 0.05), "sparsity": ("float", 0.2, 0.9), "T": ("int", 4, 12), "init_noise": ("float", 0.3, 1.5)}
+    search_space = {
+        "lr": ("log", 1e-3, 0.05),
+        "sparsity": ("float", 0.2, 0.9),
+        "T": ("int", 4, 12),
+        "init_noise": ("float", 0.3, 1.5),
+    }
 
     @classmethod
     def test_overrides(cls) -> dict:
@@ -235,7 +244,7 @@ class SIBL(BaseMethod):
 
     def _forget_loss(self, logits: torch.Tensor, y: torch.Tensor, val_margins: torch.Tensor) -> torch.Tensor:
         """Hinged logit-margin loss of a forget batch against the validation margins (see docstring)."""
-        m = self._margin(logits, y)                                              # (b,)
+        m = self._margin(logits, y)  # (b,)
         if self.params.margin_target == "val_sorted":
             return quantile_hinge(m, val_margins, squared=self.params.squared)
         excess = m if self.params.margin_target == "zero" else F.relu(m - val_margins.median())
@@ -253,13 +262,24 @@ class SIBL(BaseMethod):
             net.eval()
             for _ in range(p.mask_batches):
                 x, y = unpack(next(forget_it), device)
-                for a, g in zip(acc, torch.autograd.grad(self._forget_loss(net(x), y, val_margins), params,
-                                                         allow_unused=True)):
+                for a, g in zip(
+                    acc, torch.autograd.grad(self._forget_loss(net(x), y, val_margins), params, allow_unused=True)
+                ):
                     if g is not None:
                         a.add_(g)
             grads = dict(zip(names, acc))
-        return make_mask(net, p.sparsity_method, p.sparsity, grads=grads, generator=gen, include_1d=p.mask_1d,
-                         step=step, total_steps=p.T, initial_sparsity=p.gradual_init, prev_mask=prev)
+        return make_mask(
+            net,
+            p.sparsity_method,
+            p.sparsity,
+            grads=grads,
+            generator=gen,
+            include_1d=p.mask_1d,
+            step=step,
+            total_steps=p.T,
+            initial_sparsity=p.gradual_init,
+            prev_mask=prev,
+        )
 
     def _outer_direction(self, net, names, params, lf, lr_, mu, xr, yr, flat_mask, beta, log):
         """The masked outer step h: first order m ⊙ (∇L_f + μ∇c), or the implicit (I + β·MHM)⁻¹ of it."""
@@ -268,8 +288,12 @@ class SIBL(BaseMethod):
         gf = flatten([torch.zeros_like(q) if g is None else g for g, q in zip(gf, params)])
         if not p.use_implicit:
             if mu > 0:
-                gr = flatten([torch.zeros_like(q) if gg is None else gg for gg, q in
-                              zip(torch.autograd.grad(lr_, params, allow_unused=True), params)])
+                gr = flatten(
+                    [
+                        torch.zeros_like(q) if gg is None else gg
+                        for gg, q in zip(torch.autograd.grad(lr_, params, allow_unused=True), params)
+                    ]
+                )
                 gf = gf + mu * gr
             return gf * flat_mask
         if p.hvp_mode == "double":
@@ -278,8 +302,9 @@ class SIBL(BaseMethod):
             gr = flatten(torch.autograd.grad(lr_, params))
             hvp = make_hvp(net, lambda m: F.cross_entropy(m(xr), yr), names, mode="jvp")
         g = (gf + mu * gr) * flat_mask
-        h, info = conjugate_gradient(lambda v: v + beta * flat_mask * hvp(flat_mask * v), g,
-                                     max_iter=p.cg_iters, tol=p.cg_tol)
+        h, info = conjugate_gradient(
+            lambda v: v + beta * flat_mask * hvp(flat_mask * v), g, max_iter=p.cg_iters, tol=p.cg_tol
+        )
         log["cg_iters"].append(info["iters"])
         log["cg_rel_residual"].append(info["rel_residual"])
         if not bool(h.any()) or not bool(torch.isfinite(h).all()):  # curvature <= 0 at once
@@ -301,20 +326,30 @@ class SIBL(BaseMethod):
 
         # references at entry, from the original model in eval mode
         l0 = entry_retain_loss(net, retain_loader, p.entry_batches)
-        val_margins = loader_statistics(net, val_loader, self._margin, p.val_batches)[0]   # (n_val,)
+        val_margins = loader_statistics(net, val_loader, self._margin, p.val_batches)[0]  # (n_val,)
         eps = epsilon_budget(l0, p.epsilon, p.epsilon_mode)
 
         masks = self._build_mask(net, 1, None, gen, forget_it, val_margins, device)
-        flat_mask = flatten([masks[n] for n in names]).to(params[0].dtype)       # (n_params,)
+        flat_mask = flatten([masks[n] for n in names]).to(params[0].dtype)  # (n_params,)
         noise = entry_noise_(net, retain_it, p.entry_batches, p.noise_rise, p.init_noise, gen, masks)
-        inner = build_optimizer(p, net, params, lr=p.inner_lr)   # heavy-ball SGD, no weight decay; SAM if asked
+        inner = build_optimizer(p, net, params, lr=p.inner_lr)  # heavy-ball SGD, no weight decay; SAM if asked
         inner_opt = MaskedOptimizer(inner, net, masks)
         lam = p.lambda0
         beta = p.beta if p.beta is not None else max(p.K, 1) * p.inner_lr
-        log = {"L0": l0, "epsilon_abs": eps, "val_margin_median": float(val_margins.median()), "noise": noise,
-               "outer_capped": 0,
-               "lambda": [], "constraint": [], "forget_loss": [], "step_norm": [], "cg_iters": [], "cg_rel_residual": [],
-               "cg_fallbacks": 0}
+        log = {
+            "L0": l0,
+            "epsilon_abs": eps,
+            "val_margin_median": float(val_margins.median()),
+            "noise": noise,
+            "outer_capped": 0,
+            "lambda": [],
+            "constraint": [],
+            "forget_loss": [],
+            "step_norm": [],
+            "cg_iters": [],
+            "cg_rel_residual": [],
+            "cg_fallbacks": 0,
+        }
 
         for t in range(1, p.T + 1):
             # cosine: both step sizes decay from their value to ~0 over the T outer iterations, so the
@@ -324,14 +359,19 @@ class SIBL(BaseMethod):
             if p.use_sparsity and p.sparsity_method == "gradual" and t > 1:
                 masks = self._build_mask(net, t, masks, gen, forget_it, val_margins, device)
                 flat_mask = flatten([masks[n] for n in names]).to(params[0].dtype)
-                restore_masked_(net, masks, theta0)            # entries leaving the mask: update pruned
+                restore_masked_(net, masks, theta0)  # entries leaving the mask: update pruned
                 inner_opt = MaskedOptimizer(inner, net, masks)  # momentum outside the new mask is zeroed
 
             # inner: K masked proximal heavy-ball steps on fresh retain batches (train-mode BN)
             for group in inner_opt.param_groups:
                 group["lr"] = inner_lr
-            train_steps(net, islice(retain_it, p.K), batch_cross_entropy, inner_opt,
-                        after_step=lambda: _prox_l1_(params, theta0_list, inner_lr * p.gamma))
+            train_steps(
+                net,
+                islice(retain_it, p.K),
+                batch_cross_entropy,
+                inner_opt,
+                after_step=lambda: _prox_l1_(params, theta0_list, inner_lr * p.gamma),
+            )
 
             # outer: augmented-Lagrangian forget step (eval-mode BN)
             net.eval()
@@ -339,7 +379,7 @@ class SIBL(BaseMethod):
             xr, yr = unpack(next(retain_it), device)
             lf = self._forget_loss(net(xf), yf, val_margins)
             lr_ = F.cross_entropy(net(xr), yr)
-            mu = max(0.0, lam + p.al_rho * (lr_.item() - eps))   # HPR: ∇L_ρ = ∇L_f + max(0, λ + ρc)∇c
+            mu = max(0.0, lam + p.al_rho * (lr_.item() - eps))  # HPR: ∇L_ρ = ∇L_f + max(0, λ + ρc)∇c
             h = self._outer_direction(net, names, params, lf, lr_, mu, xr, yr, flat_mask, beta, log)
             h_norm = float(h.norm())
             log["step_norm"].append(h_norm)
@@ -350,13 +390,13 @@ class SIBL(BaseMethod):
                 for q, step in zip(params, unflatten(h, params)):
                     q.sub_(outer_lr * step)
                 _prox_l1_(params, theta0_list, outer_lr * p.gamma)
-                if before is not None:   # the inner steps' cap, on the hand-made outer step too
+                if before is not None:  # the inner steps' cap, on the hand-made outer step too
                     log["outer_capped"] += cap_update_(params, before, p.max_update) > 0
             restore_masked_(net, masks, theta0)
             with torch.no_grad():
                 c_new = F.cross_entropy(net(xr), yr).item() - eps
-            lam = max(0.0, lam + p.al_rho * c_new)             # projected dual ascent,
-            if p.lambda_max is not None:                       # safeguarded onto [0, lambda_max]
+            lam = max(0.0, lam + p.al_rho * c_new)  # projected dual ascent,
+            if p.lambda_max is not None:  # safeguarded onto [0, lambda_max]
                 lam = min(lam, p.lambda_max)
             log["lambda"].append(lam)
             log["constraint"].append(c_new)

@@ -28,6 +28,7 @@ The one-paragraph summary reads otherwise: it trains only the drawn layers, nois
 unstated σ and calls the first epoch plain; the release trains every BatchNorm parameter too, noises 6
 of 9 (skipping tensors drawn before) and trains a draw, unnoised, in the first epoch.
 """
+
 from dataclasses import dataclass
 
 import torch
@@ -80,31 +81,39 @@ class Sun(ReleasedEntry):
 
     @dataclass
     class Params(TrainParams, BudgetParams):
-        epochs: int = 9                 # all epochs: selective ones, then one full epoch per fine_lrs entry
-        reset_epochs: int = 1           # first selective epochs, after the fc reset, without noise
-        drawn_tensors: int = 9          # non-BN parameter tensors trained per selective epoch
-        noised_tensors: int = 6         # of them noised from epoch reset_epochs + 1 on (0.7 × 9, rounded down)
-        noise_std: float = 0.04         # absolute σ of the Gaussian weight noise
-        lr: float = 2e-4                # SGD lr of the selective epochs
+        epochs: int = 9  # all epochs: selective ones, then one full epoch per fine_lrs entry
+        reset_epochs: int = 1  # first selective epochs, after the fc reset, without noise
+        drawn_tensors: int = 9  # non-BN parameter tensors trained per selective epoch
+        noised_tensors: int = 6  # of them noised from epoch reset_epochs + 1 on (0.7 × 9, rounded down)
+        noise_std: float = 0.04  # absolute σ of the Gaussian weight noise
+        lr: float = 2e-4  # SGD lr of the selective epochs
         fine_lrs: str = "2e-4 2e-4 2e-4 1e-3"  # one full fine-tuning epoch per lr, in order
-        schedule: str = "constant"      # within each epoch's fresh optimizer
+        schedule: str = "constant"  # within each epoch's fresh optimizer
         momentum: float = 0.9
         weight_decay: float = 5e-4
-        time_factor: float = 0.8        # as released 22.3% of a retraining on kaggle-cpu; cut to fit 20% (1: released)
+        time_factor: float = 0.8  # as released 22.3% of a retraining on kaggle-cpu; cut to fit 20% (1: released)
 
         def __post_init__(self):
             fine = parse_floats(self.fine_lrs, "fine_lrs")
             if not 0 <= self.reset_epochs <= self.epochs - len(fine):
-                raise ValueError(f"reset_epochs must be in [0, epochs - len(fine_lrs)] = "
-                                 f"[0, {self.epochs - len(fine)}], got {self.reset_epochs} (epochs {self.epochs})")
+                raise ValueError(
+                    f"reset_epochs must be in [0, epochs - len(fine_lrs)] = "
+                    f"[0, {self.epochs - len(fine)}], got {self.reset_epochs} (epochs {self.epochs})"
+                )
             if self.drawn_tensors < 1 or self.noised_tensors < 0:
-                raise ValueError(f"drawn_tensors must be >= 1 and noised_tensors >= 0, got "
-                                 f"{self.drawn_tensors}, {self.noised_tensors}")
+                raise ValueError(
+                    f"drawn_tensors must be >= 1 and noised_tensors >= 0, got "
+                    f"{self.drawn_tensors}, {self.noised_tensors}"
+                )
             if self.noise_std < 0:
                 raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
 
-    search_space = {"lr": ("log", 5e-5, 1e-3), "noise_std": ("log", 0.01, 0.16),
-                    "drawn_tensors": ("int", 3, 15), "noised_tensors": ("int", 2, 9)}
+    search_space = {
+        "lr": ("log", 5e-5, 1e-3),
+        "noise_std": ("log", 0.01, 0.16),
+        "drawn_tensors": ("int", 3, 15),
+        "noised_tensors": ("int", 2, 9),
+    }
 
     def epoch(self, net, stream, steps: int, lr: float, trained: list[str] | None = None) -> float:
         """`steps` CE steps on `stream`, a fresh optimizer at `lr` over the parameters `trained` (all when None)."""

@@ -44,6 +44,7 @@ Deviations from the released code:
 - `max_update` (off by default, as released): an optional trust-region cap on the update, per tensor
   ‖α·k‖ ≤ max_update·ref(θ) (`_trust.cap_update_`).
 """
+
 from dataclasses import dataclass
 
 import torch
@@ -68,11 +69,11 @@ def released_woodfisher(v: torch.Tensor, first: torch.Tensor, dots, damping: flo
     k = v, o = g_1; for each later g: t = o·g; k ← k − (k·g)/(N+t)·o; o ← o − t/(N+t)·o, N = `damping`.
     Exact on the scalars of o = s·g_1, k = v + c·g_1 (module docstring); `dots` yields (chunk, 2) tensors."""
     s, c, count = 1.0, 0.0, 1
-    for chunk in dots:                                           # (chunk, 2): g·v, g·g_1
+    for chunk in dots:  # (chunk, 2): g·v, g·g_1
         for a, b in chunk.double().tolist():
-            t = s * b                                            # o·g
-            c -= (a + c * b) / (damping + t) * s                 # k ← k − (k·g)/(N+t)·o
-            s *= damping / (damping + t)                         # o ← o − t/(N+t)·o
+            t = s * b  # o·g
+            c -= (a + c * b) / (damping + t) * s  # k ← k − (k·g)/(N+t)·o
+            s *= damping / (damping + t)  # o ← o − t/(N+t)·o
         count += len(chunk)
     return v + c * first, {"examples": count, "c": c, "o_scale": s}
 
@@ -85,15 +86,15 @@ class WFisher(BaseMethod):
 
     @dataclass
     class Params(BaseMethod.Params):
-        alpha: float = 0.99            # step: θ ← θ + alpha·k (released: 0.99 in Unlearn-Sparse/SU, 0.2 in RUM/SalUn)
-        damping: float = 1000.0        # N of the recursion (released: hard-coded 1000)
-        n_examples: int = 1000         # retain examples of the recursion, drawn at random (released: first ~1,002)
-        dots: str = "jvp"              # how g·v, g·g_1 are got: jvp (forward mode) | vmap (per-example gradients)
-        chunk_mb: float = 1024.0       # vmap only: memory budget of one chunk of per-example gradients, MB
-        mask_ratio: float = 1.0        # < 1: update only the largest |g_F| entries (SalUn mask, global)
-        max_update: float = 0.0        # per tensor ‖α·k‖ <= max_update·ref(θ) (`_trust.cap_update_`; 0: no cap, as released)
-        weight_noise: float = 0.0      # σ of exit noise on conv/linear weights, relative to each tensor's std
-        augment: bool = True           # gradients of random crop (pad 4) + flip views, as the released loaders
+        alpha: float = 0.99  # step: θ ← θ + alpha·k (released: 0.99 in Unlearn-Sparse/SU, 0.2 in RUM/SalUn)
+        damping: float = 1000.0  # N of the recursion (released: hard-coded 1000)
+        n_examples: int = 1000  # retain examples of the recursion, drawn at random (released: first ~1,002)
+        dots: str = "jvp"  # how g·v, g·g_1 are got: jvp (forward mode) | vmap (per-example gradients)
+        chunk_mb: float = 1024.0  # vmap only: memory budget of one chunk of per-example gradients, MB
+        mask_ratio: float = 1.0  # < 1: update only the largest |g_F| entries (SalUn mask, global)
+        max_update: float = 0.0  # per tensor ‖α·k‖ <= max_update·ref(θ) (`_trust.cap_update_`; 0: no cap, as released)
+        weight_noise: float = 0.0  # σ of exit noise on conv/linear weights, relative to each tensor's std
+        augment: bool = True  # gradients of random crop (pad 4) + flip views, as the released loaders
 
         def __post_init__(self):
             if not self.alpha > 0:
@@ -122,35 +123,41 @@ class WFisher(BaseMethod):
         like = [q for _, q in named]
 
         view = (lambda x: crop_flip(x, gen)) if p.augment else (lambda x: x)
-        g_f, n_f = summed_gradient(net, views(forget_loader, gen, p.augment))   # (P,)
-        g_r, n_r = summed_gradient(net, views(retain_loader, gen, p.augment))   # (P,)
+        g_f, n_f = summed_gradient(net, views(forget_loader, gen, p.augment))  # (P,)
+        g_r, n_r = summed_gradient(net, views(retain_loader, gen, p.augment))  # (P,)
         n = n_f + n_r
-        v = g_f / n - g_r * (n_f / (n * n_r))                                    # (P,)
+        v = g_f / n - g_r * (n_f / (n * n_r))  # (P,)
 
         dataset = retain_loader.dataset
-        picked = torch.randperm(len(dataset), generator=gen)[:p.n_examples].tolist()
+        picked = torch.randperm(len(dataset), generator=gen)[: p.n_examples].tolist()
         x1, y1 = unpack(retain_loader.collate_fn([dataset[picked[0]]]), device)
-        (first,) = per_example_grads(net, view(x1), y1)                          # (1, P)
+        (first,) = per_example_grads(net, view(x1), y1)  # (1, P)
         first = first[0]
-        uv = torch.stack([v, first], dim=1)                                      # (P, 2)
+        uv = torch.stack([v, first], dim=1)  # (P, 2)
         chunk = chunk_for_budget(net, p.chunk_mb) if p.dots == "vmap" else retain_loader.batch_size or 64
-        rest = DataLoader(Subset(dataset, picked[1:]), batch_size=retain_loader.batch_size or 64, shuffle=False,
-                          collate_fn=retain_loader.collate_fn)   # batches (and views) whatever the chunk
+        rest = DataLoader(
+            Subset(dataset, picked[1:]),
+            batch_size=retain_loader.batch_size or 64,
+            shuffle=False,
+            collate_fn=retain_loader.collate_fn,
+        )  # batches (and views) whatever the chunk
 
         def dots():
             for batch in rest:
                 x, y = unpack(batch, device)
                 x = view(x)
                 if p.dots == "jvp":
-                    yield per_example_dots(net, x, y, [v, first])               # (chunk, 2)
+                    yield per_example_dots(net, x, y, [v, first])  # (chunk, 2)
                 else:
                     yield from (grads @ uv for grads in per_example_grads(net, x, y, chunk_size=chunk))
+
         k, info = released_woodfisher(v, first, dots(), p.damping)
 
         update = unflatten(p.alpha * k, like)
         if p.mask_ratio < 1:
-            masks = saliency_mask({name: part.abs() for (name, _), part in zip(named, unflatten(g_f, like))},
-                                  p.mask_ratio)
+            masks = saliency_mask(
+                {name: part.abs() for (name, _), part in zip(named, unflatten(g_f, like))}, p.mask_ratio
+            )
             update = [u * masks[name] for (name, _), u in zip(named, update)]
         with torch.no_grad():
             before = [q.detach().clone() for q in like]
@@ -158,6 +165,14 @@ class WFisher(BaseMethod):
             capped = cap_update_(like, before, p.max_update) if p.max_update > 0 else 0
             update_norm = torch.stack(torch._foreach_norm(torch._foreach_sub(like, before))).norm()
         add_weight_noise_(net, p.weight_noise, gen)
-        self.log_.update(info, n_forget=n_f, n_retain=n_r, chunk=chunk, capped_tensors=capped,
-                         v_norm=float(v.norm()), k_norm=float(k.norm()), update_norm=float(update_norm))
+        self.log_.update(
+            info,
+            n_forget=n_f,
+            n_retain=n_r,
+            chunk=chunk,
+            capped_tensors=capped,
+            v_norm=float(v.norm()),
+            k_norm=float(k.norm()),
+            update_norm=float(update_norm),
+        )
         net.eval()

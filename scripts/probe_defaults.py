@@ -11,17 +11,16 @@ the original's means the method's settings do not suit that network; a share abo
 efficiency rule. Runs use
 the same seed tree as `main.py` (base seed 1000, so they never reuse a cached evaluation's runs).
 """
+
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import methods  # noqa: E402
-from data.presets import PRESETS, get_preset  # noqa: E402
-from data.splits import make_splits  # noqa: E402
-from eval.harness.bank import Bank  # noqa: E402
-from eval.harness.timing import RetrainClock  # noqa: E402
-from eval.harness.unlearn import MethodFailed, run_once  # noqa: E402
+import methods
+from data.presets import PRESETS, get_preset
+from data.splits import make_splits
+from eval.harness.bank import Bank
+from eval.harness.timing import RetrainClock
+from eval.harness.unlearn import MethodFailed, run_once
 
 
 def main(argv=None) -> int:
@@ -37,12 +36,14 @@ def main(argv=None) -> int:
     preset = get_preset(args.preset).with_forget(seed=args.forget_seed)
     splits = make_splits(preset, args.data_root)
     bank = Bank(preset, splits, home=args.home, data_root=args.data_root)
-    bank.ensure(0)   # the original is all a probe needs
+    bank.ensure(0)  # the original is all a probe needs
     o = bank.outputs("original")
     clock = RetrainClock(preset, splits, bank.device)
     print(f"{'':28}{'finite':>8}{'retain':>9}{'forget':>9}{'test':>9}{'s':>8}{'% retrain':>11}")
-    print(f"{'original':28}{'':>8}{float(o['acc_retain']):>9.3f}{float(o['acc_forget']):>9.3f}"
-          f"{float(o['acc_test']):>9.3f}")
+    print(
+        f"{'original':28}{'':>8}{float(o['acc_retain']):>9.3f}{float(o['acc_forget']):>9.3f}"
+        f"{float(o['acc_test']):>9.3f}"
+    )
     for key in args.methods:
         try:
             cls = methods.get_method(key)
@@ -59,9 +60,12 @@ def main(argv=None) -> int:
                 continue
             retrain = (before + clock.estimate()) / 2
             seconds = float(outs["time_s"])
-            print(f"{cls.key + f' run {i}':28}{'yes':>8}{float(outs['acc_retain']):>9.3f}"
-                  f"{float(outs['acc_forget']):>9.3f}{float(outs['acc_test']):>9.3f}"
-                  f"{seconds:>8.1f}{100 * seconds / retrain:>10.1f}%", flush=True)
+            print(
+                f"{cls.key + f' run {i}':28}{'yes':>8}{float(outs['acc_retain']):>9.3f}"
+                f"{float(outs['acc_forget']):>9.3f}{float(outs['acc_test']):>9.3f}"
+                f"{seconds:>8.1f}{100 * seconds / retrain:>10.1f}%",
+                flush=True,
+            )
     return 0
 
 

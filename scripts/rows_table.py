@@ -9,6 +9,7 @@ they are, so a table can be shown (in a note, in the README) while a long leader
 filling in, or after the code moved on. A method with rows from several code versions shows its
 newest; `run key` names the version, and the table says how many rows it left out.
 """
+
 import argparse
 import json
 import sys
@@ -33,23 +34,33 @@ def newest_rows(folder: Path, names: list[str] | None = None) -> tuple[list[dict
             if rows[key][1] >= written:
                 continue
         rows[key] = (row, written)
-    order = [n for n in names if n in rows] if names else sorted(rows, key=lambda k: -(rows[k][0].get("final_score")
-                                                                                      or 0.0))
+    order = (
+        [n for n in names if n in rows]
+        if names
+        else sorted(rows, key=lambda k: -(rows[k][0].get("final_score") or 0.0))
+    )
     return [rows[k][0] for k in order], skipped
 
 
 def markdown(rows: list[dict]) -> str:
     """| method | final [95% CI] | F | RA ratio | TA ratio | forget acc | % retrain | run key |"""
+
     def fmt(r):
         if r.get("status") != "ok":
             return {"method": f"`{r['method']}`", "final [95% CI]": f"failed: {r.get('reason') or r.get('status')}"}
         rejected = r.get("efficiency") is False or (r.get("final_score") == 0 and (r.get("time_ratio") or 0) > 0.2)
-        return {"method": f"`{r['method']}`",
-                "final [95% CI]": f"{r['final_score']:.4f} [{r['final_ci_lo']:.4f}, {r['final_ci_hi']:.4f}]"
-                                  + (" (rejected: > 20%)" if rejected else ""),
-                "F": f"{r['F']:.3f}", "RA ratio": f"{r['ra_ratio']:.3f}", "TA ratio": f"{r['ta_ratio']:.3f}",
-                "forget acc": f"{r['acc_forget']:.3f}", "% retrain": f"{100 * r['time_ratio']:.1f}%",
-                "run key": r.get("run_key", "")}
+        return {
+            "method": f"`{r['method']}`",
+            "final [95% CI]": f"{r['final_score']:.4f} [{r['final_ci_lo']:.4f}, {r['final_ci_hi']:.4f}]"
+            + (" (rejected: > 20%)" if rejected else ""),
+            "F": f"{r['F']:.3f}",
+            "RA ratio": f"{r['ra_ratio']:.3f}",
+            "TA ratio": f"{r['ta_ratio']:.3f}",
+            "forget acc": f"{r['acc_forget']:.3f}",
+            "% retrain": f"{100 * r['time_ratio']:.1f}%",
+            "run key": r.get("run_key", ""),
+        }
+
     return pd.DataFrame([fmt(r) for r in rows]).fillna("").to_markdown(index=False)
 
 

@@ -8,19 +8,18 @@ accuracies. What a bank of N models costs here is N times the first column (divi
 Prints a markdown table: preset, architecture, training images, epochs, seconds per model (slice
 estimate), models per hour, and with --train the measured time and retain / forget / test accuracy.
 """
+
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from data.presets import PRESETS, get_preset  # noqa: E402
-from eval.harness.bank_models import train_bank_model  # noqa: E402
-from eval.harness.forget_sets import build_splits  # noqa: E402
-from eval.harness.timing import RetrainClock  # noqa: E402
-from eval.outputs import model_outputs  # noqa: E402
+from data.presets import PRESETS, get_preset
+from eval.harness.bank_models import train_bank_model
+from eval.harness.forget_sets import build_splits
+from eval.harness.timing import RetrainClock
+from eval.outputs import model_outputs
 
 
 def main(argv=None) -> int:
@@ -31,8 +30,10 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=12, help="timed optimizer steps per slice (default 12)")
     p.add_argument("--train", action="store_true", help="also train one retrained model and report its accuracy")
     args = p.parse_args(argv)
-    print(f"device {args.device}, {torch.get_num_threads()} threads"
-          + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""))
+    print(
+        f"device {args.device}, {torch.get_num_threads()} threads"
+        + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else "")
+    )
     head = "| preset | arch | train images | epochs | s per model (slice) | models per hour |"
     if args.train:
         head += " s per model (trained) | retain / forget / test acc |"
@@ -42,14 +43,18 @@ def main(argv=None) -> int:
         preset = get_preset(name)
         splits = build_splits(preset, args.data_root, device=args.device)
         seconds = RetrainClock(preset, splits, args.device, steps=args.steps).estimate()
-        row = (f"| {name} | {preset.arch} | {len(splits.retain_y) + len(splits.forget_y):,} | {preset.recipe.epochs} | "
-               f"{seconds:,.0f} | {3600 / seconds:,.1f} |")
+        row = (
+            f"| {name} | {preset.arch} | {len(splits.retain_y) + len(splits.forget_y):,} | {preset.recipe.epochs} | "
+            f"{seconds:,.0f} | {3600 / seconds:,.1f} |"
+        )
         if args.train:
             t0 = time.perf_counter()
             net, _ = train_bank_model(preset, splits, "retrained_000", args.device)
             outs = model_outputs(net, splits)
-            row += (f" {time.perf_counter() - t0:,.0f} | {outs['acc_retain']:.3f} / {outs['acc_forget']:.3f} / "
-                    f"{outs['acc_test']:.3f} |")
+            row += (
+                f" {time.perf_counter() - t0:,.0f} | {outs['acc_retain']:.3f} / {outs['acc_forget']:.3f} / "
+                f"{outs['acc_test']:.3f} |"
+            )
         print(row, flush=True)
     return 0
 

@@ -1,24 +1,24 @@
 """Shared fixtures: the tiny preset's data and a session-wide artifacts folder (its bank built once)."""
-import subprocess
-import sys
+
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "cifar10" / "materialize.py"
 
 torch.set_num_threads(2)
 
 
 def _data_root() -> Path:
+    """./data, downloaded by the kit's own loader on first use (as `python main.py` does)."""
+    from data.cifar10 import DataError, load_cifar10
+
     root = ROOT / "data"
-    if not (root / "cifar-10-batches-py" / "test_batch").exists() and SHARED.exists():
-        subprocess.run([sys.executable, str(SHARED), str(root)], check=True)
-    if not (root / "cifar-10-batches-py" / "test_batch").exists():
-        pytest.skip("CIFAR-10 not available: run python ../shared/cifar10/materialize.py data")
+    try:
+        load_cifar10(root)
+    except DataError as exc:
+        pytest.skip(str(exc))
     return root
 
 
@@ -37,13 +37,15 @@ def home(tmp_path_factory) -> Path:
 def tiny_splits(data_root):
     from data.presets import get_preset
     from data.splits import make_splits
+
     return make_splits(get_preset("tiny"), data_root)
 
 
 @pytest.fixture(scope="session")
 def tiny_bank(tiny_splits, home, data_root):
-    from eval.harness.bank import Bank
     from data.presets import get_preset
+    from eval.harness.bank import Bank
+
     bank = Bank(get_preset("tiny"), tiny_splits, home=home, data_root=data_root)
     bank.ensure(get_preset("tiny").n_retrained)
     return bank
@@ -55,6 +57,7 @@ def kaggle_tiny(home, data_root):
     from data.presets import get_preset
     from data.splits import make_splits
     from eval.harness.bank import Bank
+
     preset = get_preset("kaggle-tiny")
     splits = make_splits(preset, data_root)
     bank = Bank(preset, splits, home=home, data_root=data_root)
@@ -69,8 +72,23 @@ def run(home, data_root, tmp_path):
     import main as cli
 
     def _run(*args):
-        return cli.main(["--preset", "tiny", "--quiet", "--home", str(home), "--data-root", str(data_root),
-                         "--results-dir", str(tmp_path / "results"), "--bootstrap", "5", *args])
+        return cli.main(
+            [
+                "--preset",
+                "tiny",
+                "--quiet",
+                "--home",
+                str(home),
+                "--data-root",
+                str(data_root),
+                "--results-dir",
+                str(tmp_path / "results"),
+                "--bootstrap",
+                "5",
+                *args,
+            ]
+        )
+
     _run.results = tmp_path / "results" / "tiny"
     return _run
 
@@ -81,6 +99,7 @@ def refused(monkeypatch, capsys):
     (Bank.ensure fails the test); returns what it wrote to stderr."""
     import eval.harness.bank as bank_module
     import main as cli
+
     monkeypatch.setattr(bank_module.Bank, "ensure", lambda *a, **k: pytest.fail("work started"))
 
     def _refused(argv):
@@ -90,4 +109,5 @@ def refused(monkeypatch, capsys):
         assert e.value.code == 2, err
         assert "Traceback" not in err, err
         return err
+
     return _refused

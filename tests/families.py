@@ -5,6 +5,7 @@ re-initialised layers, paired retain/forget steps, sequential requests. `UNLEARN
 `UNLEARN_ALL_NOTEBOOKS=1`) selects every registered method instead: before a release, or after changing a
 method's defaults.
 """
+
 import os
 
 REPRESENTATIVES = ("my_method", "retrain", "sibl", "pdu", "scrub", "salun", "kookmin", "forget", "ng", "ams")

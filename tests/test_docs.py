@@ -1,13 +1,19 @@
 """Every method a command example names (README, docstrings, scripts, tests) is registered."""
-import re
 
+import re
 
 import methods
 from tests.conftest import ROOT
 
-FILES = [ROOT / "README.md", ROOT / "main.py", ROOT / "notebook_utils.py", *sorted((ROOT / "scripts").glob("*")),
-         *sorted((ROOT / "methods").glob("*.py")), *sorted((ROOT / "eval").rglob("*.py")),
-         *sorted((ROOT / "tests").rglob("*.py"))]
+FILES = [
+    ROOT / "README.md",
+    ROOT / "main.py",
+    ROOT / "notebook_utils.py",
+    *sorted((ROOT / "scripts").glob("*")),
+    *sorted((ROOT / "methods").glob("*.py")),
+    *sorted((ROOT / "eval").rglob("*.py")),
+    *sorted((ROOT / "tests").rglob("*.py")),
+]
 COMMAND = re.compile(r"(?:main\.py|sweep\.py)[^\n`]*?(?:-m|--method)\s+([A-Za-z_][\w]*)")
 BOARD = re.compile(r"main\.py[^\n`]*--leaderboard((?:\s+[A-Za-z_]\w*)+)")
 
@@ -27,7 +33,7 @@ def test_examples_name_registered_methods():
     assert len(named) > 10, "the pattern finds the examples"
     unknown = []
     for where, name in named:
-        if name in ("NAME", "KEY", "my_idea", "_broken", "broken_syntax"):   # placeholders and test doubles
+        if name in ("NAME", "KEY", "my_idea", "_broken", "broken_syntax"):  # placeholders and test doubles
             continue
         try:
             methods.get_method(name)

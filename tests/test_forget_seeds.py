@@ -1,4 +1,5 @@
 """--leaderboard --forget-seeds on the CLI: its answers to bad input, and end to end on the tiny preset."""
+
 import re
 from dataclasses import dataclass
 
@@ -11,18 +12,21 @@ from eval.harness import forget_seeds, runs
 from methods.BaseMethod import BaseMethod, register, unregister
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--forget-seeds", "1,a"], "--forget-seeds takes comma-separated integers, e.g. 1,2,3; got 'a'"),
-    (["--forget-seeds", "1,,2"], "got '' in '1,,2'"),
-    (["--forget-seeds", "1,2.5"], "got '2.5'"),
-    (["--forget-seeds", "1,2,1"], "--forget-seeds: seed 1 is given twice"),
-    (["--forget-seeds", "3"], "give at least two seeds, got '3'"),
-    (["--forget-seeds=-1,2"], "every seed must be in \\[0, 2\\*\\*32\\), got -1"),
-    (["--forget-seeds", "1,2", "--forget-seed", "3"], "cannot be combined with --forget-seed"),
-    (["--forget-seeds", "1,2", "--forget-class", "3"], "cannot be combined with --forget-class"),
-    (["--forget-seeds", "1,2", "--forget-set", "mem-high"], "cannot be combined with --forget-set"),
-    (["--forget-seeds", "1,2", "--forget-frac", "2"], "--forget-frac must be in \\(0, 1\\)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--forget-seeds", "1,a"], "--forget-seeds takes comma-separated integers, e.g. 1,2,3; got 'a'"),
+        (["--forget-seeds", "1,,2"], "got '' in '1,,2'"),
+        (["--forget-seeds", "1,2.5"], "got '2.5'"),
+        (["--forget-seeds", "1,2,1"], "--forget-seeds: seed 1 is given twice"),
+        (["--forget-seeds", "3"], "give at least two seeds, got '3'"),
+        (["--forget-seeds=-1,2"], "every seed must be in \\[0, 2\\*\\*32\\), got -1"),
+        (["--forget-seeds", "1,2", "--forget-seed", "3"], "cannot be combined with --forget-seed"),
+        (["--forget-seeds", "1,2", "--forget-class", "3"], "cannot be combined with --forget-class"),
+        (["--forget-seeds", "1,2", "--forget-set", "mem-high"], "cannot be combined with --forget-set"),
+        (["--forget-seeds", "1,2", "--forget-frac", "2"], "--forget-frac must be in \\(0, 1\\)"),
+    ],
+)
 def test_bad_forget_seeds_exit_cleanly_before_any_work(args, message, refused, tmp_path):
     err = refused(["--leaderboard", "none", "--preset", "tiny", "--results-dir", str(tmp_path), *args])
     assert re.search(message, err), err
@@ -36,7 +40,7 @@ def test_forget_seeds_needs_the_leaderboard(capsys):
 
 @dataclass
 class _P(BaseMethod.Params):
-    scale: float = 0.01        # std of the weight noise
+    scale: float = 0.01  # std of the weight noise
 
 
 @pytest.fixture
@@ -46,6 +50,7 @@ def noisy_methods():
 
     def noise(self, net):
         import torch
+
         with torch.no_grad():
             for p in net.parameters():
                 p.add_(self.params.scale * torch.randn(p.shape, generator=self.generator()))
@@ -54,6 +59,7 @@ def noisy_methods():
     @register("_rk_small")
     class Small(BaseMethod):
         """Weight noise 0.01 (forget-seeds test)."""
+
         Params = _P
 
         def run(self, net, retain_loader, forget_loader, val_loader):
@@ -76,6 +82,7 @@ def noisy_methods():
             if calls["flaky"] == 1:
                 raise RuntimeError("flaky first call")
             noise(self, net)
+
     yield
     for key in ("_rk_small", "_rk_big", "_rk_flaky"):
         unregister(key)
@@ -85,18 +92,36 @@ def noisy_methods():
 def one_thread():
     """Tiny models gain nothing from a second thread, and on a busy machine its barriers cost 50x."""
     import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 
 
-def test_one_leaderboard_per_forget_seed_then_a_resumable_summary(noisy_methods, one_thread, home, data_root,
-                                                                   tmp_path, monkeypatch, capsys):
+def test_one_leaderboard_per_forget_seed_then_a_resumable_summary(
+    noisy_methods, one_thread, home, data_root, tmp_path, monkeypatch, capsys
+):
     results = tmp_path / "results"
-    argv = ["--leaderboard", "_rk_small", "_rk_big", "_rk_flaky", "--forget-seeds", "1,2", "--preset", "tiny",
-            "--quiet", "--bootstrap", "0", "--home", str(home), "--data-root", str(data_root),
-            "--results-dir", str(results)]
+    argv = [
+        "--leaderboard",
+        "_rk_small",
+        "_rk_big",
+        "_rk_flaky",
+        "--forget-seeds",
+        "1,2",
+        "--preset",
+        "tiny",
+        "--quiet",
+        "--bootstrap",
+        "0",
+        "--home",
+        str(home),
+        "--data-root",
+        str(data_root),
+        "--results-dir",
+        str(results),
+    ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "=== forget seed 1 (1/2) ===" in out and "=== forget seed 2 (2/2) ===" in out
@@ -107,7 +132,12 @@ def test_one_leaderboard_per_forget_seed_then_a_resumable_summary(noisy_methods,
     s2 = pd.read_csv(results / "tiny-forget-f0.1-s2" / "leaderboard.csv").set_index("method")
     assert s1.loc["_rk_flaky", "status"] == "failed" and "flaky first call" in s1.loc["_rk_flaky", "reason"]
     assert (s2["status"] == "ok").all() and set(s2.index) == set(s1.index) == {
-        "_rk_small", "_rk_big", "_rk_flaky", "none", "retrain"}
+        "_rk_small",
+        "_rk_big",
+        "_rk_flaky",
+        "none",
+        "retrain",
+    }
 
     folder = results / "tiny-forget-seeds-1-2"
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == sorted(forget_seeds.FILES)

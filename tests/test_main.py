@@ -1,4 +1,5 @@
 """End to end on the tiny preset, and the CLI's answers to bad input."""
+
 import json
 import os
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ def test_end_to_end_reference_rows(run, capsys):
     assert re["time_ratio"] is not None and not re["rejected"]  # retrain is exempt from the rule
     assert 0 <= ft["F"] <= 1 and ft["score_ci95"][0] <= ft["score_ci95"][1]
     import numpy as np
+
     with np.load(run.results / "retrain.npz") as f:
         assert f["unlearned_stat"].shape == (3, 50) and f["retrained_stat"].shape == (4, 50)
 
@@ -54,6 +56,7 @@ def test_runs_resume(run, capsys):
     assert run("-m", "my_method", "--set", "epochs=1") == 0
     r = _result(run, "my_method")
     from pathlib import Path
+
     files = sorted(Path(r["run_dir"]).glob("run_*.npz"))
     assert len(files) == 3
     files[1].unlink()
@@ -69,24 +72,27 @@ def test_list(capsys):
     assert "my_method" in out and "retrain" in out and "not a valid entry" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["-m", "nope"], "unknown method 'nope'; known methods: .*my_method"),
-    (["-m", "my_method", "--set", "epochz=3"], "unknown parameter 'epochz'"),
-    (["-m", "my_method", "--set", "epochs=abc"], "'epochs' expects int"),
-    (["-m", "my_method", "--set", "lr=-1"], "lr must be > 0"),
-    (["-m", "my_method", "--set", "lr=1e999"], "'lr' must be a finite number"),
-    (["-m", "my_method", "--set", "lr=nan"], "'lr' must be a finite number"),
-    (["-m", "my_method", "--set", "momentum=-3"], "momentum must be in \\[0, 1\\)"),
-    (["-m", "my_method", "--set", "lr=0.1", "lr=0.2"], "'lr' given twice"),
-    (["-m", "my_method", "--seed", "-1"], "--seed must be in \\[0, 2\\*\\*63\\)"),
-    (["-m", "my_method", "--seed", str(2 ** 70)], "--seed must be in"),
-    (["-m", "my_method", "--runs", "1"], "--runs must be at least 2"),
-    (["-m", "my_method", "--preset", "huge"], "invalid choice: 'huge'"),
-    (["-m", "my_method", "--preset", "tiny", "--forget-frac", "1.5"], "--forget-frac must be in \\(0, 1\\)"),
-    (["-m", "my_method", "--preset", "tiny", "--forget-class", "10"], "--forget-class must be in \\[0, 10\\)"),
-    (["-m", "my_method", "--preset", "tiny", "--forget-class", "1", "--forget-size", "5"], "cannot be combined"),
-    ([], "choose a method"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-m", "nope"], "unknown method 'nope'; known methods: .*my_method"),
+        (["-m", "my_method", "--set", "epochz=3"], "unknown parameter 'epochz'"),
+        (["-m", "my_method", "--set", "epochs=abc"], "'epochs' expects int"),
+        (["-m", "my_method", "--set", "lr=-1"], "lr must be > 0"),
+        (["-m", "my_method", "--set", "lr=1e999"], "'lr' must be a finite number"),
+        (["-m", "my_method", "--set", "lr=nan"], "'lr' must be a finite number"),
+        (["-m", "my_method", "--set", "momentum=-3"], "momentum must be in \\[0, 1\\)"),
+        (["-m", "my_method", "--set", "lr=0.1", "lr=0.2"], "'lr' given twice"),
+        (["-m", "my_method", "--seed", "-1"], "--seed must be in \\[0, 2\\*\\*63\\)"),
+        (["-m", "my_method", "--seed", str(2**70)], "--seed must be in"),
+        (["-m", "my_method", "--runs", "1"], "--runs must be at least 2"),
+        (["-m", "my_method", "--preset", "huge"], "invalid choice: 'huge'"),
+        (["-m", "my_method", "--preset", "tiny", "--forget-frac", "1.5"], "--forget-frac must be in \\(0, 1\\)"),
+        (["-m", "my_method", "--preset", "tiny", "--forget-class", "10"], "--forget-class must be in \\[0, 10\\)"),
+        (["-m", "my_method", "--preset", "tiny", "--forget-class", "1", "--forget-size", "5"], "cannot be combined"),
+        ([], "choose a method"),
+    ],
+)
 def test_bad_input_exits_cleanly(args, message, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(args)
@@ -94,22 +100,26 @@ def test_bad_input_exits_cleanly(args, message, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err
     import re
+
     assert re.search(message, err), err
 
 
 def test_missing_data_message(tmp_path, home, monkeypatch, capsys):
     from data import cifar10
-    monkeypatch.setattr(cifar10, "_download", lambda root: (_ for _ in ()).throw(
-        cifar10.DataError(cifar10._how_to_provide(root))))
-    code = cli.main(["-m", "none", "--preset", "tiny", "--quiet", "--data-root", str(tmp_path / "empty"),
-                     "--home", str(home)])
+
+    monkeypatch.setattr(
+        cifar10, "_download", lambda root: (_ for _ in ()).throw(cifar10.DataError(cifar10._how_to_provide(root)))
+    )
+    code = cli.main(
+        ["-m", "none", "--preset", "tiny", "--quiet", "--data-root", str(tmp_path / "empty"), "--home", str(home)]
+    )
     assert code == 1
     assert "materialize.py" in capsys.readouterr().err
 
 
 @dataclass
 class _P(BaseMethod.Params):
-    mode: str = "raise"        # raise | nan | exit | ok
+    mode: str = "raise"  # raise | nan | exit | ok
 
 
 @pytest.fixture
@@ -117,12 +127,14 @@ def broken_method():
     @register("_broken")
     class Broken(BaseMethod):
         """Fails on purpose."""
+
         Params = _P
 
         def run(self, net, retain_loader, forget_loader, val_loader):
             import sys
 
             import torch
+
             if self.params.mode == "raise":
                 raise RuntimeError("boom")
             if self.params.mode == "exit":
@@ -133,12 +145,14 @@ def broken_method():
                         p.fill_(float("nan"))
                     else:
                         p.add_(0.01 * torch.randn(p.shape, generator=self.generator()))
+
     yield
     unregister("_broken")
 
 
-@pytest.mark.parametrize("mode, reason", [("raise", "RuntimeError: boom"), ("nan", "NaN"),
-                                          ("exit", "called sys.exit(3)")])
+@pytest.mark.parametrize(
+    "mode, reason", [("raise", "RuntimeError: boom"), ("nan", "NaN"), ("exit", "called sys.exit(3)")]
+)
 def test_failing_method_is_reported_and_the_last_good_result_kept(run, broken_method, mode, reason, capsys):
     assert run("-m", "_broken", "--set", "mode=ok") == 0
     good_json, good_npz = (run.results / "_broken.json").read_bytes(), (run.results / "_broken.npz").read_bytes()
@@ -157,8 +171,23 @@ def test_results_dir_naming_a_file_is_refused_before_any_work(tmp_path, home, da
     blocker = tmp_path / "results"
     blocker.write_text("I am a file")
     for flag, path in (("--results-dir", blocker), ("--home", blocker / "sub")):
-        err = refused(["-m", "my_method", "--preset", "tiny", "--quiet", "--data-root", str(data_root),
-                       "--home", str(home), "--results-dir", str(tmp_path / "ok"), flag, str(path)])
+        err = refused(
+            [
+                "-m",
+                "my_method",
+                "--preset",
+                "tiny",
+                "--quiet",
+                "--data-root",
+                str(data_root),
+                "--home",
+                str(home),
+                "--results-dir",
+                str(tmp_path / "ok"),
+                flag,
+                str(path),
+            ]
+        )
         assert "is a file, not a folder" in err or "not writable" in err, err
 
 
@@ -175,7 +204,10 @@ def test_read_only_artifacts_folder_is_refused_before_any_work(tmp_path, data_ro
 def test_ctrl_c_says_how_to_resume(run, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(cli, "evaluate_runs", interrupted)
+
+    from eval.harness.api import method
+
+    monkeypatch.setattr(method, "evaluate_runs", interrupted)
     assert run("-m", "my_method") == 130
     err = capsys.readouterr().err
     assert "interrupted; rerun the same command to resume" in err and "Traceback" not in err

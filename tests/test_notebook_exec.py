@@ -18,6 +18,7 @@ few notebooks that take its distinct paths (`NOTEBOOKS` in `tests/families.py`, 
 `UNLEARN_ALL=1 pytest tests/test_notebook_exec.py` executes every registered method's notebook (before a
 release, or after changing a method's defaults).
 """
+
 import io
 import zipfile
 from pathlib import Path
@@ -39,7 +40,7 @@ pytest.importorskip("ipykernel")
 ROOT = Path(__file__).resolve().parents[1]
 N = 2
 AVAILABLE = methods.available_methods()
-EXECUTED = selected(AVAILABLE, exclude=("none",), representatives=NOTEBOOKS)   # none: the template
+EXECUTED = selected(AVAILABLE, exclude=("none",), representatives=NOTEBOOKS)  # none: the template
 #: the only reduced setting: retrain's 30 epochs (see the module docstring)
 FAST = {"retrain": {"epochs": 1}}
 
@@ -53,8 +54,9 @@ def _retain_accuracy(state, splits) -> float:
     net.load_state_dict(state)
     net.eval()
     with torch.no_grad():
-        hits = sum(int((net(x).argmax(1) == y).sum()) for x, y in
-                   zip(splits.retain_x.split(256), splits.retain_y.split(256)))
+        hits = sum(
+            int((net(x).argmax(1) == y).sum()) for x, y in zip(splits.retain_x.split(256), splits.retain_y.split(256))
+        )
     return hits / len(splits.retain_y)
 
 
@@ -62,6 +64,7 @@ def _retain_accuracy(state, splits) -> float:
 def kaggle_input(kaggle_tiny):
     """The kaggle-tiny preset's /kaggle/input/neurips-2023-machine-unlearning/ tree."""
     from eval.harness.rehearsal import write_input_tree
+
     return write_input_tree(*kaggle_tiny)
 
 
@@ -81,8 +84,9 @@ def _state_dicts(zip_path):
 
 def _check_submission(work):
     names, states = _state_dicts(work / "submission.zip")
-    assert len(names) == N and sorted(Path(n).name for n in names) == [f"unlearned_checkpoint_{i}.pth"
-                                                                       for i in range(N)]
+    assert len(names) == N and sorted(Path(n).name for n in names) == [
+        f"unlearned_checkpoint_{i}.pth" for i in range(N)
+    ]
     for state in states:
         net = resnet18(weights=None, num_classes=10)
         net.load_state_dict(state)  # loadable into the competition's architecture
@@ -95,9 +99,25 @@ def test_generated_notebook_runs_end_to_end(key, kaggle_input, kaggle_tiny, tmp_
     original = torch.load(kaggle_input / "original_model.pth")
     if key == "my_method":  # the folder `python main.py -m my_method -p test` writes, as a user would run it
         import main as cli
+
         subs = tmp_path / "submissions"
-        assert cli.main(["-m", key, "-p", "test", "--submissions-dir", str(subs), "--kaggle-user", "alice",
-                         "--set", *(f"{k}={v}" for k, v in _overrides(key).items())]) == 0
+        assert (
+            cli.main(
+                [
+                    "-m",
+                    key,
+                    "-p",
+                    "test",
+                    "--submissions-dir",
+                    str(subs),
+                    "--kaggle-user",
+                    "alice",
+                    "--set",
+                    *(f"{k}={v}" for k, v in _overrides(key).items()),
+                ]
+            )
+            == 0
+        )
         nb = nbformat.read(str(subs / key / f"{key}.ipynb"), as_version=4)
     else:
         nb = nu.build_notebook(key, _overrides(key))
@@ -105,15 +125,17 @@ def test_generated_notebook_runs_end_to_end(key, kaggle_input, kaggle_tiny, tmp_
     if key != "none":
         assert any(not torch.equal(original[k], v) for k, v in states[0].items()), "the method changed nothing"
         assert any(not torch.equal(states[0][k], v) for k, v in states[1].items()), "the two runs are identical"
-    if key == "retrain":   # trained from scratch for 1 epoch here (FAST): low accuracy is expected
+    if key == "retrain":  # trained from scratch for 1 epoch here (FAST): low accuracy is expected
         return
-    if methods.get_method(key).origin == "published":   # its released values: a collapse is a finding to report
+    if methods.get_method(key).origin == "published":  # its released values: a collapse is a finding to report
         return
     splits = kaggle_tiny[1]
     before = _retain_accuracy(original, splits)
-    for i, state in enumerate(states):   # not collapsed: at least halfway from chance to the original
+    for i, state in enumerate(states):  # not collapsed: at least halfway from chance to the original
         after = _retain_accuracy(state, splits)
-        assert after >= 0.1 + 0.5 * (before - 0.1), f"{key} run {i}: retain accuracy {after:.3f} (original {before:.3f})"
+        assert after >= 0.1 + 0.5 * (before - 0.1), (
+            f"{key} run {i}: retain accuracy {after:.3f} (original {before:.3f})"
+        )
 
 
 def test_template_runs_end_to_end(kaggle_input, tmp_path):
@@ -125,7 +147,7 @@ def test_mock_run_writes_an_empty_submission(kaggle_input, tmp_path, monkeypatch
     mock = tmp_path / "mock-input"
     mock.mkdir()
     (mock / "empty.txt").write_text("")
-    monkeypatch.chdir(tmp_path)   # relative folders, as `--home artifacts` gives the rehearsal: made absolute
+    monkeypatch.chdir(tmp_path)  # relative folders, as `--home artifacts` gives the rehearsal: made absolute
     work = _execute(nu.build_notebook("my_method"), Path("mock-input"), Path("."))
     assert (work / "submission.zip").stat().st_size == 0
     assert not (tmp_path / "tmp").exists()
@@ -140,8 +162,9 @@ def test_dataset_helpers_give_unnormalized_dict_batches(kaggle_input):
             exec(compile(cell.source, cell.id, "exec"), ns)
     retain, forget, val = ns["get_dataset"](64)
     assert [len(dl.dataset) for dl in (retain, forget, val)] == [980, 20, 200]
-    assert all(dl.batch_size == 64 and isinstance(dl.sampler, torch.utils.data.RandomSampler)
-               for dl in (retain, forget, val))
+    assert all(
+        dl.batch_size == 64 and isinstance(dl.sampler, torch.utils.data.RandomSampler) for dl in (retain, forget, val)
+    )
     batch = next(iter(retain))
     assert set(batch) >= {"image", "age_group", "image_id", "age", "person_id"}
     x, y = batch["image"], batch["age_group"]

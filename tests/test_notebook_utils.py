@@ -2,6 +2,7 @@
 
 Executing notebooks end to end is in test_notebook_exec.py.
 """
+
 import ast
 import copy
 import json
@@ -68,8 +69,16 @@ def test_template_is_a_valid_kaggle_notebook():
     assert [f.name for f in fn] == ["unlearning"]
     assert [a.arg for a in fn[0].args.args] == ["net", "retain_loader", "forget_loader", "val_loader"]
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    for needle in ("empty.txt", "original_model.pth", "resnet18(weights=None, num_classes=10)",
-                   "get_dataset(64)", "shuffle=True", "submission.zip", "torch.float32", "retain"):
+    for needle in (
+        "empty.txt",
+        "original_model.pth",
+        "resnet18(weights=None, num_classes=10)",
+        "get_dataset(64)",
+        "shuffle=True",
+        "submission.zip",
+        "torch.float32",
+        "retain",
+    ):
         assert needle in code, needle
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -101,7 +110,10 @@ def test_generated_notebook_is_valid_and_self_contained(key):
     for mod in nu.collect_modules(cls.__module__, extra=(nu.TRAINING_MODULE,) if key == "retrain" else ()):
         rel = str(mod.path.relative_to(ROOT))
         assert src.count(f"# {'=' * 20} {rel} ") == 1, rel
-    banner = lambda rel: src.index(f"# {'=' * 20} {rel} ")
+
+    def banner(rel):
+        return src.index(f"# {'=' * 20} {rel} ")
+
     assert banner("methods/BaseMethod.py") < banner(f"methods/{cls.__module__.split('.')[-1]}.py")
     # the resolved defaults are baked in; seed stays None so the 512 runs differ
     baked = _assigned_literal(src, "METHOD_PARAMS")
@@ -114,14 +126,17 @@ def test_generated_cell_runs_in_process_on_dict_batches(key):
     """The pasted code works on its own: exec it in a fresh namespace and unlearn a tiny net."""
     from data.archs.tiny_cnn import TinyCNN
     from data.splits import make_loader
+
     nb = nu.build_notebook(key, _test_overrides(key))
     ns = {"__name__": f"nbtest_{key}"}
     exec(compile(_cell(nb, "unlearning").source, f"<{key}>", "exec"), ns)
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (96, 3, 32, 32), generator=g).float()  # unnormalized, as on Kaggle
     y = torch.randint(0, 10, (96,), generator=g)
-    loaders = [make_loader(x[a:b], y[a:b], 32, shuffle=True, seed=a, dict_batches=True)
-               for a, b in ((0, 64), (64, 80), (80, 96))]
+    loaders = [
+        make_loader(x[a:b], y[a:b], 32, shuffle=True, seed=a, dict_batches=True)
+        for a, b in ((0, 64), (64, 80), (80, 96))
+    ]
     torch.manual_seed(0)
     net = TinyCNN()
     before = copy.deepcopy(net.state_dict())
@@ -134,8 +149,11 @@ def test_generated_cell_runs_in_process_on_dict_batches(key):
 
 def test_overrides_are_baked_and_checked():
     src = _cell(nu.build_notebook("my_method", {"epochs": 3, "lr": 0.5}), "unlearning").source
-    assert _assigned_literal(src, "METHOD_PARAMS") == {**methods.get_method("my_method").defaults(),
-                                                       "epochs": 3, "lr": 0.5}
+    assert _assigned_literal(src, "METHOD_PARAMS") == {
+        **methods.get_method("my_method").defaults(),
+        "epochs": 3,
+        "lr": 0.5,
+    }
     src = _cell(nu.build_notebook("my_method", ["epochs=4"]), "unlearning").source
     assert _assigned_literal(src, "METHOD_PARAMS")["epochs"] == 4
     with pytest.raises(NotebookError, match="epochs"):
@@ -148,6 +166,7 @@ def test_overrides_are_baked_and_checked():
 
 def test_retrain_gets_the_test_phase_recipe():
     from data.presets import get_preset
+
     src = _cell(nu.build_notebook("retrain"), "unlearning").source
     assert "method.configure(RECIPE)" in src and "class Recipe" in src
     ns = {"__name__": "nbtest_retrain"}
@@ -201,6 +220,7 @@ def fake_root(tmp_path):
     def write(name, text):
         (tmp_path / "methods" / f"{name}.py").write_text(text)
         return tmp_path
+
     write.root = tmp_path
     return write
 
@@ -221,23 +241,25 @@ class Fake(BaseMethod):
 '''
 
 
-@pytest.mark.parametrize("imports, match", [
-    ("import requests", r"fake\.py:4: imports 'requests'.*offline"),
-    ("from transformers import AutoModel", r"fake\.py:4: imports 'transformers'"),
-    ("from data.splits import make_loader", r"fake\.py:4: imports project module 'data.splits'"),
-    ("import main", r"imports project module 'main'"),
-    ("import methods._common", "single-line, top-level"),
-    ("from methods import _common", "single-line, top-level"),
-    ("from methods._common import (unpack,\n                             cycle)", "spans several lines"),
-    ("from methods._common import unpack; import os", "shares its line"),
-    ("from methods._common import *", r"import \*"),
-    ("from ._common import unpack", "relative import"),
-    ("try:\n    from methods._common import unpack\nexcept ImportError:\n    pass", "inside a block"),
-    ("X = __file__", "__file__"),
-    ("def get_method(key):\n    return None", r"clash on 'get_method'.*_registry\.py"),
-    ("if __name__ == '__main__':\n    print(1)", "__name__"),
-    ("try:\n    pass\nexcept* ValueError:\n    pass", "newer than Python 3.10"),
-])
+@pytest.mark.parametrize(
+    "imports, match",
+    [
+        ("import requests", r"fake\.py:4: imports 'requests'.*offline"),
+        ("from transformers import AutoModel", r"fake\.py:4: imports 'transformers'"),
+        ("from data.splits import make_loader", r"fake\.py:4: imports project module 'data.splits'"),
+        ("import main", r"imports project module 'main'"),
+        ("import methods._common", "top-level `from methods"),
+        ("from methods import _common", "top-level `from methods"),
+        ("from methods._common import unpack; import os", "shares its line"),
+        ("from methods._common import *", r"import \*"),
+        ("from ._common import unpack", "relative import"),
+        ("try:\n    from methods._common import unpack\nexcept ImportError:\n    pass", "inside a block"),
+        ("X = __file__", "__file__"),
+        ("def get_method(key):\n    return None", r"clash on 'get_method'.*_registry\.py"),
+        ("if __name__ == '__main__':\n    print(1)", "__name__"),
+        ("try:\n    pass\nexcept* ValueError:\n    pass", "newer than Python 3.10"),
+    ],
+)
 def test_refusals_name_the_file_and_the_fix(fake_root, imports, match):
     root = fake_root("fake", METHOD.format(imports=imports))
     with pytest.raises(NotebookError, match=match):
@@ -252,18 +274,47 @@ def test_nested_project_import_is_refused(fake_root):
 
 def test_dependency_order_each_module_once_and_aliases(fake_root):
     fake_root("_a", "import torch\nfrom methods._common import unpack\n\n\ndef a_helper():\n    return unpack\n")
-    fake_root("_b", "from methods._a import a_helper\nfrom methods._common import cycle as loop_forever\n\n\n"
-                    "def b_helper():\n    return a_helper, loop_forever\n")
-    root = fake_root("fake", METHOD.format(imports="import numpy as np\nfrom methods._b import b_helper\n"
-                                                   "from methods._a import a_helper as helper_a"))
+    fake_root(
+        "_b",
+        "from methods._a import a_helper\nfrom methods._common import cycle as loop_forever\n\n\n"
+        "def b_helper():\n    return a_helper, loop_forever\n",
+    )
+    root = fake_root(
+        "fake",
+        METHOD.format(
+            imports="import numpy as np\nfrom methods._b import b_helper\nfrom methods._a import a_helper as helper_a"
+        ),
+    )
     code, mods = nu.inline_source("methods.fake", root)
-    assert [m.name for m in mods] == ["methods._registry", "methods.BaseMethod", "methods._common", "methods._a", "methods._b",
-                                      "methods.fake"]
+    assert [m.name for m in mods] == [
+        "methods._registry",
+        "methods.BaseMethod",
+        "methods._common",
+        "methods._a",
+        "methods._b",
+        "methods.fake",
+    ]
     assert "from methods" not in code and "import numpy as np" in code and "import torch" in code
     assert "loop_forever = cycle" in code and "helper_a = a_helper" in code
     ns = {"__name__": "nbtest_fake"}
     exec(compile(code, "<fake>", "exec"), ns)
     assert ns["b_helper"]()[1] is ns["cycle"] and ns["get_method"]("fake").summary() == "A fake."
+
+
+def test_a_wrapped_import_is_pasted_like_a_one_line_one(fake_root):
+    """ruff's isort wraps a long import in parentheses over several lines: every line of it goes."""
+    root = fake_root(
+        "fake",
+        METHOD.format(
+            imports="from methods._common import (\n    cycle as loop_forever,\n"
+            "    unpack,\n)  # wrapped\nimport numpy as np"
+        ),
+    )
+    code, _ = nu.inline_source("methods.fake", root)
+    assert "from methods" not in code and "    unpack,\n" not in code and "loop_forever = cycle\n" in code
+    ns = {"__name__": "nbtest_fake"}
+    exec(compile(code, "<fake>", "exec"), ns)
+    assert ns["loop_forever"] is ns["cycle"] and ns["np"].__name__ == "numpy"
 
 
 def test_cycles_and_collisions_are_refused(fake_root):
@@ -274,27 +325,49 @@ def test_cycles_and_collisions_are_refused(fake_root):
         nu.inline_source("methods.fake", root)
     fake_root("_x", "def unpack(batch):\n    return batch\n")
     with pytest.raises(NotebookError, match=r"clash on 'unpack': methods/_(x|common)\.py defines it \(def\)"):
-        nu.inline_source("methods.fake", fake_root("fake", METHOD.format(
-            imports="from methods._x import unpack\nfrom methods._common import cycle")))
+        nu.inline_source(
+            "methods.fake",
+            fake_root(
+                "fake", METHOD.format(imports="from methods._x import unpack\nfrom methods._common import cycle")
+            ),
+        )
     fake_root("_x", "def get_dataset(n):\n    return n\n")
     with pytest.raises(NotebookError, match="the notebook template"):
-        nu.inline_source("methods.fake", fake_root("fake", METHOD.format(imports="from methods._x import get_dataset")),
-                         reserved={"get_dataset": "def"})
+        nu.inline_source(
+            "methods.fake",
+            fake_root("fake", METHOD.format(imports="from methods._x import get_dataset")),
+            reserved={"get_dataset": "def"},
+        )
     # one alias for two different objects is a clash; the same alias for the same object is not
     fake_root("_x", "from methods._common import cycle as step\n")
     with pytest.raises(NotebookError, match="clash on 'step'"):
-        nu.inline_source("methods.fake", fake_root("fake", METHOD.format(
-            imports="from methods._x import step\nfrom methods._common import unpack as step")))
-    nu.inline_source("methods.fake", fake_root("fake", METHOD.format(
-        imports="from methods._x import step\nfrom methods._common import cycle as step")))
+        nu.inline_source(
+            "methods.fake",
+            fake_root(
+                "fake", METHOD.format(imports="from methods._x import step\nfrom methods._common import unpack as step")
+            ),
+        )
+    nu.inline_source(
+        "methods.fake",
+        fake_root(
+            "fake", METHOD.format(imports="from methods._x import step\nfrom methods._common import cycle as step")
+        ),
+    )
     # the same import in two files, or in a file and the template, is fine
-    nu.inline_source("methods.fake", fake_root("fake", METHOD.format(imports="import torch")),
-                     reserved={"torch": "import:torch"})
-    nu.inline_source("methods.fake", fake_root("fake", METHOD.format(imports="from torch import nn")),
-                     reserved={"nn": "import:torch.nn"})
+    nu.inline_source(
+        "methods.fake", fake_root("fake", METHOD.format(imports="import torch")), reserved={"torch": "import:torch"}
+    )
+    nu.inline_source(
+        "methods.fake",
+        fake_root("fake", METHOD.format(imports="from torch import nn")),
+        reserved={"nn": "import:torch.nn"},
+    )
     with pytest.raises(NotebookError, match="clash on 'nn'.*imports it from numpy"):
-        nu.inline_source("methods.fake", fake_root("fake", METHOD.format(imports="import numpy as nn")),
-                         reserved={"nn": "import:torch.nn"})
+        nu.inline_source(
+            "methods.fake",
+            fake_root("fake", METHOD.format(imports="import numpy as nn")),
+            reserved={"nn": "import:torch.nn"},
+        )
 
 
 def test_every_method_file_passes_the_inliner():
@@ -333,8 +406,10 @@ def test_write_submission_files(tmp_path, no_kaggle_config):
     assert "machine_shape" not in meta
     text = "\n".join(info["messages"])
     assert f"kaggle kernels push -p {out}" in text
-    assert ("kaggle competitions submit neurips-2023-machine-unlearning -f submission.zip "
-            "-k alice/unlearning-my-method -v <VERSION>") in text
+    assert (
+        "kaggle competitions submit neurips-2023-machine-unlearning -f submission.zip "
+        "-k alice/unlearning-my-method -v <VERSION>"
+    ) in text
     info = nu.write_submission("my_method", {}, out, kaggle_user="alice", machine_shape="NvidiaTeslaT4")
     assert json.loads(info["metadata"].read_text())["machine_shape"] == "NvidiaTeslaT4"
     assert not list(out.glob("*.tmp"))
@@ -379,18 +454,25 @@ def _fake_kaggle(bin_dir: Path, body: str) -> Path:
 
 def test_push_runs_the_cli_and_prints_the_submit_command(tmp_path, no_kaggle_config, monkeypatch):
     log = tmp_path / "args.txt"
-    _fake_kaggle(tmp_path / "bin", f'echo "$@" > {log}\n'
-                 'echo "Kernel version 7 successfully pushed.  Please check progress at https://x"\n')
+    _fake_kaggle(
+        tmp_path / "bin",
+        f'echo "$@" > {log}\necho "Kernel version 7 successfully pushed.  Please check progress at https://x"\n',
+    )
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     out = tmp_path / "sub"
     info = nu.write_submission("my_method", None, out, kaggle_user="alice", push=True)
     assert log.read_text().split() == ["kernels", "push", "-p", str(out)]
     assert info["version"] == "7"
-    assert any("kaggle competitions submit neurips-2023-machine-unlearning -f submission.zip "
-               "-k alice/unlearning-my-method -v 7 -m \"my_method\"" in m for m in info["messages"])
+    assert any(
+        "kaggle competitions submit neurips-2023-machine-unlearning -f submission.zip "
+        '-k alice/unlearning-my-method -v 7 -m "my_method"' in m
+        for m in info["messages"]
+    )
 
 
-@pytest.mark.parametrize("body", ['echo "Kernel push error: Notebook not found"\n', 'echo "401 Unauthorized" >&2\nexit 1\n'])
+@pytest.mark.parametrize(
+    "body", ['echo "Kernel push error: Notebook not found"\n', 'echo "401 Unauthorized" >&2\nexit 1\n']
+)
 def test_push_failures_are_reported(tmp_path, no_kaggle_config, monkeypatch, body):
     _fake_kaggle(tmp_path / "bin", body)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
@@ -414,12 +496,30 @@ def test_kaggle_is_never_imported():
 
 def test_main_test_phase(tmp_path, no_kaggle_config, capsys, monkeypatch):
     import main as cli
+
     subs = tmp_path / "submissions"
-    assert cli.main(["-m", "my_method", "-p", "test", "--submissions-dir", str(subs), "--kaggle-user", "alice",
-                     "--set", "epochs=1"]) == 0
+    assert (
+        cli.main(
+            [
+                "-m",
+                "my_method",
+                "-p",
+                "test",
+                "--submissions-dir",
+                str(subs),
+                "--kaggle-user",
+                "alice",
+                "--set",
+                "epochs=1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "kaggle competitions submit" in out and (subs / "my_method" / "my_method.ipynb").is_file()
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
-    assert cli.main(["-m", "my_method", "-p", "test", "--submissions-dir", str(subs), "--kaggle-user", "alice",
-                     "--push"]) == 1
+    assert (
+        cli.main(["-m", "my_method", "-p", "test", "--submissions-dir", str(subs), "--kaggle-user", "alice", "--push"])
+        == 1
+    )
     assert "pip install kaggle" in capsys.readouterr().err

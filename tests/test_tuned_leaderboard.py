@@ -1,5 +1,6 @@
 """--leaderboard --tuned DIR: each method runs with the `best.json` of its Optuna search (scripts/sweep.py),
 the others with their defaults; bad folders and files are refused before any work."""
+
 import json
 import re
 from dataclasses import dataclass
@@ -14,16 +15,18 @@ from methods.BaseMethod import BaseMethod, register, unregister
 
 @dataclass
 class _P(BaseMethod.Params):
-    scale: float = 0.01        # std of the weight noise
+    scale: float = 0.01  # std of the weight noise
 
 
 class _Noise(BaseMethod):
     """Weight noise (tuned-leaderboard test)."""
+
     Params = _P
     search_space = {"scale": ("log", 1e-3, 0.1)}
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         import torch
+
         with torch.no_grad():
             for p in net.parameters():
                 p.add_(self.params.scale * torch.randn(p.shape, generator=self.generator()))
@@ -43,8 +46,19 @@ def noisy():
 def _best(folder, method="_tu_a", preset="tiny", tokens=("scale=0.002",), forget_seed=1, name="s"):
     path = folder / preset / method / name / "best.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"method": method, "preset": preset, "forget_seed": forget_seed, "runs": 2,
-                                "trials": 3, "tokens": list(tokens), "final_score": 0.5}))
+    path.write_text(
+        json.dumps(
+            {
+                "method": method,
+                "preset": preset,
+                "forget_seed": forget_seed,
+                "runs": 2,
+                "trials": 3,
+                "tokens": list(tokens),
+                "final_score": 0.5,
+            }
+        )
+    )
     return path
 
 
@@ -74,17 +88,32 @@ def test_notes_say_what_is_tuned_and_what_is_not_held_out(tmp_path):
     assert long.describe().startswith("`m` lr=0.05176 T=9 proxy=none (6 trials × 8 runs")
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "is not a search result"),
-    (json.dumps({"method": "_tu_a", "preset": "tiny", "forget_seed": 1, "tokens": ["nope=1"]}),
-     "best.json: .*nope"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "is not a search result"),
+        (
+            json.dumps({"method": "_tu_a", "preset": "tiny", "forget_seed": 1, "tokens": ["nope=1"]}),
+            "best.json: .*nope",
+        ),
+    ],
+)
 def test_bad_search_files_exit_cleanly_before_any_work(noisy, content, message, tmp_path, refused):
     path = tmp_path / "t" / "tiny" / "_tu_a" / "s" / "best.json"
     path.parent.mkdir(parents=True)
     path.write_text(content)
-    err = refused(["--leaderboard", "_tu_a", "--preset", "tiny", "--tuned", str(tmp_path / "t"),
-                   "--results-dir", str(tmp_path / "r")])
+    err = refused(
+        [
+            "--leaderboard",
+            "_tu_a",
+            "--preset",
+            "tiny",
+            "--tuned",
+            str(tmp_path / "t"),
+            "--results-dir",
+            str(tmp_path / "r"),
+        ]
+    )
     assert re.search(message, err), err
 
 
@@ -97,8 +126,24 @@ def test_tuned_needs_the_leaderboard(capsys):
 def test_tuned_leaderboard_runs_the_tuned_values_beside_the_defaults(noisy, home, data_root, tmp_path, capsys):
     _best(tmp_path / "tuning", forget_seed=1)
     results = tmp_path / "results"
-    argv = ["--leaderboard", "_tu_a", "_tu_b", "--preset", "tiny", "--forget-seed", "2", "--quiet",
-            "--bootstrap", "0", "--home", str(home), "--data-root", str(data_root), "--results-dir", str(results)]
+    argv = [
+        "--leaderboard",
+        "_tu_a",
+        "_tu_b",
+        "--preset",
+        "tiny",
+        "--forget-seed",
+        "2",
+        "--quiet",
+        "--bootstrap",
+        "0",
+        "--home",
+        str(home),
+        "--data-root",
+        str(data_root),
+        "--results-dir",
+        str(results),
+    ]
     assert cli.main(argv) == 0
     assert cli.main([*argv, "--tuned", str(tmp_path / "tuning")]) == 0
     assert "tuned parameters from" in capsys.readouterr().out
@@ -108,7 +153,7 @@ def test_tuned_leaderboard_runs_the_tuned_values_beside_the_defaults(noisy, home
     assert json.loads(plain.loc["_tu_a", "params"])["scale"] == 0.01
     assert json.loads(tuned_t.loc["_tu_a", "params"])["scale"] == 0.002
     assert tuned_t.loc["_tu_a", "final_score"] != plain.loc["_tu_a", "final_score"]
-    assert tuned_t.loc["_tu_b", "params"] == plain.loc["_tu_b", "params"]     # no search: its defaults
+    assert tuned_t.loc["_tu_b", "params"] == plain.loc["_tu_b", "params"]  # no search: its defaults
     assert tuned_t.loc["_tu_b", "cached"] and tuned_t.loc["retrain", "cached"]  # rows shared with the plain board
     md = (folder / "leaderboard.md").read_text()
     assert "**Tuned** with `scripts/sweep.py --optuna`: `_tu_a` scale=0.002" in md
@@ -116,18 +161,31 @@ def test_tuned_leaderboard_runs_the_tuned_values_beside_the_defaults(noisy, home
 
 
 def test_a_presets_committed_record_runs_by_default_and_published_runs_the_defaults(
-        noisy, home, data_root, tmp_path, capsys, monkeypatch):
+    noisy, home, data_root, tmp_path, capsys, monkeypatch
+):
     """benchmarks/tuned/<preset>/: -m and --leaderboard run a method's record, --set goes over it, --published
     runs the published defaults; each says which values ran."""
     monkeypatch.setattr(tuned, "RECORDS", tmp_path / "records")
     _best(tmp_path / "records", forget_seed=1)
     results = tmp_path / "results"
-    common = ["--preset", "tiny", "--quiet", "--bootstrap", "0", "--home", str(home), "--data-root", str(data_root),
-              "--results-dir", str(results)]
+    common = [
+        "--preset",
+        "tiny",
+        "--quiet",
+        "--bootstrap",
+        "0",
+        "--home",
+        str(home),
+        "--data-root",
+        str(data_root),
+        "--results-dir",
+        str(results),
+    ]
 
     def scale(*extra):
         assert cli.main(["-m", "_tu_a", *common, *extra]) == 0
         return json.loads((results / "tiny" / "_tu_a.json").read_text())["params"]["scale"]
+
     assert scale() == 0.002
     assert "values: the record `_tu_a` scale=0.002" in capsys.readouterr().out
     assert scale("--set", "scale=0.004") == 0.004

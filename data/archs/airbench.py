@@ -8,14 +8,21 @@ first layer is learned from a standard initialisation (airbench freezes it to a 
 training images, which would make the original's first layer depend on the forget set), BatchNorm
 weights train (airbench freezes them at 1), and there is no dirac initialisation.
 """
+
 import torch
 from torch import nn
 
 
 def _group(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(cout), nn.GELU(),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU())
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.MaxPool2d(2),
+        nn.BatchNorm2d(cout),
+        nn.GELU(),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.GELU(),
+    )
 
 
 class AirbenchNet(nn.Module):
@@ -23,7 +30,7 @@ class AirbenchNet(nn.Module):
 
     def __init__(self, num_classes: int = 10, widths=(64, 256, 256)):
         super().__init__()
-        self.whiten = nn.Sequential(nn.Conv2d(3, 24, 2), nn.GELU())                   # 32 -> 31
+        self.whiten = nn.Sequential(nn.Conv2d(3, 24, 2), nn.GELU())  # 32 -> 31
         w1, w2, w3 = widths
         self.layers = nn.Sequential(_group(24, w1), _group(w1, w2), _group(w2, w3))  # 31 -> 15 -> 7 -> 3
         self.pool = nn.MaxPool2d(3)
@@ -31,7 +38,7 @@ class AirbenchNet(nn.Module):
 
     def forward(self, x):
         x = self.pool(self.layers(self.whiten(x)))
-        return self.fc(torch.flatten(x, 1)) / 9       # airbench's logit scale: softer outputs at initialisation
+        return self.fc(torch.flatten(x, 1)) / 9  # airbench's logit scale: softer outputs at initialisation
 
 
 def build(num_classes: int) -> nn.Module:

@@ -1,4 +1,5 @@
 """The competition's model: torchvision's ResNet-18 (ImageNet stem), trained from scratch."""
+
 from torch import nn
 from torchvision.models import resnet18
 

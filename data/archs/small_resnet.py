@@ -1,4 +1,5 @@
 """The `cpu` preset's 3-block ResNet for 32x32 inputs (78k parameters at width 16)."""
+
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
@@ -17,9 +18,9 @@ class SmallResNet(nn.Module):
         super().__init__()
         w = width
         self.stem = nn.Sequential(nn.Conv2d(3, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
-        self.layer1 = BasicBlock(w, w)                                              # 16x16
-        self.layer2 = BasicBlock(w, 2 * w, 2, _downsample(w, 2 * w, 2))             # 8x8
-        self.layer3 = BasicBlock(2 * w, 4 * w, 2, _downsample(2 * w, 4 * w, 2))     # 4x4
+        self.layer1 = BasicBlock(w, w)  # 16x16
+        self.layer2 = BasicBlock(w, 2 * w, 2, _downsample(w, 2 * w, 2))  # 8x8
+        self.layer3 = BasicBlock(2 * w, 4 * w, 2, _downsample(2 * w, 4 * w, 2))  # 4x4
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(4 * w, num_classes)
 

@@ -9,6 +9,9 @@
     row.py, leaderboard.py    a method's leaderboard row; the leaderboard's table, text and plots
     tasks.py, executors.py    an evaluation as independent tasks (one model or run each), run in process,
                               in worker processes or on Ray (--workers, --ray, --shard, --dry-run)
+    api/                      the evaluation API main.py and scripts/ call: evaluate_method, leaderboard,
+                              forget_seed_study, evaluate_requests, rehearse...; raises, never prints or exits
+    report.py                 every text the command line prints about what the API returns or is doing
 
 Nothing outside this package (and `main.py`, `scripts/`) imports it; it imports `data`, `methods`
 and the metric modules of `eval`.

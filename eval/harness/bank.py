@@ -18,6 +18,7 @@ If the official competition checkpoints (`weights_resnet18_cifar10.pth`,
 `retrain_weights_resnet18_cifar10.pth`) lie in the data root of a preset with `official_files`,
 the first is its original and the second one more retrained model.
 """
+
 import hashlib
 import json
 import os
@@ -53,10 +54,16 @@ class Bank:
             for name, fname in (("original", OFFICIAL_ORIGINAL), ("official_retrain", OFFICIAL_RETRAINED)):
                 if (root / fname).exists():
                     self.official[name] = root / fname
-        self.config = {"arch": preset.arch, "dataset": preset.dataset, "num_classes": preset.num_classes,
-                       "recipe": preset.recipe.to_dict(), "data": splits.fingerprint(), "forget": splits.protocol,
-                       "official": sorted(self.official),
-                       "code": code_fingerprint(["eval.harness.bank_models", arch_module(preset.arch)])}
+        self.config = {
+            "arch": preset.arch,
+            "dataset": preset.dataset,
+            "num_classes": preset.num_classes,
+            "recipe": preset.recipe.to_dict(),
+            "data": splits.fingerprint(),
+            "forget": splits.protocol,
+            "official": sorted(self.official),
+            "code": code_fingerprint(["eval.harness.bank_models", arch_module(preset.arch)]),
+        }
         self.key = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:12]
         self.dir = artifacts_home(home) / "banks" / f"{preset.name}-{self.key}"
 
@@ -107,7 +114,7 @@ class Bank:
         with file_lock(self.dir / "locks" / f"{name}.lock", on_wait=on_wait):
             for path in (self._ckpt(name), self._outputs_path(name)):
                 remove_orphans(path)
-            if not self.complete(name):   # another process may have built it meanwhile
+            if not self.complete(name):  # another process may have built it meanwhile
                 self._build(name)
 
     def _build(self, name: str) -> None:
@@ -118,13 +125,21 @@ class Bank:
             except DataError:
                 if name in self.official:
                     raise
-                path.replace(path.with_suffix(".corrupt"))   # keep it for inspection; retrain below
+                path.replace(path.with_suffix(".corrupt"))  # keep it for inspection; retrain below
         if net is None:
             net, info = train_bank_model(self.preset, self.splits, name, self.device)
-            torch_save(path, {"state_dict": {k: v.contiguous() for k, v in net.state_dict().items()},
-                              "arch": self.preset.arch, "num_classes": self.preset.num_classes,
-                              "recipe": self.preset.recipe.to_dict(), "torch": str(torch.__version__),
-                              "bank": self.key, **info})
+            torch_save(
+                path,
+                {
+                    "state_dict": {k: v.contiguous() for k, v in net.state_dict().items()},
+                    "arch": self.preset.arch,
+                    "num_classes": self.preset.num_classes,
+                    "recipe": self.preset.recipe.to_dict(),
+                    "torch": str(torch.__version__),
+                    "bank": self.key,
+                    **info,
+                },
+            )
         outs = bank_model_outputs(net, self.splits)
         if not outs["finite"]:
             raise DataError(f"bank model {name} ({path}) gives non-finite logits; delete it to retrain")

@@ -7,6 +7,7 @@ checkpoint selects it on the validation split: for retrained models from `best_f
 the original from any epoch, as the organizers' `train_lib.py` does. `model_outputs` gives the logits
 and accuracies that are cached beside each checkpoint.
 """
+
 import time
 from dataclasses import replace
 
@@ -44,8 +45,12 @@ def train_bank_model(preset, splits, name: str, device) -> tuple[torch.nn.Module
     val = make_loader(splits.val_x, splits.val_y, 1000) if recipe.best_from_epoch is not None else None
     t0 = time.perf_counter()
     train_from_scratch(net, loader, recipe, seed=streams["init"], val_loader=val)
-    return net, {"seeds": streams, "train_time_s": time.perf_counter() - t0, "device": str(device),
-                 "threads": torch.get_num_threads()}
+    return net, {
+        "seeds": streams,
+        "train_time_s": time.perf_counter() - t0,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def bank_model_outputs(net: torch.nn.Module, splits) -> dict:

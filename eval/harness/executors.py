@@ -15,6 +15,7 @@ reported, the others go on).
   Every node needs this repository at the same path and the data and artifacts folders on a shared
   file system (the cache is the only channel between tasks).
 """
+
 import os
 import socket
 import time
@@ -52,6 +53,7 @@ def call_task(task, threads: int | None = None) -> TaskResult:
 
 class InProcess:
     """Tasks one after the other in this process."""
+
     name = "in-process"
 
     def submit_all(self, tasks):
@@ -74,8 +76,9 @@ class Workers:
             raise ValueError(f"--workers must be >= 1, got {n}")
         self.n, self.threads = n, threads or max(1, torch.get_num_threads() // n)
         self.name = f"{n} worker processes x {self.threads} threads"
-        self.pool = ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=_init_worker,
-                                        initargs=(self.threads,))
+        self.pool = ProcessPoolExecutor(
+            n, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(self.threads,)
+        )
 
     def submit_all(self, tasks):
         futures = [self.pool.submit(call_task, t) for t in tasks]
@@ -97,23 +100,26 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise ConnectionError(f"no Ray cluster answers at {address} ({exc}); start one with `ray start --head`, "
-                              f"or use --ray local") from None
+        raise ConnectionError(
+            f"no Ray cluster answers at {address} ({exc}); start one with `ray start --head`, or use --ray local"
+        ) from None
 
 
 class RayExecutor:
     """Tasks on Ray: `address` "local" starts a private local cluster (`num_cpus` CPUs), anything else is
     passed to `ray.init` ("auto": the running cluster, or "ray://host:10001")."""
 
-    def __init__(self, address: str = "auto", cpus_per_task: float = 1, gpus_per_task: float = 0,
-                 num_cpus: int | None = None):
+    def __init__(
+        self, address: str = "auto", cpus_per_task: float = 1, gpus_per_task: float = 0, num_cpus: int | None = None
+    ):
         try:
             import ray
         except ImportError:
             raise RuntimeError("--ray needs Ray: pip install -r requirements-ray.txt") from None
         if cpus_per_task <= 0 or gpus_per_task < 0:
-            raise ValueError(f"--cpus-per-task must be > 0 and --gpus-per-task >= 0, got {cpus_per_task}, "
-                             f"{gpus_per_task}")
+            raise ValueError(
+                f"--cpus-per-task must be > 0 and --gpus-per-task >= 0, got {cpus_per_task}, {gpus_per_task}"
+            )
         self.ray = ray
         env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}}
         if not ray.is_initialized():
@@ -121,8 +127,9 @@ class RayExecutor:
                 # Ray nices its workers to 15; on a machine shared with other jobs they then starve (importing
                 # torch took 136 s instead of 6 s beside two evaluations). Local tasks run at our priority.
                 os.environ.setdefault("RAY_worker_niceness", "0")
-                ray.init(num_cpus=num_cpus or os.cpu_count(), runtime_env=env, include_dashboard=False,
-                         log_to_driver=False)
+                ray.init(
+                    num_cpus=num_cpus or os.cpu_count(), runtime_env=env, include_dashboard=False, log_to_driver=False
+                )
             else:
                 _check_reachable(address)
                 ray.init(address=address, runtime_env=env, log_to_driver=False)
@@ -137,11 +144,12 @@ class RayExecutor:
             yield self.ray.get(done[0])
 
     def close(self):
-        pass   # a cluster we connected to stays up; a local one ends with this process
+        pass  # a cluster we connected to stays up; a local one ends with this process
 
 
-def make_executor(workers: int | None = None, ray: str | None = None, *, cpus_per_task: float = 1,
-                  gpus_per_task: float = 0):
+def make_executor(
+    workers: int | None = None, ray: str | None = None, *, cpus_per_task: float = 1, gpus_per_task: float = 0
+):
     """The executor `--workers N` / `--ray ADDRESS` ask for (in-process when neither)."""
     if workers and ray:
         raise ValueError("--workers and --ray are exclusive: Ray schedules its own workers")
@@ -155,5 +163,4 @@ def execute(tasks, executor, progress=lambda it, **kw: it) -> list[TaskResult]:
     tasks = list(tasks)
     if not tasks:
         return []
-    return list(progress(executor.submit_all(tasks), total=len(tasks), desc=f"tasks ({executor.name})",
-                         unit="task"))
+    return list(progress(executor.submit_all(tasks), total=len(tasks), desc=f"tasks ({executor.name})", unit="task"))

@@ -11,6 +11,7 @@ does, a model definition included. Imports made at run time (`importlib.import_m
 `methods/__init__.py` does for every method file) are not followed: a run's key names its own
 method's module explicitly.
 """
+
 import ast
 import hashlib
 from pathlib import Path
@@ -35,7 +36,8 @@ def _tree(module: str, root: Path) -> ast.Module:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _runtime_nodes(tree: ast.AST):
@@ -63,7 +65,7 @@ def _imported(module: str, tree: ast.Module, root: Path) -> set[str]:
                 parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*parts, *([base] if base else [])])
             modules = {f"{base}.{a.name}" for a in node.names if _path(f"{base}.{a.name}", root) is not None}
-            found |= modules or {base}                            # `from pkg import module` names the module
+            found |= modules or {base}  # `from pkg import module` names the module
     return {name for name in found if _path(name, root) is not None}
 
 
@@ -83,8 +85,12 @@ def _strip_docstrings(tree: ast.Module) -> ast.Module:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
     return tree
 

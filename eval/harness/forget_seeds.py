@@ -14,6 +14,7 @@ Writes into ``results/<summary_tag>/`` (e.g. ``results/cpu-forget-seeds-1-2-3/``
 (one row per method, the source of truth), ``kendall_tau.csv`` (the tau matrix), ``summary.md``
 (explanation, table, tau matrix) and ``kendall_tau.png`` (`eval.plots.forget_set_rankings`).
 """
+
 import math
 import os
 import time
@@ -64,8 +65,15 @@ def _rank(x) -> str:
 
 def _summary_csv(summary: pd.DataFrame, normalized: pd.DataFrame, failed: dict) -> pd.DataFrame:
     """summary.csv's table: one row per method, scores and ranks per forget set, where it failed."""
-    out = summary.rename(columns={"mean": "final_score_mean", "std": "final_score_std", "min": "final_score_min",
-                                  "max": "final_score_max", **{f"score_{s}": f"final_score_{s}" for s in failed}})
+    out = summary.rename(
+        columns={
+            "mean": "final_score_mean",
+            "std": "final_score_std",
+            "min": "final_score_min",
+            "max": "final_score_max",
+            **{f"score_{s}": f"final_score_{s}" for s in failed},
+        }
+    )
     out.insert(out.columns.get_loc("n_sets") + 1, "normalized_score_mean", normalized.mean(axis=1))
     out["failed_on"] = [" ".join(s for s, keys in failed.items() if m in keys) for m in out.index]
     return out.reset_index()
@@ -74,21 +82,27 @@ def _summary_csv(summary: pd.DataFrame, normalized: pd.DataFrame, failed: dict) 
 def _md_table(csv: pd.DataFrame, labels) -> str:
     rows = []
     for r in csv.to_dict("records"):
-        rows.append({
-            "method": f"*{r['method']}* (ref)" if r["reference"] else f"`{r['method']}`",
-            "mean final score [min, max]": f"{_f(r['final_score_mean'])} [{_f(r['final_score_min'])}, "
-                                           f"{_f(r['final_score_max'])}]",
-            "std": _f(r["final_score_std"]), "sets": f"{r['n_sets']}/{len(labels)}",
-            "normalized (mean)": _f(r["normalized_score_mean"], "{:.3f}"),
-            **{f"score {s}": _f(r[f"final_score_{s}"]) for s in labels},
-            **{f"rank {s}": _rank(r[f"rank_{s}"]) for s in labels},
-            "mean rank": _f(r["mean_rank"], "{:.2f}")})
+        rows.append(
+            {
+                "method": f"*{r['method']}* (ref)" if r["reference"] else f"`{r['method']}`",
+                "mean final score [min, max]": f"{_f(r['final_score_mean'])} [{_f(r['final_score_min'])}, "
+                f"{_f(r['final_score_max'])}]",
+                "std": _f(r["final_score_std"]),
+                "sets": f"{r['n_sets']}/{len(labels)}",
+                "normalized (mean)": _f(r["normalized_score_mean"], "{:.3f}"),
+                **{f"score {s}": _f(r[f"final_score_{s}"]) for s in labels},
+                **{f"rank {s}": _rank(r[f"rank_{s}"]) for s in labels},
+                "mean rank": _f(r["mean_rank"], "{:.2f}"),
+            }
+        )
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
 def _tau_table(tau: pd.DataFrame, n: pd.DataFrame) -> str:
-    t = pd.DataFrame({c: [f"{_f(tau.loc[i, c], '{:.3f}')} (n={n.loc[i, c]})" for i in tau.index]
-                      for c in tau.columns}, index=tau.index)
+    t = pd.DataFrame(
+        {c: [f"{_f(tau.loc[i, c], '{:.3f}')} (n={n.loc[i, c]})" for i in tau.index] for c in tau.columns},
+        index=tau.index,
+    )
     return t.rename_axis("").reset_index().to_markdown(index=False, disable_numparse=True)
 
 
@@ -98,25 +112,31 @@ def _agreement(n_sets: int, mean_tau: float, lo: int, hi: int) -> str:
     what = "τ between the two forget sets" if pairs == 1 else f"Mean τ over the {pairs} pairs of forget sets"
     over = f"{lo}" if lo == hi else f"{lo} to {hi}"
     if not math.isfinite(mean_tau):
-        return (f"**{what}: undefined** (valid entries per pair: {over}; τ needs at least two that are not all "
-                f"tied on either side).")
+        return (
+            f"**{what}: undefined** (valid entries per pair: {over}; τ needs at least two that are not all "
+            f"tied on either side)."
+        )
     sd = rankings.null_tau_sd(lo)
-    return (f"**{what}: {mean_tau:.3f}**, over {over} valid entries per pair. Two unrelated rankings of {lo} "
-            f"methods give τ with a standard deviation of about √(2(2n + 5) / (9n(n − 1))) = {sd:.2f} (n = {lo}), "
-            f"so a τ within about twice that of 0 says little; a τ near 1 says the ranking holds.")
+    return (
+        f"**{what}: {mean_tau:.3f}**, over {over} valid entries per pair. Two unrelated rankings of {lo} "
+        f"methods give τ with a standard deviation of about √(2(2n + 5) / (9n(n − 1))) = {sd:.2f} (n = {lo}), "
+        f"so a τ within about twice that of 0 says little; a τ near 1 says the ranking holds."
+    )
 
 
 def _markdown(csv, tau, n, boards, *, preset, seeds, references, out_dir, metric, seed, plot_file):
     labels = [label(s) for s in seeds]
     mean_tau = rankings.mean_off_diagonal(tau)
-    pair_n = n.to_numpy()[np.triu_indices(len(n), k=1)]                  # (n_pairs,) methods per pair
+    pair_n = n.to_numpy()[np.triu_indices(len(n), k=1)]  # (n_pairs,) methods per pair
     lo, hi = int(pair_n.min()), int(pair_n.max())
     refs = ", ".join(f"`{r}`" for r in references)
-    boards_md = [f"  - **{label(b['forget_seed'])}**: forget seed {b['forget_seed']}, "
-                 f"[`{b['dir'].name}/leaderboard.md`]({os.path.relpath(b['dir'] / 'leaderboard.md', out_dir)}), "
-                 f"bank `{b['bank']}`, {b['preset'].forget_protocol}"
-                 + (f"; failed: {', '.join(f'`{m}`' for m in b['failed'])}" if b["failed"] else "")
-                 for b in boards]
+    boards_md = [
+        f"  - **{label(b['forget_seed'])}**: forget seed {b['forget_seed']}, "
+        f"[`{b['dir'].name}/leaderboard.md`]({os.path.relpath(b['dir'] / 'leaderboard.md', out_dir)}), "
+        f"bank `{b['bank']}`, {b['preset'].forget_protocol}"
+        + (f"; failed: {', '.join(f'`{m}`' for m in b['failed'])}" if b["failed"] else "")
+        for b in boards
+    ]
     lines = [
         f"# Rankings across forget sets: preset `{preset.name}`, forget seeds {', '.join(map(str, seeds))}",
         "",
@@ -180,10 +200,14 @@ def write_summary(boards: list[dict], out_dir, *, preset, metric: str = "officia
     out_dir = Path(out_dir)
     seeds = [b["forget_seed"] for b in boards]
     tables = {label(b["forget_seed"]): b["table"] for b in boards}
-    scores = score_table(tables)                                   # (n_methods, n_sets)
+    scores = score_table(tables)  # (n_methods, n_sets)
     normalized = score_table(tables, "normalized_score")
-    flagged = {m for t in tables.values() for m, ref in zip(t["method"], t["reference"])
-               if isinstance(ref, (bool, np.bool_)) and ref}
+    flagged = {
+        m
+        for t in tables.values()
+        for m, ref in zip(t["method"], t["reference"])
+        if isinstance(ref, (bool, np.bool_)) and ref
+    }
     references = [m for m in [*REFERENCES, *sorted(flagged)] if m in scores.index]
     references = list(dict.fromkeys(references))
     summary = rankings.ranking_summary(scores, references=references)
@@ -196,11 +220,32 @@ def write_summary(boards: list[dict], out_dir, *, preset, metric: str = "officia
 
     csv_path = write_text(out_dir / "summary.csv", csv.to_csv(index=False))
     tau_path = write_text(out_dir / "kendall_tau.csv", tau.rename_axis("forget_set").to_csv())
-    plot_file = plots.forget_set_rankings(scores.loc[summary.index], tau, out_dir / "kendall_tau.png",
-                                          references=set(references),
-                                          title=f"Rankings across forget sets: preset {preset.name}")
-    md = _markdown(csv, tau, n, boards, preset=preset, seeds=seeds, references=references, out_dir=out_dir,
-                   metric=metric, seed=seed, plot_file=plot_file)
+    plot_file = plots.forget_set_rankings(
+        scores.loc[summary.index],
+        tau,
+        out_dir / "kendall_tau.png",
+        references=set(references),
+        title=f"Rankings across forget sets: preset {preset.name}",
+    )
+    md = _markdown(
+        csv,
+        tau,
+        n,
+        boards,
+        preset=preset,
+        seeds=seeds,
+        references=references,
+        out_dir=out_dir,
+        metric=metric,
+        seed=seed,
+        plot_file=plot_file,
+    )
     md_path = write_text(out_dir / "summary.md", md)
-    return {"table": csv, "tau": tau, "mean_tau": rankings.mean_off_diagonal(tau), "markdown": md,
-            "files": [csv_path, tau_path, md_path, plot_file], "dir": out_dir}
+    return {
+        "table": csv,
+        "tau": tau,
+        "mean_tau": rankings.mean_off_diagonal(tau),
+        "markdown": md,
+        "files": [csv_path, tau_path, md_path, plot_file],
+        "dir": out_dir,
+    }

@@ -7,6 +7,7 @@ or reused on that subset (`memorization.py`), and the subset is split again with
 examples as the forget set. The new split keeps every tensor of the old one (pixels, test and
 validation halves) and only moves examples between retain and forget, in training-subset order.
 """
+
 from dataclasses import replace
 
 import numpy as np
@@ -22,13 +23,26 @@ def resplit(splits: Splits, forget_idx, protocol: str) -> Splits:
     """`splits` with the forget set replaced by training-subset indices `forget_idx`."""
     x, y = training_subset(splits)
     forget_idx = np.sort(np.asarray(forget_idx, np.int64))
-    if len(forget_idx) == 0 or len(np.unique(forget_idx)) != len(forget_idx) or forget_idx[0] < 0 \
-            or forget_idx[-1] >= len(y) or len(forget_idx) == len(y):
+    if (
+        len(forget_idx) == 0
+        or len(np.unique(forget_idx)) != len(forget_idx)
+        or forget_idx[0] < 0
+        or forget_idx[-1] >= len(y)
+        or len(forget_idx) == len(y)
+    ):
         raise ValueError(f"forget indices must be unique, within [0, {len(y)}) and leave a retain set")
     is_forget = torch.zeros(len(y), dtype=torch.bool)
     is_forget[torch.from_numpy(forget_idx)] = True
-    return replace(splits, retain_x=x[~is_forget], retain_y=y[~is_forget], forget_x=x[is_forget],
-                   forget_y=y[is_forget], forget_idx=forget_idx, official_forget=False, protocol=protocol)
+    return replace(
+        splits,
+        retain_x=x[~is_forget],
+        retain_y=y[~is_forget],
+        forget_x=x[is_forget],
+        forget_y=y[is_forget],
+        forget_idx=forget_idx,
+        official_forget=False,
+        protocol=protocol,
+    )
 
 
 def forget_count(preset, n_train: int) -> int:
@@ -36,8 +50,15 @@ def forget_count(preset, n_train: int) -> int:
     return preset.forget_size or max(1, int(round(preset.forget_frac * n_train)))
 
 
-def build_splits(preset, data_root=None, home=None, device="cpu", progress=lambda it, **kw: it, on_wait=None,
-                 info: dict | None = None) -> Splits:
+def build_splits(
+    preset,
+    data_root=None,
+    home=None,
+    device="cpu",
+    progress=lambda it, **kw: it,
+    on_wait=None,
+    info: dict | None = None,
+) -> Splits:
     """The splits of `preset`'s forget protocol; for a `mem-*` forget set, builds or reuses the estimate.
 
     `info`, if given, receives what a report needs about the estimate (its folder, K, the file of
@@ -55,8 +76,15 @@ def build_splits(preset, data_root=None, home=None, device="cpu", progress=lambd
         raise DataError(f"--forget-size {n}: the training subset has only {len(table)} images")
     idx = memorization_groups(table["mem"].to_numpy(), n, preset.forget_set.removeprefix("mem-"))
     if info is not None:
-        info.update({"dir": str(mem_bank.dir), "key": mem_bank.key, "models": preset.mem_models,
-                     "estimates": str(path), "forget_mem_mean": float(table["mem"].to_numpy()[idx].mean()),
-                     "all_mem_mean": float(np.nanmean(table["mem"].to_numpy())),
-                     "model_seconds": mem_bank.model_seconds(preset.mem_models)})
+        info.update(
+            {
+                "dir": str(mem_bank.dir),
+                "key": mem_bank.key,
+                "models": preset.mem_models,
+                "estimates": str(path),
+                "forget_mem_mean": float(table["mem"].to_numpy()[idx].mean()),
+                "all_mem_mean": float(np.nanmean(table["mem"].to_numpy())),
+                "model_seconds": mem_bank.model_seconds(preset.mem_models),
+            }
+        )
     return resplit(base, idx, preset.forget_protocol)

@@ -12,11 +12,13 @@ and the subsets are halves, as the issue asks.
 This is evaluator-side work: methods never see it. The models and their per-example correctness are
 cached under `$UNLEARN_HOME/memorization/<preset>-<key>/`, the key a hash of the architecture, the
 recipe, the training subset (not the forget split: every forget set of a preset shares one estimate)
-and the code that trains and scores a model (`memorization_models.py` and what it imports). Each model is built under its own file lock, counts as
+and the code that trains and scores a model (`memorization_models.py` and what it imports). Each model is built
+under its own file lock, counts as
 done only when its checkpoint and outputs read back, and is written atomically, so an interrupted
 estimate resumes and two processes share the work. `estimates_K<K>.csv` beside them holds the per-example
 estimates (training-subset index, CIFAR-10 index, label, mem, n_in, n_out).
 """
+
 import hashlib
 import json
 from pathlib import Path
@@ -54,11 +56,16 @@ class MemorizationBank:
         h = hashlib.sha256(np.ascontiguousarray(splits.train_idx).tobytes())
         h.update(self.y.numpy().tobytes())
         h.update(np.ascontiguousarray(self.x.numpy()[:, :, ::4, ::4]).tobytes())
-        h.update(np.ascontiguousarray(splits.val_y.numpy()).tobytes())   # best-validation checkpoints read it
-        self.config = {"arch": preset.arch, "dataset": preset.dataset, "num_classes": preset.num_classes,
-                       "recipe": preset.recipe.to_dict(), "subset": h.hexdigest()[:16], "fraction": FRACTION,
-                       "code": code_fingerprint(["eval.harness.memorization_models",
-                                                 arch_module(preset.arch)])}
+        h.update(np.ascontiguousarray(splits.val_y.numpy()).tobytes())  # best-validation checkpoints read it
+        self.config = {
+            "arch": preset.arch,
+            "dataset": preset.dataset,
+            "num_classes": preset.num_classes,
+            "recipe": preset.recipe.to_dict(),
+            "subset": h.hexdigest()[:16],
+            "fraction": FRACTION,
+            "code": code_fingerprint(["eval.harness.memorization_models", arch_module(preset.arch)]),
+        }
         self.key = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:12]
         self.dir = artifacts_home(home) / "memorization" / f"{preset.name}-{self.key}"
 
@@ -84,15 +91,23 @@ class MemorizationBank:
         with file_lock(self.dir / "locks" / f"model_{k:03d}.lock", on_wait=on_wait):
             for path in self._paths(k):
                 remove_orphans(path)
-            if not self.complete(k):   # another process may have built it meanwhile
+            if not self.complete(k):  # another process may have built it meanwhile
                 self._build(k)
 
     def _build(self, k: int) -> None:
-        net, members, correct, seconds = train_mem_model(self.preset, self.x, self.y, self.splits.val_x,
-                                                         self.splits.val_y, k, self.device)
+        net, members, correct, seconds = train_mem_model(
+            self.preset, self.x, self.y, self.splits.val_x, self.splits.val_y, k, self.device
+        )
         ckpt, outs = self._paths(k)
-        torch_save(ckpt, {"state_dict": {n: v.contiguous() for n, v in net.state_dict().items()},
-                          "arch": self.preset.arch, "train_time_s": seconds, "memorization": self.key})
+        torch_save(
+            ckpt,
+            {
+                "state_dict": {n: v.contiguous() for n, v in net.state_dict().items()},
+                "arch": self.preset.arch,
+                "train_time_s": seconds,
+                "memorization": self.key,
+            },
+        )
         write_npz(outs, members=members, correct=correct, train_time_s=np.float64(seconds))
 
     def estimates(self, k_models: int) -> pd.DataFrame:
@@ -100,10 +115,19 @@ class MemorizationBank:
         saved = [read_npz(self._paths(k)[1]) for k in range(k_models)]
         if any(s is None for s in saved):
             raise FileNotFoundError(f"memorization models missing under {self.dir}: call ensure({k_models}) first")
-        mem, n_in, n_out = memorization_scores(np.stack([s["members"] for s in saved]),
-                                               np.stack([s["correct"] for s in saved]))
-        return pd.DataFrame({"index": np.arange(len(mem)), "cifar_index": self.splits.train_idx,
-                             "label": self.y.numpy(), "mem": mem, "n_in": n_in, "n_out": n_out})
+        mem, n_in, n_out = memorization_scores(
+            np.stack([s["members"] for s in saved]), np.stack([s["correct"] for s in saved])
+        )
+        return pd.DataFrame(
+            {
+                "index": np.arange(len(mem)),
+                "cifar_index": self.splits.train_idx,
+                "label": self.y.numpy(),
+                "mem": mem,
+                "n_in": n_in,
+                "n_out": n_out,
+            }
+        )
 
     def model_seconds(self, k_models: int) -> float:
         """Median training time of one memorization model, as recorded (seconds)."""

@@ -5,6 +5,7 @@ initialisation and data order each drawn from its own stream of the seed tree (r
 shared with neither the bank nor the runs), and records which training examples it classifies
 correctly. A recipe that keeps the best-validation checkpoint selects it on the validation split.
 """
+
 import time
 
 import numpy as np
@@ -17,9 +18,9 @@ from eval.harness.seeds import _streams
 from eval.outputs import predict
 from methods._training import train_from_scratch
 
-MEMORIZATION = 3                  # spawn-key root of the memorization models (runs 1, bank 2: seeds.py)
+MEMORIZATION = 3  # spawn-key root of the memorization models (runs 1, bank 2: seeds.py)
 MEM_CONSUMERS = ("members", "init", "order")
-FRACTION = 0.5                    # each model trains on this fraction of the training subset
+FRACTION = 0.5  # each model trains on this fraction of the training subset
 
 
 def mem_streams(k: int) -> dict[str, int]:

@@ -10,6 +10,7 @@
    the preset's splits, stacked like `runs.evaluate_runs`, so the official metric scores them
    against the same retrained bank as `-m NAME`.
 """
+
 import hashlib
 import io
 import os
@@ -37,8 +38,10 @@ SPLITS = (("retain", "retain"), ("forget", "forget"), ("val", "validation"))
 def check_preset(preset) -> None:
     """ValueError unless `preset` is a test-phase preset (ResNet-18 on 0-255 images, 10 classes)."""
     if preset.normalize or preset.arch != "resnet18" or preset.num_classes != 10:
-        raise ValueError(f"--rehearse needs a test-phase preset (kaggle, kaggle-cpu, kaggle-tiny): ResNet-18 on "
-                         f"0-255 images with 10 classes, as the notebook's template loads them; got {preset.name!r}")
+        raise ValueError(
+            f"--rehearse needs a test-phase preset (kaggle, kaggle-cpu, kaggle-tiny): ResNet-18 on "
+            f"0-255 images with 10 classes, as the notebook's template loads them; got {preset.name!r}"
+        )
 
 
 def write_input_tree(preset, splits, bank) -> Path:
@@ -53,7 +56,7 @@ def write_input_tree(preset, splits, bank) -> Path:
         index = 0
         for attr, name in SPLITS:
             x, y = getattr(splits, f"{attr}_x"), getattr(splits, f"{attr}_y")
-            pixels = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()   # (n, H, W, 3)
+            pixels = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (n, H, W, 3)
             rows = []
             for img, label in zip(pixels, y.tolist()):
                 a, b = f"{index // 1000:04d}", f"{index:05d}"
@@ -138,9 +141,20 @@ def intervals_agree(a, b, step: float = 0.0) -> bool:
     return lo_a - step / 2 <= hi_b + step / 2 and lo_b - step / 2 <= hi_a + step / 2
 
 
-def rehearse_submission(cls, overrides: dict, preset, splits, bank, out_dir, *, seed: int = 0,
-                        metric: str = "official", bootstrap: int = 20, progress=lambda it, **kw: it,
-                        on_wait=None) -> dict:
+def rehearse_submission(
+    cls,
+    overrides: dict,
+    preset,
+    splits,
+    bank,
+    out_dir,
+    *,
+    seed: int = 0,
+    metric: str = "official",
+    bootstrap: int = 20,
+    progress=lambda it, **kw: it,
+    on_wait=None,
+) -> dict:
     """Build the notebook of `cls` with `overrides`, run it for `preset.n_runs` checkpoints on the
     Kaggle-layout copy of `bank`'s data, score `submission.zip` and the kit's own runs alike.
 
@@ -153,6 +167,7 @@ def rehearse_submission(cls, overrides: dict, preset, splits, bank, out_dir, *, 
     from eval.harness.runs import evaluate_runs
     from eval.harness.timing import RetrainClock
     from notebook_utils import build_notebook, cell_text_output, execute_notebook
+
     n = preset.n_runs
     data_dir = write_input_tree(preset, splits, bank)
     nb = build_notebook(cls.key, overrides, recipe_preset=preset.name)
@@ -182,15 +197,30 @@ def rehearse_submission(cls, overrides: dict, preset, splits, bank, out_dir, *, 
     sub["reference_retrain_s"] = np.full(len(states), reference)
     notebook = summarize_runs(sub, refs, **common)[0]
     params = cls.make_params(**overrides)
-    runs = evaluate_runs(cls, params, preset, splits, bank, seed=seed, dict_batches=True, progress=progress,
-                         on_wait=on_wait)
+    runs = evaluate_runs(
+        cls, params, preset, splits, bank, seed=seed, dict_batches=True, progress=progress, on_wait=on_wait
+    )
     kit = summarize_runs(runs, refs, **common)[0]
     step = score_step(kit, len(refs.forget_y))
     agree = intervals_agree(notebook["score_ci95"], kit["score_ci95"], step)
-    verdict = (f"the notebook and the kit agree: their 95% intervals overlap (within the score's step {step:.4f}, "
-               f"one forget example's points)" if agree else
-               "the notebook and the kit DISAGREE: their 95% intervals do not overlap (same method, same preset, "
-               "independent runs): a bug in the notebook or in the kit")
-    return {"method": cls.key, "preset": preset.tag, "checkpoints": len(states), "notebook": notebook, "kit": kit,
-            "agree": bool(agree), "verdict": verdict, "problems": problems, "seconds_per_checkpoint": per_ckpt,
-            "notebook_wall_s": wall, "out_dir": str(out_dir), "params": params.__dict__}
+    verdict = (
+        f"the notebook and the kit agree: their 95% intervals overlap (within the score's step {step:.4f}, "
+        f"one forget example's points)"
+        if agree
+        else "the notebook and the kit DISAGREE: their 95% intervals do not overlap (same method, same preset, "
+        "independent runs): a bug in the notebook or in the kit"
+    )
+    return {
+        "method": cls.key,
+        "preset": preset.tag,
+        "checkpoints": len(states),
+        "notebook": notebook,
+        "kit": kit,
+        "agree": bool(agree),
+        "verdict": verdict,
+        "problems": problems,
+        "seconds_per_checkpoint": per_ckpt,
+        "notebook_wall_s": wall,
+        "out_dir": str(out_dir),
+        "params": params.__dict__,
+    }

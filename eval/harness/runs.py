@@ -8,6 +8,7 @@ and after every run, a slice of the preset's retraining is timed (`timing.Retrai
 stores its own time and the mean of the two estimates around it (`reference_retrain_s`), which the
 efficiency rule compares it with.
 """
+
 import json
 from pathlib import Path
 
@@ -54,15 +55,16 @@ def ensure_run(run_dir, i: int, compute, timer: ReferenceTimer, on_wait=None) ->
     if outs is None:
         with file_lock(Path(run_dir) / f"run_{i:03d}.lock", on_wait=on_wait):
             remove_orphans(path)
-            outs = read_npz(path)   # another process may have finished it meanwhile
+            outs = read_npz(path)  # another process may have finished it meanwhile
             if outs is None:
                 outs = timer.timed(lambda: compute(i))
                 write_npz(path, **outs)
     return outs
 
 
-def cached_runs(run_dir, n_runs: int, compute, clock, *, desc: str, progress=lambda it, **kw: it,
-                on_wait=None) -> list[dict]:
+def cached_runs(
+    run_dir, n_runs: int, compute, clock, *, desc: str, progress=lambda it, **kw: it, on_wait=None
+) -> list[dict]:
     """The `n_runs` run files under `run_dir`, each read back or made by `compute(i)` under its lock.
 
     `clock()` makes the `timing.RetrainClock` (only when a run has to be computed); each computed run
@@ -77,17 +79,33 @@ def run_dir_of(cls, params, preset, bank, seed: int, dict_batches: bool) -> Path
     return bank.dir / "runs" / f"{cls.key}-{run_key(cls, params, preset, bank, seed, dict_batches)}"
 
 
-def evaluate_runs(cls, params, preset, splits, bank, *, seed: int = 0, dict_batches: bool = False,
-                  progress=lambda it, **kw: it, on_wait=None) -> dict:
+def evaluate_runs(
+    cls,
+    params,
+    preset,
+    splits,
+    bank,
+    *,
+    seed: int = 0,
+    dict_batches: bool = False,
+    progress=lambda it, **kw: it,
+    on_wait=None,
+) -> dict:
     """Run (or reload) `preset.n_runs` runs of method `cls` with `params`; arrays stacked over runs.
 
     Returns the outputs of `run_once` stacked along a leading run axis, plus `logs` (one dict per
     run) and `run_dir`. `on_wait()`, if given, is called when another process holds a run's lock.
     """
     run_dir = run_dir_of(cls, params, preset, bank, seed, dict_batches)
-    runs = cached_runs(run_dir, preset.n_runs, lambda i: run_once(cls, params, preset, splits, bank, seed, i, dict_batches),
-                       lambda: RetrainClock(preset, splits, bank.device), desc=f"unlearn {cls.key}",
-                       progress=progress, on_wait=on_wait)
+    runs = cached_runs(
+        run_dir,
+        preset.n_runs,
+        lambda i: run_once(cls, params, preset, splits, bank, seed, i, dict_batches),
+        lambda: RetrainClock(preset, splits, bank.device),
+        desc=f"unlearn {cls.key}",
+        progress=progress,
+        on_wait=on_wait,
+    )
     stacked = {k: np.stack([r[k] for r in runs]) for k in runs[0] if k != "log"}
     stacked["logs"] = [json.loads(str(r["log"])) for r in runs]
     stacked["run_dir"] = str(run_dir)

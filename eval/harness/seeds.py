@@ -12,13 +12,14 @@ the others first:
 
 Each stream is handed out as one 63-bit integer seed (for torch.Generator.manual_seed).
 """
+
 import numpy as np
 
-RUNS, BANK = 1, 2                 # spawn-key roots: unlearning runs, bank models
-BANK_SEED = 0                     # base of the bank's tree (fixed: part of the bank's code key)
+RUNS, BANK = 1, 2  # spawn-key roots: unlearning runs, bank models
+BANK_SEED = 0  # base of the bank's tree (fixed: part of the bank's code key)
 RUN_CONSUMERS = ("method", "retain", "forget", "val")
 BANK_CONSUMERS = ("init", "order")
-SEED_LIMIT = 2 ** 63
+SEED_LIMIT = 2**63
 
 
 def _streams(base: int, path: tuple[int, ...], names: tuple[str, ...]) -> dict[str, int]:

@@ -15,6 +15,7 @@ shard i of n of the whole list (`--shard i/n`: a Slurm array or a shell loop; a 
 gathers and scores). Memorization models come first and alone: a `mem-*` forget set, and with it
 the bank's key, is known only once they all exist.
 """
+
 from dataclasses import dataclass, replace
 
 from data.splits import make_splits
@@ -26,12 +27,13 @@ from eval.harness.timing import RetrainClock
 from eval.harness.unlearn import run_once
 from eval.io import read_npz
 
-_CACHE: dict = {}   # per process: splits, banks and timers by Context
+_CACHE: dict = {}  # per process: splits, banks and timers by Context
 
 
 @dataclass(frozen=True)
 class Context:
     """What every task of one preset needs to rebuild its data and bank in any process."""
+
     preset: object
     data_root: str | None = None
     home: str | None = None
@@ -55,8 +57,9 @@ class Context:
         return self._cached("mem", lambda: MemorizationBank(self.preset, base(), self.home, self.device))
 
     def timer(self) -> ReferenceTimer:
-        return self._cached("timer", lambda: ReferenceTimer(
-            lambda: RetrainClock(self.preset, self.splits(), self.device)))
+        return self._cached(
+            "timer", lambda: ReferenceTimer(lambda: RetrainClock(self.preset, self.splits(), self.device))
+        )
 
 
 @dataclass(frozen=True)
@@ -94,12 +97,12 @@ class BankModelTask:
 @dataclass(frozen=True)
 class RunTask:
     ctx: Context
-    method: str          # registry key
-    params: object       # the method's resolved Params
-    seed: int            # base seed of the runs' seed tree
+    method: str  # registry key
+    params: object  # the method's resolved Params
+    seed: int  # base seed of the runs' seed tree
     index: int
     dict_batches: bool
-    run_dir: str         # the runs' folder (`runs.run_dir_of`), computed once by `plan`: its key hashes code
+    run_dir: str  # the runs' folder (`runs.run_dir_of`), computed once by `plan`: its key hashes code
 
     @property
     def label(self) -> str:
@@ -107,12 +110,16 @@ class RunTask:
 
     def __call__(self):
         import methods
+
         cls, ctx = methods.get_method(self.method), self.ctx
         bank, splits = ctx.bank(), ctx.splits()
         bank.ensure_model("original")
-        ensure_run(self.run_dir, self.index,
-                   lambda i: run_once(cls, self.params, ctx.preset, splits, bank, self.seed, i, self.dict_batches),
-                   ctx.timer())
+        ensure_run(
+            self.run_dir,
+            self.index,
+            lambda i: run_once(cls, self.params, ctx.preset, splits, bank, self.seed, i, self.dict_batches),
+            ctx.timer(),
+        )
 
     def done(self) -> bool:
         return read_npz(run_path(self.run_dir, self.index)) is not None

@@ -8,6 +8,7 @@ process, right now, and scales it to a whole retraining (epochs x batches per ep
 times one slice before the first run and one after each run, so each run is compared with the
 mean of the slices on either side of it: load that affects both affects both alike.
 """
+
 import itertools
 import time
 
@@ -21,8 +22,8 @@ from methods._loop import train_steps
 from methods._optim import make_optimizer
 from methods._training import class_weights, recipe_loss
 
-SLICE_STEPS = 12        # timed optimizer steps per slice
-WARMUP_STEPS = 2        # untimed steps first (allocations, lazy init)
+SLICE_STEPS = 12  # timed optimizer steps per slice
+WARMUP_STEPS = 2  # untimed steps first (allocations, lazy init)
 
 
 class RetrainClock:
@@ -34,10 +35,16 @@ class RetrainClock:
         loader = make_loader(splits.retain_x, splits.retain_y, self.recipe.batch_size, shuffle=True, seed=0)
         self.steps_per_retrain = self.recipe.epochs * len(loader)
         self.batches = cycle(loader)
-        self.opt = make_optimizer(self.recipe.optimizer, self.net.parameters(), self.recipe.lr * 0.01,
-                                  self.recipe.momentum, self.recipe.weight_decay, self.recipe.nesterov)
+        self.opt = make_optimizer(
+            self.recipe.optimizer,
+            self.net.parameters(),
+            self.recipe.lr * 0.01,
+            self.recipe.momentum,
+            self.recipe.weight_decay,
+            self.recipe.nesterov,
+        )
         weight = class_weights(loader, preset.num_classes, device) if self.recipe.class_weighted else None
-        self._loss = recipe_loss(self.recipe, torch.Generator().manual_seed(0), weight)   # the bank's own loss
+        self._loss = recipe_loss(self.recipe, torch.Generator().manual_seed(0), weight)  # the bank's own loss
 
     def _sync(self):
         if self.device.type == "cuda":

@@ -3,9 +3,9 @@
 A method's `search_space` ({param: ("float", lo, hi) | ("log", lo, hi) | ("int", lo, hi) |
 ("choice", [values])}, checked by `BaseMethod.validate_search_space`) becomes Optuna distributions
 here, so methods/ never imports Optuna. `search` asks a seeded TPE sampler for points, one at a
-time (ask and tell), and scores each with an `evaluate` callback (`scripts/sweep.py` runs main.py
-in-process); the objective is the final score, which is already 0 when the efficiency rule rejects
-the run. A trial that fails (the method raised, main.py exited non-zero, the score is NaN) is told
+time (ask and tell), and scores each with an `evaluate` callback (`scripts/sweep.py` calls the
+evaluation API); the objective is the final score, which is already 0 when the efficiency rule rejects
+the run. A trial that fails (the method raised or diverged, the score is NaN) is told
 score 0 with its reason in the user attribute `reason`: a bad region scores low, it does not stop
 the search. Ctrl-C marks the trial in progress FAIL and stops; FAIL trials do not count.
 
@@ -17,18 +17,19 @@ finds the work done); trials left RUNNING by a killed process are marked FAIL on
 
 `trials_table` and `plot_search` turn a study into `trials.csv` and `search.png`.
 """
+
 import io
 import math
 import re
 import shlex
 import time
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import matplotlib
 
-matplotlib.use("Agg")   # files only, never a window
+matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
@@ -39,9 +40,16 @@ from optuna.trial import TrialState  # noqa: E402
 
 from eval.io import file_lock, write_bytes, write_text  # noqa: E402
 
-#: result fields kept per trial (user attributes and CSV columns): name in the CSV -> key in main.py's JSON
-RECORD_FIELDS = {"F": "F", "score_raw": "score", "ratio": "time_ratio", "rejected": "rejected",
-                 "ra_ratio": "ra_ratio", "ta_ratio": "ta_ratio", "acc_forget": None}
+#: result fields kept per trial (user attributes and CSV columns): name in the CSV -> key in the method's record
+RECORD_FIELDS = {
+    "F": "F",
+    "score_raw": "score",
+    "ratio": "time_ratio",
+    "rejected": "rejected",
+    "ra_ratio": "ra_ratio",
+    "ta_ratio": "ta_ratio",
+    "acc_forget": None,
+}
 
 
 def validate(cls, space: dict | None = None) -> dict:
@@ -63,7 +71,9 @@ def distributions(cls, space: dict) -> dict:
         kind = spec[0]
         if kind == "choice":
             out[name] = CategoricalDistribution(tuple(spec[1]))
-        elif kind == "int" or (kind == "log" and float not in typing.get_args(hints[name]) and hints[name] is not float):
+        elif kind == "int" or (
+            kind == "log" and float not in typing.get_args(hints[name]) and hints[name] is not float
+        ):
             out[name] = IntDistribution(int(spec[1]), int(spec[2]), log=kind == "log")
         else:
             out[name] = FloatDistribution(float(spec[1]), float(spec[2]), log=kind == "log")
@@ -121,8 +131,9 @@ def open_study(db: Path, name: str, sampler_seed: int = 0):
     `sampler_seed` plus the number of trials already stored."""
     db.parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=f"sqlite:///{db.resolve()}", study_name=name, direction="maximize",
-                                load_if_exists=True)
+    study = optuna.create_study(
+        storage=f"sqlite:///{db.resolve()}", study_name=name, direction="maximize", load_if_exists=True
+    )
     study.sampler = optuna.samplers.TPESampler(seed=sampler_seed + len(study.trials))
     return study
 
@@ -136,8 +147,10 @@ def defaults(cls, dists: dict) -> dict | None:
     (a range narrowed by hand); the declared ranges always contain the defaults (BaseMethod)."""
     params = cls.Params()
     values = {k: getattr(params, k) for k in dists}
+
     def inside(d, v):
         return v in d.choices if isinstance(d, CategoricalDistribution) else d.low <= v <= d.high
+
     return values if all(inside(d, values[k]) for k, d in dists.items()) else None
 
 
@@ -149,9 +162,19 @@ def enqueue_defaults(study, cls, dists: dict) -> bool:
     return values is not None
 
 
-def search(cls, space: dict, n_trials: int, db: Path, name: str,
-           evaluate: Callable[[list[str], int], dict], *, sampler_seed: int = 0, attrs: dict | None = None,
-           log: Callable[[str], None] = print):
+def search(
+    cls,
+    space: dict,
+    n_trials: int,
+    db: Path,
+    name: str,
+    evaluate: Callable[[list[str], int], dict],
+    *,
+    sampler_seed: int = 0,
+    attrs: dict | None = None,
+    log: Callable[[str], None] = print,
+    fatal: tuple = (),
+):
     """Run trials until the study `name` in `db` has `n_trials` complete ones; returns the study.
 
     A new study's first trial is the method's defaults (when they lie in `space`): with a small budget
@@ -160,10 +183,13 @@ def search(cls, space: dict, n_trials: int, db: Path, name: str,
 
     `evaluate(tokens, number)` scores the `--set` tokens of trial `number` (a dict {"rc", "record",
     "reason"}; it may raise: the trial scores 0). `attrs` (e.g. the fixed values and extra arguments)
-    are stored on a new study and compared, with a warning, on a resumed one."""
+    are stored on a new study and compared, with a warning, on a resumed one. An exception of a `fatal` type
+    (bad input, which would fail every trial) marks the trial FAIL and stops the search, as Ctrl-C does."""
     dists = distributions(cls, space)
-    with file_lock(db.with_name(f".{folder_name(name)}.lock"),
-                   on_wait=lambda: log("waiting: another process is running this study")):
+    with file_lock(
+        db.with_name(f".{folder_name(name)}.lock"),
+        on_wait=lambda: log("waiting: another process is running this study"),
+    ):
         study = open_study(db, name, sampler_seed)
         if _stale_running(study):
             log("marked the trials an interrupted search left running as failed (they are run again)")
@@ -186,7 +212,7 @@ def search(cls, space: dict, n_trials: int, db: Path, name: str,
             t0 = time.perf_counter()
             try:
                 outcome = evaluate(tokens, trial.number)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, *fatal):
                 study.tell(trial, state=TrialState.FAIL)
                 raise
             except BaseException as exc:  # noqa: BLE001 (any failure of one trial scores 0, SystemExit included)
@@ -197,10 +223,13 @@ def search(cls, space: dict, n_trials: int, db: Path, name: str,
                 trial.set_user_attr(k, v)
             study.tell(trial, score)
             best = study.best_trial
-            what = (f"FAILED, scored 0: {info['reason']}" if "reason" in info else
-                    f"score {score:.4f}  F {info.get('F', float('nan')):.4f}  "
-                    f"{100 * (info.get('ratio') or float('nan')):.1f}% of a retraining"
-                    + ("  REJECTED (efficiency rule)" if info.get("rejected") else ""))
+            what = (
+                f"FAILED, scored 0: {info['reason']}"
+                if "reason" in info
+                else f"score {score:.4f}  F {info.get('F', float('nan')):.4f}  "
+                f"{100 * (info.get('ratio') or float('nan')):.1f}% of a retraining"
+                + ("  REJECTED (efficiency rule)" if info.get("rejected") else "")
+            )
             log(f"    {what}   (best {best.value:.4f}, trial {best.number})")
     return study
 
@@ -209,8 +238,7 @@ def trials_table(study, names) -> pd.DataFrame:
     """One row per trial: number, state, the parameters `names`, score and the stored result fields."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        row = {"trial": t.number, "state": t.state.name, **{n: t.params.get(n) for n in names},
-               "score": t.value}
+        row = {"trial": t.number, "state": t.state.name, **{n: t.params.get(n) for n in names}, "score": t.value}
         row.update({c: t.user_attrs.get(c) for c in [*RECORD_FIELDS, "seconds", "reason"]})
         rows.append(row)
     return pd.DataFrame(rows, columns=["trial", "state", *names, "score", *RECORD_FIELDS, "seconds", "reason"])
@@ -239,15 +267,27 @@ def plot_search(table: pd.DataFrame, space: dict, path, title: str = "") -> Path
     ax = axes[0]
     ok = ~failed & ~rejected
     ax.scatter(done["trial"][ok], done["score"][ok], s=18, color="tab:blue", label="trial")
-    ax.scatter(done["trial"][rejected], done["score"][rejected], s=22, marker="v", color="0.45",
-               label="rejected (efficiency rule)")
+    ax.scatter(
+        done["trial"][rejected],
+        done["score"][rejected],
+        s=22,
+        marker="v",
+        color="0.45",
+        label="rejected (efficiency rule)",
+    )
     ax.scatter(done["trial"][failed], done["score"][failed], s=22, marker="x", color="crimson", label="failed (0)")
     best = done.loc[done["score"].idxmax()] if len(done) else None
     if best is not None:
-        ax.step(done["trial"], np.maximum.accumulate(done["score"].to_numpy(float)), where="post",
-                color="tab:orange", label="best so far")
-        title = "\n".join(filter(None, [title, f"best {best['score']:.4f} (trial {int(best['trial'])}), "
-                                                 f"{len(done)} trials"]))
+        ax.step(
+            done["trial"],
+            np.maximum.accumulate(done["score"].to_numpy(float)),
+            where="post",
+            color="tab:orange",
+            label="best so far",
+        )
+        title = "\n".join(
+            filter(None, [title, f"best {best['score']:.4f} (trial {int(best['trial'])}), {len(done)} trials"])
+        )
     ax.set_xlabel("trial")
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_title(title, fontsize=9)
@@ -271,8 +311,15 @@ def plot_search(table: pd.DataFrame, space: dict, path, title: str = "") -> Path
             ax.set_xlim(spec[1] - pad, spec[2] + pad)
             if spec[0] == "int":
                 ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-        sc = ax.scatter(x[~failed], done["score"][~failed], c=done["trial"][~failed], cmap="viridis", s=18,
-                        vmin=0, vmax=max(int(table["trial"].max()) if len(table) else 1, 1))
+        sc = ax.scatter(
+            x[~failed],
+            done["score"][~failed],
+            c=done["trial"][~failed],
+            cmap="viridis",
+            s=18,
+            vmin=0,
+            vmax=max(int(table["trial"].max()) if len(table) else 1, 1),
+        )
         ax.scatter(x[failed], done["score"][failed], marker="x", color="crimson", s=22)
         if best is not None:
             ax.scatter([x.loc[best.name]], [best["score"]], marker="*", s=130, color="gold", edgecolor="k", zorder=3)

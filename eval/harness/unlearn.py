@@ -7,6 +7,7 @@ code and the method's, with everything both import (`fingerprint.py`), the resol
 hyperparameters, the bank and the base seed. A method that raises, calls `sys.exit()` or gives
 non-finite logits raises `MethodFailed` with the reason; Ctrl-C is passed through.
 """
+
 import dataclasses
 import hashlib
 import json
@@ -32,16 +33,35 @@ class MethodFailed(RuntimeError):
 
 def run_key(cls, params, preset, bank, seed: int, dict_batches: bool) -> str:
     """Cache key of a method's runs: code, resolved hyperparameters, bank, base seed, batch format and size."""
-    blob = json.dumps({"method": cls.key, "code": code_fingerprint([cls.__module__, __name__]),
-                       "params": dataclasses.asdict(params), "bank": bank.key, "seed": seed,
-                       "dict": dict_batches, "batch": preset.batch_size}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {
+            "method": cls.key,
+            "code": code_fingerprint([cls.__module__, __name__]),
+            "params": dataclasses.asdict(params),
+            "bank": bank.key,
+            "seed": seed,
+            "dict": dict_batches,
+            "batch": preset.batch_size,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def run_loaders(splits, batch_size: int, streams: dict, dict_batches: bool = False):
     """Shuffled retain, forget and validation loaders, each with its own stream."""
-    return tuple(make_loader(getattr(splits, f"{s}_x"), getattr(splits, f"{s}_y"), batch_size, shuffle=True,
-                             seed=streams[s], dict_batches=dict_batches) for s in ("retain", "forget", "val"))
+    return tuple(
+        make_loader(
+            getattr(splits, f"{s}_x"),
+            getattr(splits, f"{s}_y"),
+            batch_size,
+            shuffle=True,
+            seed=streams[s],
+            dict_batches=dict_batches,
+        )
+        for s in ("retain", "forget", "val")
+    )
 
 
 def raised_at(exc: BaseException) -> str:

@@ -1,4 +1,5 @@
 """The CIFAR-10 loader: local copies, checksums, missing and corrupt data."""
+
 import shutil
 
 import numpy as np
@@ -14,13 +15,14 @@ def test_loads_offline_copy_with_warning(data_root):
     assert d["train_x"].shape == (50000, 3, 32, 32) and d["train_x"].dtype == np.uint8
     assert d["test_x"].shape == (10000, 3, 32, 32)
     assert d["train_y"].min() == 0 and d["train_y"].max() == 9
-    assert np.bincount(d["train_y"]).tolist() == [5000] * 10   # official labels, balanced
+    assert np.bincount(d["train_y"]).tolist() == [5000] * 10  # official labels, balanced
     assert not d["official"]
 
 
 def test_missing_data_explains_how_to_get_it(tmp_path, monkeypatch):
     def offline(root):
         raise DataError(cifar10._how_to_provide(root) + "\n(download error: no network)")
+
     monkeypatch.setattr(cifar10, "_download", offline)
     with pytest.raises(DataError, match="materialize.py"):
         load_cifar10(tmp_path)
@@ -30,8 +32,10 @@ def test_missing_data_explains_how_to_get_it(tmp_path, monkeypatch):
 
 def test_download_failure_is_caught(tmp_path, monkeypatch):
     import torchvision.datasets
+
     def boom(*a, **k):
         raise OSError("network unreachable")
+
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", boom)
     monkeypatch.setattr(cifar10, "CIFAR10", boom)
     with pytest.raises(DataError, match="network unreachable"):

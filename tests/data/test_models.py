@@ -1,4 +1,5 @@
 """The architecture registry (data/archs/, one module each) and the airbench preset's net."""
+
 import pytest
 import torch
 
@@ -40,6 +41,11 @@ def test_airbench_net_has_airbench94s_shape():
 
 def test_the_airbench_preset_trains_every_bank_model_with_one_recipe():
     p = PRESETS["airbench"]
-    assert (p.arch, p.n_train, p.recipe.optimizer, p.recipe.nesterov, p.recipe.augment) == \
-        ("airbench", None, "sgd", True, True)
+    assert (p.arch, p.n_train, p.recipe.optimizer, p.recipe.nesterov, p.recipe.augment) == (
+        "airbench",
+        None,
+        "sgd",
+        True,
+        True,
+    )
     assert p.recipe.best_from_epoch is None, "the original and the retrained models keep their last epoch alike"

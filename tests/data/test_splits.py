@@ -1,4 +1,5 @@
 """Splits follow the starting kit: fixed forget draw, 50/50 test/val with seed 42, normalisation."""
+
 import numpy as np
 import torch
 from torch.utils.data import random_split
@@ -22,6 +23,7 @@ def test_cpu_splits_match_starting_kit(data_root):
     # the starting kit's test/val split: random_split([0.5, 0.5]) with manual_seed(42)
     test_half, _ = random_split(range(10000), [0.5, 0.5], generator=torch.Generator().manual_seed(42))
     from data.cifar10 import load_cifar10
+
     raw = load_cifar10(data_root, download=False)
     assert torch.equal(s.test_y, torch.from_numpy(raw["test_y"][np.array(test_half.indices)]))
     # normalised with the starting kit's statistics: channel means near 0
@@ -42,7 +44,9 @@ def test_loader_formats(tiny_splits):
 
 def test_forget_protocols(tiny_splits, data_root):
     import pytest
+
     from data.cifar10 import DataError
+
     p = get_preset("tiny")
     other_seed = make_splits(p.with_forget(seed=2), data_root)
     assert len(other_seed.forget_idx) == len(tiny_splits.forget_idx)
@@ -59,4 +63,5 @@ def test_forget_protocols(tiny_splits, data_root):
         make_splits(p.with_forget(size=500), data_root)
     with pytest.raises(DataError, match="labels reach 9, but preset 'tiny' has 5 classes"):
         from dataclasses import replace
+
         make_splits(replace(p, num_classes=5), data_root)

@@ -6,6 +6,7 @@ threshold lists built as the organizers build them (one ``np.linspace`` per righ
 and the rates from models x thresholds comparison matrices, as on their GPU. It shares no code
 with ``eval.metrics``. Generalized to unequal group sizes (each rate over its own group).
 """
+
 import math
 import warnings
 
@@ -27,7 +28,7 @@ def torch_linspace_float32(start, end, steps):
     out = []
     for i in range(steps):
         if i < steps // 2:
-            exact = float(s) + float(step) * i           # one rounding to float32 below
+            exact = float(s) + float(step) * i  # one rounding to float32 below
         else:
             exact = float(e) - float(step) * (steps - i - 1)
         out.append(np.float32(exact))
@@ -43,7 +44,7 @@ def _double_threshold_predictions(pos, neg):
     pos_diff = pos.max() - pos.min()
     neg_diff = neg.max() - neg.min()
     smallest = neg_diff if pos_diff > neg_diff else pos_diff
-    swapped = bool(pos_diff >= neg_diff)      # positive := the peakier group
+    swapped = bool(pos_diff >= neg_diff)  # positive := the peakier group
     if swapped:
         pos, neg = neg, pos
     buffer = 2.0
@@ -60,7 +61,7 @@ def _double_threshold_predictions(pos, neg):
     thr_left = np.concatenate(lefts) if lefts else np.zeros(0)
     thr_right = np.concatenate(rights) if rights else np.zeros(0)
 
-    def predicted_positive(c):          # [models, thresholds]
+    def predicted_positive(c):  # [models, thresholds]
         c = c[:, None]
         return (thr_left[None, :] <= c) & (c <= thr_right[None, :])
 
@@ -106,8 +107,7 @@ def reference_attack_counts(u, r):
     interval = (pp_neg.sum(0), pp_pos.sum(0)) if peaky_is_r else (pp_pos.sum(0), pp_neg.sum(0))
     sp_pos, sp_neg = _single_threshold_predictions(pos, neg)
     single = (sp_neg.sum(0), sp_pos.sum(0)) if retrain_pos else (sp_pos.sum(0), sp_neg.sum(0))
-    return {"interval": interval, "single": single, "retrain_pos": retrain_pos,
-            "peaky_is_r": peaky_is_r}
+    return {"interval": interval, "single": single, "retrain_pos": retrain_pos, "peaky_is_r": peaky_is_r}
 
 
 def reference_epsilon(pos, neg, delta=DELTA):
@@ -130,12 +130,14 @@ def reference_epsilon(pos, neg, delta=DELTA):
     with np.errstate(divide="ignore", invalid="ignore"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            computed = np.clip(np.nanmax([np.log(1 - delta - fpr) - np.log(fnr),
-                                          np.log(1 - delta - fnr) - np.log(fpr)], axis=0),
-                               0, None)
+            computed = np.clip(
+                np.nanmax([np.log(1 - delta - fpr) - np.log(fnr), np.log(1 - delta - fnr) - np.log(fpr)], axis=0),
+                0,
+                None,
+            )
     thr_eps = np.where(thr_eps == 0, computed, thr_eps)
     kept = thr_eps[~np.isnan(thr_eps)]
-    if kept.size == 0:          # the official code fails its assertion; the kit returns the cap
+    if kept.size == 0:  # the official code fails its assertion; the kit returns the cap
         return float(EPSILON_CAP)
     return float(np.clip(np.max(kept), 0, EPSILON_CAP))
 

@@ -1,4 +1,5 @@
 """The memorization estimate and the forget sets it picks (RUM's protocol, Feldman & Zhang's estimator)."""
+
 import dataclasses
 
 import numpy as np
@@ -14,7 +15,7 @@ from methods._training import Recipe
 
 
 def test_scores_match_definition():
-    members = np.array([[1, 1, 0], [1, 0, 0], [0, 1, 1], [0, 0, 1]], bool)   # (K=4, n=3)
+    members = np.array([[1, 1, 0], [1, 0, 0], [0, 1, 1], [0, 0, 1]], bool)  # (K=4, n=3)
     correct = np.array([[1, 1, 0], [1, 0, 0], [0, 1, 1], [0, 1, 1]], bool)
     mem, n_in, n_out = memorization_scores(members, correct)
     # example 0: in models 0, 1 (both correct), out of 2, 3 (both wrong): 1 - 0
@@ -31,14 +32,14 @@ def test_groups_follow_the_definitions():
     mem = np.array([0.9, -0.2, 0.5, 0.45, 0.0, 0.7, np.nan, 0.1, 0.55])
     assert list(memorization_groups(mem, 3, "high")) == [0, 5, 8]
     assert list(memorization_groups(mem, 3, "low")) == [1, 4, 7]
-    assert list(memorization_groups(mem, 3, "mid")) == [2, 3, 8]     # |mem - 0.5| = 0, 0.05, 0.05
+    assert list(memorization_groups(mem, 3, "mid")) == [2, 3, 8]  # |mem - 0.5| = 0, 0.05, 0.05
     mix = memorization_groups(mem, 3, "mix")
     # a third each: the top of high (0), the closest-to-0.5 not taken (2), the largest of the 3 lowest (7)
     assert list(mix) == [0, 2, 7]
     mix6 = memorization_groups(mem, 6, "mix")
     assert len(set(mix6)) == 6 and 6 not in mix6, "mix has no repeats and never picks a NaN"
     with pytest.raises(ValueError):
-        memorization_groups(mem, 9, "high")     # only 8 have an estimate
+        memorization_groups(mem, 9, "high")  # only 8 have an estimate
     with pytest.raises(ValueError):
         memorization_groups(mem, 2, "top")
 
@@ -49,8 +50,11 @@ def test_preset_options_and_tags():
     assert high.tag == "cpu-forget-mem-high" and "mem-high 10%" in high.forget_protocol
     assert cpu.with_forget(forget_set="mem-low", size=300).tag == "cpu-forget-mem-low-n300"
     assert cpu.with_forget(forget_set="random").forget_protocol == cpu.forget_protocol
-    for bad in ({"forget_set": "mem-top"}, {"forget_set": "mem-high", "klass": 3},
-                {"forget_set": "mem-mid", "seed": 4}):
+    for bad in (
+        {"forget_set": "mem-top"},
+        {"forget_set": "mem-high", "klass": 3},
+        {"forget_set": "mem-mid", "seed": 4},
+    ):
         with pytest.raises(ValueError):
             cpu.with_forget(**bad)
 
@@ -68,24 +72,42 @@ def _synthetic_splits(n=200, planted=10, seed=0):
     forget = np.arange(n - 10, n)
     keep = torch.ones(n, dtype=torch.bool)
     keep[forget] = False
-    return Splits(retain_x=x[keep], retain_y=y[keep], forget_x=x[~keep], forget_y=y[~keep], test_x=xv,
-                  test_y=yv, val_x=xv, val_y=yv, forget_idx=forget, train_idx=np.arange(n),
-                  official_data=False, official_forget=False, protocol="synthetic")
+    return Splits(
+        retain_x=x[keep],
+        retain_y=y[keep],
+        forget_x=x[~keep],
+        forget_y=y[~keep],
+        test_x=xv,
+        test_y=yv,
+        val_x=xv,
+        val_y=yv,
+        forget_idx=forget,
+        train_idx=np.arange(n),
+        official_data=False,
+        official_forget=False,
+        protocol="synthetic",
+    )
 
 
 def test_estimator_recovers_planted_memorized_examples(tmp_path):
     """Atypical examples are classified right only by the models that trained on them: they must get
     the highest memorization, the typical ones about 0."""
     splits = _synthetic_splits()
-    preset = dataclasses.replace(get_preset("tiny"), name="synthetic", mem_models=8,
-                                 recipe=Recipe(epochs=40, lr=0.05, batch_size=25, schedule="onecycle"))
+    preset = dataclasses.replace(
+        get_preset("tiny"),
+        name="synthetic",
+        mem_models=8,
+        recipe=Recipe(epochs=40, lr=0.05, batch_size=25, schedule="onecycle"),
+    )
     bank = MemorizationBank(preset, splits, home=tmp_path)
     bank.ensure(preset.mem_models)
     table = bank.estimates(preset.mem_models)
     assert (table["n_in"] + table["n_out"] == preset.mem_models).all()
     mem = table["mem"].to_numpy()
     top = set(memorization_groups(mem, 10, "high"))
-    assert len(top & set(range(10))) >= 9, f"planted examples' mem {mem[:10].round(2)}, others' mean {mem[10:].mean():.2f}"
+    assert len(top & set(range(10))) >= 9, (
+        f"planted examples' mem {mem[:10].round(2)}, others' mean {mem[10:].mean():.2f}"
+    )
     assert mem[:10].mean() > 0.6 and abs(np.nanmean(mem[10:])) < 0.1
     # cached and resumable: a second bank object reuses every model; a deleted output is rebuilt alone
     again = MemorizationBank(preset, splits, home=tmp_path)

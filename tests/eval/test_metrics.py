@@ -1,4 +1,5 @@
 """Tests of eval.metrics against hand-derived cases and the literal oracle in reference_metric."""
+
 import math
 
 import numpy as np
@@ -24,6 +25,7 @@ def col(*values):
 
 # --------------------------------------------------------------------------------------------
 # Hand-derived epsilons.
+
 
 def test_identical_groups_give_zero():
     # Both groups hold the same 16 values: every attack catches the same number m of each
@@ -93,6 +95,7 @@ def test_degenerate_groups():
 # --------------------------------------------------------------------------------------------
 # Points, F and the final score.
 
+
 def test_bucket_edges():
     below = np.nextafter
     eps = np.array([0.0, below(0.5, 0), 0.5, below(1.0, 0), 1.0, 1.5, 2.0])
@@ -110,8 +113,7 @@ def test_bucket_edges():
     assert metrics.epsilon_points([0.0], 2).tolist() == [0.0]
     grid = np.concatenate([np.arange(0, 8, 0.25), [below(0.5, 0), below(3.0, 0), 50.0]])
     for n in (2, 3, 4, 16, 33, 512):
-        np.testing.assert_array_equal(metrics.epsilon_points(grid, n),
-                                      ref.reference_points(grid, n))
+        np.testing.assert_array_equal(metrics.epsilon_points(grid, n), ref.reference_points(grid, n))
 
 
 def test_final_score():
@@ -128,29 +130,33 @@ def test_final_score():
 # --------------------------------------------------------------------------------------------
 # The fast implementation equals the literal oracle.
 
+
 def _random_outputs(rng, n_u, n_r, n_examples, discrete=False):
     loc = rng.normal(0, 2, n_examples)
     scale = rng.lognormal(0, 0.6, n_examples)
     shift = rng.normal(0, 0.5, n_examples) * scale
     u = loc + shift + scale * rng.lognormal(0, 0.3, n_examples) * rng.normal(size=(n_u, n_examples))
     r = loc + scale * rng.normal(size=(n_r, n_examples))
-    if discrete:                      # ties and repeated values
+    if discrete:  # ties and repeated values
         u, r = np.round(u * 2) / 2, np.round(r * 2) / 2
     return u, r
 
 
-@pytest.mark.parametrize("seed,n_u,n_r,n_examples,discrete", [
-    (0, 4, 4, 12, False),
-    (1, 4, 4, 12, True),
-    (2, 16, 16, 10, False),
-    (3, 16, 16, 10, True),
-    (4, 33, 33, 6, False),
-    (5, 33, 33, 6, True),
-    (6, 16, 33, 6, False),
-    (7, 33, 16, 6, True),
-    (8, 5, 3, 10, False),
-    (9, 2, 7, 10, True),
-])
+@pytest.mark.parametrize(
+    "seed,n_u,n_r,n_examples,discrete",
+    [
+        (0, 4, 4, 12, False),
+        (1, 4, 4, 12, True),
+        (2, 16, 16, 10, False),
+        (3, 16, 16, 10, True),
+        (4, 33, 33, 6, False),
+        (5, 33, 33, 6, True),
+        (6, 16, 33, 6, False),
+        (7, 33, 16, 6, True),
+        (8, 5, 3, 10, False),
+        (9, 2, 7, 10, True),
+    ],
+)
 def test_matches_oracle(seed, n_u, n_r, n_examples, discrete):
     rng = np.random.default_rng(seed)
     u, r = _random_outputs(rng, n_u, n_r, n_examples, discrete)
@@ -165,15 +171,15 @@ def test_matches_oracle(seed, n_u, n_r, n_examples, discrete):
 def test_matches_oracle_official_size():
     rng = np.random.default_rng(11)
     u, r = _random_outputs(rng, 512, 512, 1)
-    np.testing.assert_array_equal(metrics.per_example_epsilons(u, r),
-                                  ref.reference_epsilons(u, r))
+    np.testing.assert_array_equal(metrics.per_example_epsilons(u, r), ref.reference_epsilons(u, r))
 
 
 def test_threads_do_not_change_result():
     rng = np.random.default_rng(12)
     u, r = _random_outputs(rng, 8, 8, 40)
-    np.testing.assert_array_equal(metrics.per_example_epsilons(u, r, num_threads=1),
-                                  metrics.per_example_epsilons(u, r, num_threads=3))
+    np.testing.assert_array_equal(
+        metrics.per_example_epsilons(u, r, num_threads=1), metrics.per_example_epsilons(u, r, num_threads=3)
+    )
 
 
 def test_left_grid_is_numpy_linspace():
@@ -192,33 +198,31 @@ def test_single_thresholds_are_torch_linspace():
         a = rng.normal(0, 20)
         b = a + rng.lognormal(0, 1.5)
         n = int(np.ceil((b - a) * 100))
-        want = torch.linspace(torch.tensor(a, dtype=torch.float64),
-                              torch.tensor(b, dtype=torch.float64), n).numpy()
+        want = torch.linspace(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64), n).numpy()
         np.testing.assert_array_equal(metrics._torch_linspace_float32(a, b, n), want)
         np.testing.assert_array_equal(ref.torch_linspace_float32(a, b, n), want)
     for n in (0, 1, 2, 3):
-        want = torch.linspace(torch.tensor(0.3, dtype=torch.float64),
-                              torch.tensor(0.7, dtype=torch.float64), n).numpy()
+        want = torch.linspace(torch.tensor(0.3, dtype=torch.float64), torch.tensor(0.7, dtype=torch.float64), n).numpy()
         np.testing.assert_array_equal(metrics._torch_linspace_float32(0.3, 0.7, n), want)
 
 
 def test_epsilon_table_float32_values():
     table = metrics._epsilon_table(4, 8, 1e-5)
-    assert table[4, 0] == np.inf                 # FNR = FPR = 0
-    assert table[0, 0] == -1 and table[4, 3] == -1 and table[2, 0] == -1   # one rate is 0
+    assert table[4, 0] == np.inf  # FNR = FPR = 0
+    assert table[0, 0] == -1 and table[4, 3] == -1 and table[2, 0] == -1  # one rate is 0
     assert table[3, 2] == np.float32(eps32(2 / 8, 1 / 4))
 
 
 # --------------------------------------------------------------------------------------------
 # The statistic.
 
+
 def test_logit_scaled_confidence_matches_direct_softmax():
     rng = np.random.default_rng(20)
     logits = rng.normal(0, 5, (7, 10))
     labels = rng.integers(0, 10, 7)
     got = metrics.logit_scaled_confidence(logits, labels)
-    np.testing.assert_allclose(got, ref.reference_logit_scaled_confidence(logits, labels),
-                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(got, ref.reference_logit_scaled_confidence(logits, labels), rtol=1e-9, atol=1e-9)
     # Leading model axis, torch input.
     stack = rng.normal(0, 3, (3, 7, 10))
     batched = metrics.logit_scaled_confidence(stack, labels)
@@ -228,17 +232,15 @@ def test_logit_scaled_confidence_matches_direct_softmax():
 
 
 def test_logit_scaled_confidence_extreme_logits():
-    logits = np.array([[1000.0, -1000.0, 0.0],
-                       [-1000.0, 1000.0, 0.0],
-                       [1e4, 1e4 - 1, -1e4],
-                       [200.0, 0.0, 0.0],
-                       [-5e3, -5e3, -5e3]])
+    logits = np.array(
+        [[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 0.0], [1e4, 1e4 - 1, -1e4], [200.0, 0.0, 0.0], [-5e3, -5e3, -5e3]]
+    )
     labels = np.array([0, 0, 1, 0, 2])
     got = metrics.logit_scaled_confidence(logits, labels)
     assert np.all(np.isfinite(got))
     want = ref.reference_logit_scaled_confidence(logits, labels)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
-    assert got[0] == pytest.approx(-math.log(1e-45))          # p_wrong underflows to 0
+    assert got[0] == pytest.approx(-math.log(1e-45))  # p_wrong underflows to 0
     assert got[1] == pytest.approx(math.log(1e-45))
     assert got[4] == pytest.approx(math.log(1 / 3) - math.log(2 / 3))
 
@@ -258,10 +260,11 @@ def test_logit_scaled_confidence_float32_like_official():
     before = logits.copy()
     got = metrics.logit_scaled_confidence(logits, labels)
     np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(logits, before)              # input untouched
+    np.testing.assert_array_equal(logits, before)  # input untouched
     torch = pytest.importorskip("torch")
     np.testing.assert_array_equal(
-        metrics.logit_scaled_confidence(torch.from_numpy(logits), torch.from_numpy(labels)), want)
+        metrics.logit_scaled_confidence(torch.from_numpy(logits), torch.from_numpy(labels)), want
+    )
 
 
 def test_logit_scaled_confidence_validation():
@@ -276,14 +279,18 @@ def test_logit_scaled_confidence_validation():
 # --------------------------------------------------------------------------------------------
 # Input validation.
 
-@pytest.mark.parametrize("u_shape,r_shape", [
-    ((4,), (4, 3)),
-    ((4, 3, 1), (4, 3)),
-    ((4, 3), (4, 2)),
-    ((1, 3), (4, 3)),
-    ((4, 3), (1, 3)),
-    ((4, 0), (4, 0)),
-])
+
+@pytest.mark.parametrize(
+    "u_shape,r_shape",
+    [
+        ((4,), (4, 3)),
+        ((4, 3, 1), (4, 3)),
+        ((4, 3), (4, 2)),
+        ((1, 3), (4, 3)),
+        ((4, 3), (1, 3)),
+        ((4, 0), (4, 0)),
+    ],
+)
 def test_bad_shapes_raise(u_shape, r_shape):
     with pytest.raises(ValueError, match=r"\("):
         metrics.per_example_epsilons(np.zeros(u_shape), np.zeros(r_shape))
@@ -307,14 +314,13 @@ def _grid_aligned_outputs(rng, n, n_examples, cluster):
     """Values taken from the attacks' own grids (exact ties), U in [0, 1], R in [-0.5, 2]."""
     single = ref.torch_linspace_float32(-0.5, 2.0, 250).astype(np.float64)
     right = np.linspace((0.0 + 1.0) - 2.0, 1.0 + 2.0, num=400)
-    left = np.concatenate([np.linspace(t - 1.0 - 2.0, t - 1.0 + 2.0, num=400)
-                           for t in right[::23]])
+    left = np.concatenate([np.linspace(t - 1.0 - 2.0, t - 1.0 + 2.0, num=400) for t in right[::23]])
     pool = np.unique(np.concatenate([single, right, left]))
     u = np.empty((n, n_examples))
     r = np.empty((n, n_examples))
     for e in range(n_examples):
         centre = rng.uniform(0, 1)
-        near = pool[np.abs(pool - centre) < cluster]          # few distinct, adjacent values
+        near = pool[np.abs(pool - centre) < cluster]  # few distinct, adjacent values
         pu, pr = near[(near > 0) & (near < 1)], near[(near > -0.5) & (near < 2)]
         u[:, e] = np.concatenate([[0.0, 1.0], rng.choice(pu, n - 2)])
         r[:, e] = np.concatenate([[-0.5, 2.0], rng.choice(pr, n - 2)])

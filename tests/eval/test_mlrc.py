@@ -1,4 +1,5 @@
 """Tests of eval.mlrc against a literal transcription of MLRC-Bench's evaluation code."""
+
 import math
 
 import numpy as np
@@ -11,9 +12,9 @@ from sklearn.metrics import make_scorer  # noqa: E402
 
 from eval import mlrc  # noqa: E402
 
-
 # --------------------------------------------------------------------------------------------
 # Oracle: MLRC's loops, written out (unlearned = 1, retrained = 0).
+
 
 def _fpr(y_true, y_pred):
     return np.sum(np.logical_and(y_pred == 1, y_true == 0)) / np.sum(y_true == 0)
@@ -39,8 +40,12 @@ def _oracle_lr_attack(u, r):
     labels = np.array([0] * len(r) + [1] * len(u))
     cv = model_selection.StratifiedShuffleSplit(n_splits=2, random_state=0)
     scores = model_selection.cross_validate(
-        linear_model.LogisticRegression(), samples, labels, cv=cv,
-        scoring={"fpr": make_scorer(_fpr), "fnr": make_scorer(_fnr)})
+        linear_model.LogisticRegression(),
+        samples,
+        labels,
+        cv=cv,
+        scoring={"fpr": make_scorer(_fpr), "fnr": make_scorer(_fnr)},
+    )
     return np.mean(scores["test_fpr"]), np.mean(scores["test_fnr"])
 
 
@@ -73,15 +78,17 @@ def _oracle_epsilons(outputs_u, outputs_r, delta=0.01):
 
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("seed,n_u,n_r,discrete", [(0, 10, 10, False), (1, 10, 10, True),
-                                                   (2, 16, 12, False), (3, 6, 9, True)])
+
+@pytest.mark.parametrize(
+    "seed,n_u,n_r,discrete", [(0, 10, 10, False), (1, 10, 10, True), (2, 16, 12, False), (3, 6, 9, True)]
+)
 def test_epsilons_match_mlrc_loops(seed, n_u, n_r, discrete):
     rng = np.random.default_rng(seed)
     n_examples = 4
     scale = rng.lognormal(0, 0.5, n_examples)
     u = rng.normal(size=(n_u, n_examples)) * scale + rng.normal(0, 0.7, n_examples)
     r = rng.normal(size=(n_r, n_examples)) * scale
-    u[:, 0] += 10                      # fully separated: inf
+    u[:, 0] += 10  # fully separated: inf
     if discrete:
         u, r = np.round(u), np.round(r)
     got = mlrc.mlrc_per_example_epsilons(u, r)
@@ -136,6 +143,7 @@ def test_validation():
 def test_parallel_blocks_equal_sequential():
     # Threads instead of processes, to test the block split without the process start-up cost.
     from joblib import parallel_config
+
     rng = np.random.default_rng(9)
     u, r = rng.normal(size=(6, 9)), rng.normal(0.3, 1, size=(6, 9))
     with parallel_config(backend="threading"):

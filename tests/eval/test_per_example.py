@@ -1,4 +1,5 @@
 """U-LiRA (eval.ulira) and KLoM (eval.klom) on hand-built distributions, against brute-force references."""
+
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ def _normal(rng, n_models, n_examples, loc=0.0, scale=1.0):
 
 # -----------------------------------------------------------------------------------------------
 # U-LiRA
+
 
 def _ulira_brute_force(u, r):
     """The protocol written as loops: pair k leaves out unlearned k % n_u and retrained k % n_r."""
@@ -40,7 +42,7 @@ def _ulira_brute_force(u, r):
 def test_ulira_matches_the_protocol_written_as_loops(n_u, n_r):
     rng = np.random.default_rng(n_u * 10 + n_r)
     u, r = _normal(rng, n_u, 30, 0.5, 1.3), _normal(rng, n_r, 30)
-    u[:, 0] = 2.0                                           # a constant column (floored spread)
+    u[:, 0] = 2.0  # a constant column (floored spread)
     np.testing.assert_allclose(ulira.ulira_accuracies(u, r), _ulira_brute_force(u, r), atol=1e-12)
 
 
@@ -67,7 +69,7 @@ def test_ulira_well_separated_distributions_are_told_apart():
 def test_ulira_constant_columns():
     rng = np.random.default_rng(2)
     const = np.full((8, 20), 3.0)
-    np.testing.assert_array_equal(ulira.ulira_accuracies(const, const), 0.5)    # a tie everywhere
+    np.testing.assert_array_equal(ulira.ulira_accuracies(const, const), 0.5)  # a tie everywhere
     np.testing.assert_array_equal(ulira.ulira_accuracies(const, const + 1.0), 1.0)
     # identical runs (the `none` method) against spread-out retrained models: told apart
     assert ulira.ulira_accuracies(const, _normal(rng, 8, 20, loc=3.0)).mean() > 0.9
@@ -75,8 +77,8 @@ def test_ulira_constant_columns():
 
 def test_ulira_forgetting_score_by_hand():
     assert ulira.ulira_forgetting_score(0.5) == 1.0
-    assert ulira.ulira_forgetting_score([0.7, 0.8]) == pytest.approx(0.5)   # mean 0.75
-    assert ulira.ulira_forgetting_score(0.25) == pytest.approx(0.5)         # wrong is as informative
+    assert ulira.ulira_forgetting_score([0.7, 0.8]) == pytest.approx(0.5)  # mean 0.75
+    assert ulira.ulira_forgetting_score(0.25) == pytest.approx(0.5)  # wrong is as informative
     assert ulira.ulira_forgetting_score(1.0) == 0.0
 
 
@@ -94,6 +96,7 @@ def test_ulira_validates():
 
 # -----------------------------------------------------------------------------------------------
 # KLoM
+
 
 def test_klom_gaussian_by_hand():
     # u = [-1, 1]: mean 0, std sqrt(2); r = [-1, 3]: mean 1, std 2 sqrt(2)
@@ -120,7 +123,7 @@ def _histogram_reference(u, r, bins=20, floor=1e-5):
 def test_klom_histogram_matches_numpy_histogram():
     rng = np.random.default_rng(4)
     u, r = _normal(rng, 40, 25, 0.7, 1.5), _normal(rng, 30, 25)
-    u[:, 3] = r[:, 3] = 1.0                                   # one value everywhere: KLoM 0
+    u[:, 3] = r[:, 3] = 1.0  # one value everywhere: KLoM 0
     got = klom.klom(u, r, estimator="histogram")
     np.testing.assert_allclose(got, _histogram_reference(u, r), rtol=1e-12, atol=1e-12)
     assert got[3] == 0.0
@@ -134,7 +137,7 @@ def test_klom_identical_and_well_separated():
     assert same.shape == (2000,) and (same >= 0).all()
     assert np.median(same) < 0.1
     apart = klom.klom(_normal(rng, 32, 200, loc=10.0), _normal(rng, 32, 200))
-    assert np.percentile(apart, 5) > 20                      # ~ 10^2 / 2 = 50
+    assert np.percentile(apart, 5) > 20  # ~ 10^2 / 2 = 50
     assert klom.klom_forgetting_score(same) > 0.8 and klom.klom_forgetting_score(apart) < 0.01
 
 

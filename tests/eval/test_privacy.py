@@ -1,4 +1,5 @@
 """Tests of eval.privacy against hand-computed values and scikit-learn run directly."""
+
 import math
 
 import numpy as np
@@ -36,8 +37,9 @@ def test_loss_mia_matches_sklearn_on_balanced_data():
     m, nm = rng.exponential(0.5, 200), rng.exponential(1.0, 200)
     x = np.r_[nm, m][:, None]
     y = np.r_[np.zeros(200), np.ones(200)]
-    ref = cross_val_score(LogisticRegression(), x, y, scoring="accuracy",
-                          cv=StratifiedShuffleSplit(n_splits=10, random_state=0)).mean()
+    ref = cross_val_score(
+        LogisticRegression(), x, y, scoring="accuracy", cv=StratifiedShuffleSplit(n_splits=10, random_state=0)
+    ).mean()
     assert privacy.loss_mia_accuracy(m, nm) == pytest.approx(ref)
 
 
@@ -58,7 +60,7 @@ def test_tow_by_hand():
     # (1 - 0.02)(1 - 0.04)(1 - 0.01)
     assert privacy.tow(0.90, 0.95, 0.85, 0.88, 0.99, 0.86) == pytest.approx(0.98 * 0.96 * 0.99)
     assert privacy.tow(0.5, 1.0, 0.7, 0.5, 1.0, 0.7) == 1.0
-    runs = privacy.tow([0.9, 0.8], [1.0, 1.0], [0.7, 0.7], 0.8, 1.0, 0.7)   # broadcast over runs
+    runs = privacy.tow([0.9, 0.8], [1.0, 1.0], [0.7, 0.7], 0.8, 1.0, 0.7)  # broadcast over runs
     np.testing.assert_allclose(runs, [0.9, 1.0])
 
 

@@ -1,4 +1,5 @@
 """Rankings across forget sets (eval.rankings): ranks, spread, Kendall's tau-b, references left out."""
+
 import math
 
 import numpy as np
@@ -54,7 +55,7 @@ def test_references_are_left_out_of_tau_but_kept_in_the_table():
     table = rankings.ranking_summary(s, references=REFS)
     assert set(table.index) == set(s.index)
     assert table.loc[["none", "retrain"], "reference"].all() and not table.loc[list("abcd"), "reference"].any()
-    assert table.index[0] == "retrain" and table.loc["retrain", "rank_s1"] == 1   # ranked among all rows
+    assert table.index[0] == "retrain" and table.loc["retrain", "rank_s1"] == 1  # ranked among all rows
     assert table.loc["none", "rank_s2"] == 6
 
 
@@ -77,7 +78,7 @@ def test_missing_scores_are_not_ranked_and_left_out_of_their_pairs():
 
 def test_degenerate_cases_are_nan_not_errors():
     one = _scores(s1=[0.4, np.nan, np.nan, np.nan], s2=[0.3, 0.2, np.nan, np.nan])
-    assert np.isnan(rankings.kendall_tau_matrix(one).loc["s1", "s2"])   # one common method
+    assert np.isnan(rankings.kendall_tau_matrix(one).loc["s1", "s2"])  # one common method
     tied = _scores(s1=[0.0, 0.0, 0.0], s2=[0.3, 0.2, 0.1])
     assert np.isnan(rankings.kendall_tau_matrix(tied).loc["s1", "s2"])  # s1 ties them all
     assert math.isnan(rankings.mean_off_diagonal(np.full((2, 2), np.nan)))
@@ -86,7 +87,7 @@ def test_degenerate_cases_are_nan_not_errors():
 
 
 def test_null_tau_sd():
-    assert rankings.null_tau_sd(2) == pytest.approx(1.0)       # tau of two items is +-1
+    assert rankings.null_tau_sd(2) == pytest.approx(1.0)  # tau of two items is +-1
     assert rankings.null_tau_sd(9) == pytest.approx(math.sqrt(2 * 23 / (9 * 9 * 8)))
     assert math.isnan(rankings.null_tau_sd(1))
 
@@ -102,6 +103,7 @@ def test_bad_input_raises_value_error():
 
 def test_figure_is_written(tmp_path):
     from eval import plots
+
     s = _scores(s1=[0.4, 0.3, 0.2, 0.1, 0.0, 0.5], s2=[0.1, np.nan, 0.3, 0.4, 0.0, 0.5])
     tau = rankings.kendall_tau_matrix(s, exclude=REFS)
     path = plots.forget_set_rankings(s, tau, tmp_path / "kendall_tau.png", references=set(REFS))

@@ -1,4 +1,5 @@
 """The score's bootstrap interval."""
+
 import numpy as np
 import pytest
 
@@ -22,14 +23,14 @@ def test_bootstrap_interval_contains_the_score():
     out, _ = scoring.summarize(unlearned, retrained, original, y, bootstrap=20, seed=0)
     lo, hi = out["score_ci95"]
     assert out["score"] > 0
-    assert out["score_bootstrap_bias"] < 0       # the bias this interval exists to remove
+    assert out["score_bootstrap_bias"] < 0  # the bias this interval exists to remove
     assert lo <= out["score"] <= hi
     assert lo >= 0
 
 
 def test_efficiency_rule_uses_the_reference_timed_beside_the_runs():
     e = scoring.efficiency([3.0, 3.0], reference_times=[10.0, 20.0], manifest_retrain_time=100.0)
-    assert e["time_ratio"] == 0.2 and not e["rejected"]                   # 6 / 30: at the limit is allowed
+    assert e["time_ratio"] == 0.2 and not e["rejected"]  # 6 / 30: at the limit is allowed
     assert e["manifest_time_ratio"] == 0.03 and e["time_basis"] == "timed beside the runs"
     slow = scoring.efficiency([3.0, 3.1], reference_times=[10.0, 20.0], manifest_retrain_time=1000.0)
     assert slow["rejected"], "the verdict follows the side-by-side ratio, not the bank's record"
@@ -46,8 +47,7 @@ def test_summarize_zeroes_the_final_score_of_a_rejected_method():
     unlearned, retrained = _outputs(rng, 8, 100, 0.3), _outputs(rng, 8, 100, 0.0)
     original = {k: v[0] for k, v in retrained.items()}
     ok, _ = scoring.summarize(unlearned, retrained, original, y, run_times=[1.0] * 8, reference_times=[10.0] * 8)
-    rejected, _ = scoring.summarize(unlearned, retrained, original, y, run_times=[5.0] * 8,
-                                    reference_times=[10.0] * 8)
+    rejected, _ = scoring.summarize(unlearned, retrained, original, y, run_times=[5.0] * 8, reference_times=[10.0] * 8)
     assert ok["final_score"] == ok["score"] > 0 and ok["time_ratio"] == pytest.approx(0.1)
     assert rejected["rejected"] and rejected["final_score"] == 0.0 and rejected["score"] == ok["score"]
 
@@ -57,8 +57,11 @@ def test_tow_in_the_summary_is_one_for_retrain_like_accuracies():
     rng = np.random.default_rng(2)
     y = np.zeros(50, dtype=int)
     retrained = _outputs(rng, 4, 50, 0.0)
-    retrained.update(acc_forget=np.array([0.8, 0.9, 0.8, 0.9]), acc_retain=np.array([1.0, 0.98, 1.0, 0.98]),
-                     acc_test=np.array([0.7, 0.8, 0.7, 0.8]))           # means 0.85, 0.99, 0.75
+    retrained.update(
+        acc_forget=np.array([0.8, 0.9, 0.8, 0.9]),
+        acc_retain=np.array([1.0, 0.98, 1.0, 0.98]),
+        acc_test=np.array([0.7, 0.8, 0.7, 0.8]),
+    )  # means 0.85, 0.99, 0.75
     original = {k: v[0] for k, v in retrained.items()}
     same = _outputs(rng, 4, 50, 0.3)
     same.update(acc_forget=np.full(4, 0.85), acc_retain=np.full(4, 0.99), acc_test=np.full(4, 0.75))
@@ -78,10 +81,11 @@ def test_ulira_and_klom_metrics_replace_f(metric):
     out, arrays = scoring.summarize(unlearned, retrained, original, y, metric=metric, bootstrap=10, seed=0)
     official, _ = scoring.summarize(unlearned, retrained, original, y)
     for key in ("ulira_acc", "klom_p50", "klom_p95", "klom_p99", "epsilon_mean", "tow"):
-        assert out[key] == pytest.approx(official[key]), key        # reported whatever the metric
+        assert out[key] == pytest.approx(official[key]), key  # reported whatever the metric
     assert arrays["ulira_acc"].shape == arrays["klom"].shape == (120,)
-    expected_f = (1 - 2 * abs(out["ulira_acc"] - 0.5) if metric == "ulira"
-                  else klom.klom_forgetting_score(arrays["klom"]))
+    expected_f = (
+        1 - 2 * abs(out["ulira_acc"] - 0.5) if metric == "ulira" else klom.klom_forgetting_score(arrays["klom"])
+    )
     assert out["F"] == pytest.approx(expected_f)
     assert out["score"] == pytest.approx(out["F"] * out["ra_ratio"] * out["ta_ratio"])
     lo, hi = out["score_ci95"]

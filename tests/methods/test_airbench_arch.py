@@ -2,6 +2,7 @@
 logits scaled by 1/9), narrowed so the check takes seconds: the code paths are the width-independent
 ones a method meets on `--preset airbench`. One method per family of shared blocks (`tests/families.py`);
 `UNLEARN_ALL=1` runs every registered method."""
+
 import copy
 
 import pytest
@@ -26,7 +27,9 @@ def fitted():
     for _ in range(2):
         for xb, yb in loaders[0]:
             loss = torch.nn.functional.cross_entropy(net(xb), yb)
-            opt.zero_grad(); loss.backward(); opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     return net.eval(), loaders
 
 

@@ -1,4 +1,5 @@
 """Building blocks: losses, teacher, saliency masks, masked optimisation, re-initialisation, SAM."""
+
 import copy
 import math
 
@@ -7,9 +8,19 @@ import torch
 import torch.nn.functional as F
 
 from data.archs.tiny_cnn import TinyCNN
-from methods._losses import (cross_entropy, dot_contrastive, entropy_matching, kl_to_teacher, kl_to_uniform,
-                             logit_margin, prediction_entropy, quantile_hinge, symmetric_kl, true_label_confidence,
-                             true_label_margin)
+from methods._losses import (
+    cross_entropy,
+    dot_contrastive,
+    entropy_matching,
+    kl_to_teacher,
+    kl_to_uniform,
+    logit_margin,
+    prediction_entropy,
+    quantile_hinge,
+    symmetric_kl,
+    true_label_confidence,
+    true_label_margin,
+)
 from methods._masked import MaskedOptimizer
 from methods._reinit import reinit_entries, reinit_modules, reset_all
 from methods._saliency import gradient_saliency, saliency_mask
@@ -47,6 +58,7 @@ def _assert_same(a, b):
 
 
 # ---------------------------------------------------------------- losses
+
 
 def test_cross_entropy_plain_and_weighted():
     z, y = _logits(), torch.tensor([0, 1, 2, 3, 0])
@@ -107,8 +119,8 @@ def test_margins_and_confidence():
 
 def test_quantile_hinge():
     ref = torch.arange(100, dtype=torch.float32)  # quantiles of 0..99
-    v = torch.tensor([90.0, 0.0])                 # sorted: 0 -> q(0.25)=24.75, 90 -> q(0.75)=74.25
-    assert torch.allclose(quantile_hinge(v, ref), torch.tensor((0 + 15.75 ** 2) / 2))
+    v = torch.tensor([90.0, 0.0])  # sorted: 0 -> q(0.25)=24.75, 90 -> q(0.75)=74.25
+    assert torch.allclose(quantile_hinge(v, ref), torch.tensor((0 + 15.75**2) / 2))
     assert torch.allclose(quantile_hinge(v, ref, squared=False), torch.tensor(15.75 / 2))
     assert quantile_hinge(torch.tensor([-5.0, 1.0]), ref) == 0  # one-sided
     vv = v.clone().requires_grad_()
@@ -123,12 +135,19 @@ def test_dot_contrastive():
     logits = a @ b.T / 0.5
     want = -(logits - logits.logsumexp(1, keepdim=True)).mean()
     assert torch.allclose(dot_contrastive(a, b, 0.5), want)
-    by_hand = -sum(math.log(math.exp(logits[i, j]) / sum(math.exp(logits[i, k]) for k in range(4)))
-                   for i in range(3) for j in range(4)) / 12
+    by_hand = (
+        -sum(
+            math.log(math.exp(logits[i, j]) / sum(math.exp(logits[i, k]) for k in range(4)))
+            for i in range(3)
+            for j in range(4)
+        )
+        / 12
+    )
     assert dot_contrastive(a, b, 0.5).item() == pytest.approx(by_hand, rel=1e-5)
 
 
 # ---------------------------------------------------------------- teacher
+
 
 def test_teacher_frozen_eval_no_grad():
     net = _cnn()
@@ -147,6 +166,7 @@ def test_teacher_frozen_eval_no_grad():
 
 
 # ---------------------------------------------------------------- saliency
+
 
 def _neg_ce(net, x, y):
     return -F.cross_entropy(net(x), y)
@@ -215,15 +235,20 @@ def test_saliency_mask_global_vs_layer_counts_on_net():
 
 # ---------------------------------------------------------------- masked optimiser
 
+
 def _random_masks(net, seed=0):
     g = _gen(seed)
     return {n: torch.rand(p.shape, generator=g) < 0.5 for n, p in net.named_parameters()}
 
 
-@pytest.mark.parametrize("make", [
-    lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True),
-    lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=1e-2),
-    lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=1e-1)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True),
+        lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=1e-2),
+        lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=1e-1),
+    ],
+)
 @pytest.mark.parametrize("use_closure", [False, True])
 def test_masked_optimizer_bit_for_bit(make, use_closure):
     net = _cnn()
@@ -266,6 +291,7 @@ def test_masked_optimizer_rejects_bad_masks():
 
 # ---------------------------------------------------------------- re-initialisation
 
+
 def test_reset_all_seeded_and_global_rng_untouched():
     a, b = _cnn(0), _cnn(1)
     state = torch.random.get_rng_state()
@@ -283,7 +309,9 @@ def test_reinit_modules():
     state = torch.random.get_rng_state()
     done = reinit_modules(net, ["features.0", "fc"], _gen(7))
     assert done == ["features.0", "fc"] and torch.equal(state, torch.random.get_rng_state())
-    assert not torch.equal(net.fc.weight, ref.fc.weight) and not torch.equal(net.features[0].weight, ref.features[0].weight)
+    assert not torch.equal(net.fc.weight, ref.fc.weight) and not torch.equal(
+        net.features[0].weight, ref.features[0].weight
+    )
     assert torch.equal(net.features[3].weight, ref.features[3].weight)
     assert torch.equal(net.features[1].running_mean, torch.full((4,), 3.0))  # not selected
     again = _cnn()
@@ -326,6 +354,7 @@ def test_reinit_entries():
 
 # ---------------------------------------------------------------- SAM
 
+
 class _Tanh2(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -350,6 +379,7 @@ def _closure_for(net, opt, x, y, record=None):
         loss = F.cross_entropy(net(x), y)
         loss.backward()
         return loss
+
     return closure
 
 
@@ -361,15 +391,16 @@ def _grad_at(net, params, x, y):
     return torch.autograd.grad(F.cross_entropy(m(x), y), list(m.parameters()))
 
 
-@pytest.mark.parametrize("mode,lam,adaptive", [("min", 1.0, False), ("max", 0.5, False), ("max", 1.0, True),
-                                               ("min", 0.7, True)])
+@pytest.mark.parametrize(
+    "mode,lam,adaptive", [("min", 1.0, False), ("max", 0.5, False), ("max", 1.0, True), ("min", 0.7, True)]
+)
 def test_sam_update_matches_hand_computation(mode, lam, adaptive):
     net, (x, y), rho, lr = _Tanh2(), _fixed(), 0.2, 0.1
     w = [p.detach().clone() for p in net.parameters()]
     g0 = _grad_at(net, w, x, y)
     t = [wi.abs() if adaptive else torch.ones_like(wi) for wi in w]
     norm = torch.sqrt(sum(((ti * gi) ** 2).sum() for ti, gi in zip(t, g0)))
-    e = [rho * ti ** 2 * gi / norm for ti, gi in zip(t, g0)]
+    e = [rho * ti**2 * gi / norm for ti, gi in zip(t, g0)]
     g1 = _grad_at(net, [wi + ei for wi, ei in zip(w, e)], x, y)
     s = 1.0 if mode == "min" else -1.0
     want = [wi - lr * (a + s * lam * (b - a)) for wi, a, b in zip(w, g0, g1)]
@@ -377,7 +408,7 @@ def test_sam_update_matches_hand_computation(mode, lam, adaptive):
     record = []
     loss = opt.step(_closure_for(net, opt, x, y, record))
     assert loss.item() == pytest.approx(F.cross_entropy(_Tanh2()(x), y).item())
-    for got, wi, ei, w2 in zip(net.parameters(), w, e, record[1]):
+    for wi, ei, w2 in zip(w, e, record[1]):
         assert torch.allclose(w2 - wi, ei, atol=1e-6)  # the perturbation of the second pass
     for got, wt in zip(net.parameters(), want):
         assert torch.allclose(got, wt, atol=1e-6)
@@ -435,7 +466,12 @@ def test_sam_errors_and_with_sam():
     base = torch.optim.SGD(net.parameters(), lr=0.1)
     assert with_sam(base, net, None) is base
     wrapped = with_sam(base, net, "max", rho=1.0, adaptive=True, lam=0.5)
-    assert isinstance(wrapped, SAM) and wrapped.mode == "max" and wrapped.adaptive and wrapped.param_groups is base.param_groups
+    assert (
+        isinstance(wrapped, SAM)
+        and wrapped.mode == "max"
+        and wrapped.adaptive
+        and wrapped.param_groups is base.param_groups
+    )
     with pytest.raises(ValueError):
         with_sam(base, net, "sharp")
     with pytest.raises(RuntimeError, match="closure"):
@@ -450,7 +486,7 @@ def test_masked_sam_composition(mode):
     init = {n: p.detach().clone() for n, p in net.named_parameters()}
     base = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=0.1)
     opt = MaskedOptimizer(SAM(base, net, rho=0.5, adaptive=True, mode=mode, lam=0.5), net, masks)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 ** k)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5**k)
     record = []  # weights at each closure call: two per SAM step
 
     def closure():
@@ -463,7 +499,7 @@ def test_masked_sam_composition(mode):
     for _ in range(5):
         opt.step(closure)
         sched.step()
-    assert len(record) == 10 and base.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.5 ** 5)
+    assert len(record) == 10 and base.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.5**5)
     names = [n for n, _ in net.named_parameters()]
     for k in range(1, 10, 2):  # the SAM perturbation of the second pass is masked too
         for n, before, after in zip(names, record[k - 1], record[k]):
@@ -478,6 +514,7 @@ def test_every_schedule_works_for_any_positive_step_count(name):
     """A phase scaled down to a few steps (kookmin's notebook once died in OneCycleLR at 4): every step's
     rate is finite, the first is positive, and none exceeds the peak."""
     from methods._optim import make_scheduler
+
     for steps in range(1, 12):
         q = torch.nn.Parameter(torch.zeros(1))
         opt = torch.optim.SGD([q], lr=0.1)

@@ -1,4 +1,5 @@
 """Shared method helpers: batch unpacking, reshuffling, the logit margin, the entry noise, the loop and entry state."""
+
 import pytest
 import torch
 
@@ -45,7 +46,10 @@ def test_weight_noise_scale_mask_and_generator():
 
 def test_reshuffled_order_follows_the_generator_only():
     loader = random_loaders((40, 8, 8), data_seed=0, shuffle_seed=0, batch_size=8)[0]
-    first = lambda g: torch.cat([y for _, y in reshuffled(loader, g)])
+
+    def first(g):
+        return torch.cat([y for _, y in reshuffled(loader, g)])
+
     a, b = first(torch.Generator().manual_seed(1)), first(torch.Generator().manual_seed(1))
     c = first(torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
@@ -61,7 +65,7 @@ def test_entry_state_helpers():
     net = TinyCNN().eval()
     _, forget, val = random_loaders((64, 32, 48), data_seed=1, shuffle_seed=0, batch_size=16)
     x, y = torch.randn(40, 3, 32, 32), torch.randint(0, 10, (40,))
-    retain = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)   # fixed order
+    retain = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)  # fixed order
     x, y = x[:16], y[:16]
     expected = torch.nn.functional.cross_entropy(net(x), y).item()
     assert entry_retain_loss(net, retain, 1) == pytest.approx(expected, rel=1e-5)
@@ -79,14 +83,16 @@ def test_entry_state_helpers():
 
 def test_train_steps_after_step_and_weighted_mean():
     from methods._loop import batch_cross_entropy, train_epochs
+
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))   # no BN: order-free loss
-    loader = random_loaders((40, 8, 8), data_seed=0, shuffle_seed=0, batch_size=16)[0]   # batches 16, 16, 8
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))  # no BN: order-free loss
+    loader = random_loaders((40, 8, 8), data_seed=0, shuffle_seed=0, batch_size=16)[0]  # batches 16, 16, 8
     calls = []
     opt = torch.optim.SGD(net.parameters(), lr=0.0)
-    losses = train_epochs(net, loader, batch_cross_entropy, opt, 2, before_epoch=calls.append,
-                          after_step=lambda: calls.append("step"))
+    losses = train_epochs(
+        net, loader, batch_cross_entropy, opt, 2, before_epoch=calls.append, after_step=lambda: calls.append("step")
+    )
     assert calls == [0, "step", "step", "step", 1, "step", "step", "step"]
     with torch.no_grad():
         per = [(torch.nn.functional.cross_entropy(net(x), y).item(), len(y)) for x, y in loader]
-    assert losses[0] == pytest.approx(sum(l * n for l, n in per) / 40, rel=1e-5)
+    assert losses[0] == pytest.approx(sum(loss * n for loss, n in per) / 40, rel=1e-5)

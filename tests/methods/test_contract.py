@@ -6,6 +6,7 @@ a rounding error (the scorer compares runs' outputs: near-identical runs score a
 The forget set holds two batches, so a method whose only randomness is its data order (as released)
 has an order to draw.
 """
+
 import copy
 import json
 
@@ -16,7 +17,7 @@ import methods
 from methods._training import Recipe
 from tests.methods.toy import fitted_tiny_cnn, random_loaders
 
-SPREAD = 1e-4   # two seeds' runs must differ by at least this share of how far a run moves the weights
+SPREAD = 1e-4  # two seeds' runs must differ by at least this share of how far a run moves the weights
 RECIPE = Recipe(epochs=1, lr=0.05, batch_size=32, schedule="onecycle")
 
 
@@ -62,7 +63,8 @@ def test_method_contract(key, dict_batches):
     spread, moved = float((_flat(other) - w).norm()), float((w - _flat(base)).norm())
     assert spread >= SPREAD * moved, (
         f"another params.seed, with the loaders' order fixed, must give other weights: the two runs differ by "
-        f"{spread:.2e}, {spread / moved:.1e} of the {moved:.2e} the method moved the weights (at least {SPREAD})")
+        f"{spread:.2e}, {spread / moved:.1e} of the {moved:.2e} the method moved the weights (at least {SPREAD})"
+    )
 
 
 @pytest.mark.parametrize("key", methods.available_methods())

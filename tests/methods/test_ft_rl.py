@@ -1,4 +1,5 @@
 """ft, ft_l1, rl_og and salun: the random-label wrapper, the L1 schedule, SalUn's mask and its frozen weights."""
+
 import copy
 
 import pytest
@@ -21,11 +22,13 @@ def _data(n=200, seed=0):
 
 
 def _labels(ds):
-    return torch.stack([torch.as_tensor(ds[i]["age_group"] if isinstance(ds[i], dict) else ds[i][1])
-                        for i in range(len(ds))])
+    return torch.stack(
+        [torch.as_tensor(ds[i]["age_group"] if isinstance(ds[i], dict) else ds[i][1]) for i in range(len(ds))]
+    )
 
 
 # ------------------------------------------------------------------------------------------ relabelling
+
 
 @pytest.mark.parametrize("kind", ["tuple", "dict"])
 def test_random_labels_replace_only_the_label_in_range(kind):
@@ -34,7 +37,7 @@ def test_random_labels_replace_only_the_label_in_range(kind):
     ds = RandomLabels(base, 7, torch.Generator().manual_seed(0))
     labels = _labels(ds)
     assert len(ds) == len(base) and labels.min() >= 0 and labels.max() <= 6
-    assert len(labels.unique()) == 7                          # uniform over all C classes
+    assert len(labels.unique()) == 7  # uniform over all C classes
     for i in (0, 17, 199):
         image = ds[i]["image"] if kind == "dict" else ds[i][0]
         assert torch.equal(image, x[i])
@@ -47,15 +50,18 @@ def test_random_labels_may_keep_the_true_label_and_are_redrawn_per_epoch():
     g = torch.Generator().manual_seed(1)
     ds = RandomLabels(TensorDataset(x, y), 10, g)
     first = _labels(ds)
-    assert 0.05 < (first == y).float().mean() < 0.15          # randint(0, C): the true label about 1/C of the time
-    ds.redraw(g)                                              # the next epoch, from the same stream
+    assert 0.05 < (first == y).float().mean() < 0.15  # randint(0, C): the true label about 1/C of the time
+    ds.redraw(g)  # the next epoch, from the same stream
     second = _labels(ds)
     assert (first != second).float().mean() > 0.8
 
 
 def test_random_labels_are_a_function_of_the_generator_seed():
     x, y = _data()
-    draw = lambda seed: _labels(RandomLabels(TensorDataset(x, y), 10, torch.Generator().manual_seed(seed)))
+
+    def draw(seed):
+        return _labels(RandomLabels(TensorDataset(x, y), 10, torch.Generator().manual_seed(seed)))
+
     assert torch.equal(draw(3), draw(3))
     assert not torch.equal(draw(3), draw(4))
 
@@ -67,6 +73,7 @@ def test_int_labels_stay_ints():
 
         def __getitem__(self, i):
             return {"image": torch.zeros(3), "age_group": 1}
+
     item = RandomLabels(Plain(), 4, torch.Generator().manual_seed(0))[2]
     assert type(item["age_group"]) is int and 0 <= item["age_group"] < 4
 
@@ -91,6 +98,7 @@ def test_relabelled_union_covers_both_sets_in_retain_batches(dict_batches):
 
 # ------------------------------------------------------------------------------------------ ft_l1
 
+
 def test_l1_schedule_falls_linearly_from_alpha_to_alpha_over_e():
     assert [l1_weight(0.5, e, 5) for e in range(5)] == pytest.approx([0.5, 0.4, 0.3, 0.2, 0.1])
     assert [l1_weight(0.3, e, 5, no_l1_epochs=2) for e in range(5)] == pytest.approx([0.3, 0.2, 0.1, 0.0, 0.0])
@@ -112,10 +120,10 @@ def test_ft_l1_logs_its_schedule_and_adds_the_penalty_only_to_the_second_sam_pas
     plain.run(copy.deepcopy(net), *loaders)
     assert plain.log_["alpha"] == pytest.approx([1.0, 2 / 3, 1 / 3])
     norm = float(l1_norm(net).detach())
-    assert plain.log_["loss"][0] > 0.5 * norm                 # the logged loss holds α·‖θ‖₁
+    assert plain.log_["loss"][0] > 0.5 * norm  # the logged loss holds α·‖θ‖₁
     sam = methods.get_method("ft_l1")(seed=0, epochs=1, alpha=1.0, sam="min")
     sam.run(copy.deepcopy(net), *loaders)
-    assert sam.log_["loss"][0] < 0.1 * norm                   # the first SAM pass is CE alone
+    assert sam.log_["loss"][0] < 0.1 * norm  # the first SAM pass is CE alone
 
 
 def test_ft_l1_penalty_shrinks_the_weights():
@@ -135,8 +143,12 @@ def test_ft_is_retain_only_fine_tuning_at_a_constant_rate():
 
 # ------------------------------------------------------------------------------------------ salun
 
-@pytest.mark.parametrize("overrides", [{}, {"sam": "min", "passes": "union", "optimizer": "adamw"}],
-                         ids=["sgd-sequential", "sam-adamw-union"])
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"sam": "min", "passes": "union", "optimizer": "adamw"}],
+    ids=["sgd-sequential", "sam-adamw-union"],
+)
 def test_salun_leaves_masked_weights_bit_for_bit_unchanged(overrides):
     net, loaders = _toy()
     method = methods.get_method("RL")(seed=0, epochs=2, lr=0.1, mask_ratio=0.3, max_update=0.0, **overrides)
@@ -151,7 +163,7 @@ def test_salun_leaves_masked_weights_bit_for_bit_unchanged(overrides):
     for n, p in out.named_parameters():
         assert torch.equal(p.detach()[~mask[n]], before[n][~mask[n]]), f"{n}: a masked-out entry moved"
         moved += int((p.detach()[mask[n]] != before[n][mask[n]]).sum())
-    assert moved > 0.5 * sum(int(m.sum()) for m in mask.values())      # the free entries do move
+    assert moved > 0.5 * sum(int(m.sum()) for m in mask.values())  # the free entries do move
     # decision: BN running statistics are not frozen (buffers, not parameters)
     assert any(not torch.equal(b, buffers[n]) for n, b in out.named_buffers() if n in buffers)
 
@@ -167,7 +179,7 @@ def test_salun_mask_keeps_the_largest_forget_gradients():
     total = kept.numel() + dropped.numel()
     assert kept.numel() == int(0.25 * total)
     assert kept.min() >= dropped.max()
-    top = max(scores, key=lambda n: scores[n].max())              # the single most salient entry is kept
+    top = max(scores, key=lambda n: scores[n].max())  # the single most salient entry is kept
     assert method.mask_[top].flatten()[scores[top].argmax()]
 
 
@@ -183,6 +195,7 @@ def test_a_run_trains_on_forget_images_with_random_labels_and_retain_images_with
     """Every batch the run's loss sees, split by where each image comes from: forget images carry drawn
     labels (about 9 in 10 differ from the true one), retain images their true labels."""
     import methods._loop as loop
+
     module = __import__(f"methods.{key}", fromlist=["run"])
     retain, forget, val = random_loaders((64, 64, 32), data_seed=11)
     true = {}
@@ -190,7 +203,7 @@ def test_a_run_trains_on_forget_images_with_random_labels_and_retain_images_with
         for i in range(len(loader.dataset)):
             x, y = loader.dataset[i][0], int(loader.dataset[i][1])
             true[x.flatten()[:8].numpy().tobytes()] = (where, y)
-    seen = {"retain": [0, 0], "forget": [0, 0]}     # [examples, examples whose label is the true one]
+    seen = {"retain": [0, 0], "forget": [0, 0]}  # [examples, examples whose label is the true one]
 
     def spy(net, x, y):
         for xi, yi in zip(x, y):
@@ -198,9 +211,11 @@ def test_a_run_trains_on_forget_images_with_random_labels_and_retain_images_with
             seen[where][0] += 1
             seen[where][1] += int(yi) == label
         return loop.batch_cross_entropy(net, x, y)
+
     monkeypatch.setattr(module, "batch_cross_entropy", spy)
-    methods.get_method(key)(seed=0, epochs=2, time_factor=1.0, augment=False).run(fitted_tiny_cnn(retain), retain,
-                                                                                  forget, val)
+    methods.get_method(key)(seed=0, epochs=2, time_factor=1.0, augment=False).run(
+        fitted_tiny_cnn(retain), retain, forget, val
+    )
     assert seen["forget"][0] >= 2 * 64, "the forget set is visited every epoch"
     assert seen["retain"][1] == seen["retain"][0] > 0
     assert seen["forget"][1] / seen["forget"][0] < 0.3, f"forget labels kept: {seen['forget']}"

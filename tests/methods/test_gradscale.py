@@ -1,4 +1,5 @@
 """`_gradscale`: entry-wise gradient scales before a plain step and inside both SAM passes, against steps by hand."""
+
 import copy
 
 import pytest
@@ -7,6 +8,7 @@ import torch.nn.functional as F
 
 from methods._gradscale import GradScaleOptimizer
 from methods._sam import SAM
+
 
 def _sgd_step(net, loss, lr, scales=None):
     """{name: w − lr·s·∇loss} for the parameters of `net` (s = 1 where `scales` has no entry)."""
@@ -23,6 +25,7 @@ def _assert_params(net, expected, atol=1e-6):
 
 # ---------------------------------------------------------------------------------------------- _gradscale
 
+
 def test_gradscale_scales_entrywise_before_a_plain_step():
     torch.manual_seed(0)
     lin = torch.nn.Linear(4, 3)
@@ -36,6 +39,7 @@ def test_gradscale_scales_entrywise_before_a_plain_step():
         loss = F.cross_entropy(lin(x), y)
         loss.backward()
         return loss
+
     opt.step(closure)
     _assert_params(lin, expected)
     with pytest.raises(ValueError, match="unknown"):
@@ -53,13 +57,14 @@ def test_gradscale_scales_both_sam_passes():
     lr, rho = 0.3, 0.5
     hand = copy.deepcopy(lin)
     g0 = [s[n] * g for n, g in zip(s, torch.autograd.grad(F.cross_entropy(hand(x), y), list(hand.parameters())))]
-    norm = torch.sqrt(sum((g ** 2).sum() for g in g0))
+    norm = torch.sqrt(sum((g**2).sum() for g in g0))
     with torch.no_grad():
         for p, g in zip(hand.parameters(), g0):
             p.add_(rho * g / norm)
     g1 = [s[n] * g for n, g in zip(s, torch.autograd.grad(F.cross_entropy(hand(x), y), list(hand.parameters())))]
-    expected = {n: (p - rho * g0i / norm - lr * g1i).detach()
-                for (n, p), g0i, g1i in zip(hand.named_parameters(), g0, g1)}
+    expected = {
+        n: (p - rho * g0i / norm - lr * g1i).detach() for (n, p), g0i, g1i in zip(hand.named_parameters(), g0, g1)
+    }
     opt = GradScaleOptimizer(SAM(torch.optim.SGD(lin.parameters(), lr=lr), lin, rho=rho), lin, s)
 
     def closure():
@@ -67,5 +72,6 @@ def test_gradscale_scales_both_sam_passes():
         loss = F.cross_entropy(lin(x), y)
         loss.backward()
         return loss
+
     opt.step(closure)
     _assert_params(lin, expected, atol=1e-5)

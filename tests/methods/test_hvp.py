@@ -1,4 +1,5 @@
 """methods/_hvp.py: exact Hessian-vector products (both modes) and conjugate gradient."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,8 +11,14 @@ from methods._hvp import conjugate_gradient, eval_mode, flatten, gradient_and_hv
 
 def _tiny_net():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
-                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, 2, 1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 5),
+    )
     net.train()
     for _ in range(3):  # non-trivial running statistics
         net(torch.randn(16, 3, 8, 8))
@@ -34,9 +41,10 @@ def _exact_hessian(net, x, y):
         parts, i = {}, 0
         for n, s in zip(names, shapes):
             k = int(torch.Size(s).numel())
-            parts[n] = flat[i:i + k].view(s)
+            parts[n] = flat[i : i + k].view(s)
             i += k
         return F.cross_entropy(functional_call(net, {**parts, **buffers}, (x,)), y)
+
     flat = flatten([p.detach() for p in net.parameters()])
     return torch.autograd.functional.hessian(f, flat)
 
@@ -89,7 +97,7 @@ def test_cg_reaches_tolerance_on_spd(tol):
     x, info = conjugate_gradient(lambda v: a @ v, b, max_iter=200, tol=tol)
     true_rel = float(torch.linalg.vector_norm(b - a @ x) / torch.linalg.vector_norm(b))
     assert info["converged"] and info["rel_residual"] <= tol
-    assert true_rel <= 10 * tol                      # the recorded residual is the real one
+    assert true_rel <= 10 * tol  # the recorded residual is the real one
     assert abs(true_rel - info["rel_residual"]) <= max(tol, 1e-10)
     assert 1 <= info["iters"] <= 200 and not info["negative_curvature"]
 
@@ -100,7 +108,7 @@ def test_cg_honours_max_iter_and_reports_residual():
     calls = []
     x, info = conjugate_gradient(lambda v: calls.append(1) or a @ v, b, max_iter=3, tol=1e-12)
     assert info["iters"] == 3 and len(calls) == 3 and not info["converged"]
-    assert info["rel_residual"] > 0   # CG minimizes the A-norm error; the residual need not fall monotonically
+    assert info["rel_residual"] > 0  # CG minimizes the A-norm error; the residual need not fall monotonically
     true_rel = float(torch.linalg.vector_norm(b - a @ x) / torch.linalg.vector_norm(b))
     assert true_rel == pytest.approx(info["rel_residual"], rel=1e-6)
 

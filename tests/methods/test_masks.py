@@ -1,4 +1,5 @@
 """methods/_masks.py: every sparsity method gives the intended density and structure."""
+
 import copy
 
 import pytest
@@ -6,8 +7,7 @@ import torch
 
 from data.archs.small_resnet import SmallResNet
 from data.archs.tiny_cnn import TinyCNN
-from methods._masks import (METHODS, changed_fraction, cubic_sparsity, make_mask, mask_density,
-                            restore_masked_)
+from methods._masks import METHODS, changed_fraction, cubic_sparsity, make_mask, mask_density, restore_masked_
 
 
 def _net():
@@ -94,7 +94,7 @@ def test_structured_keeps_whole_filters_and_rows(s):
     net = _net()
     masks = _mask(net, "structured", s)
     for n, w in _weights(net).items():
-        units = masks[n].flatten(1)                                   # (out, rest)
+        units = masks[n].flatten(1)  # (out, rest)
         assert (units.all(1) | ~units.any(1)).all(), f"{n}: partial filter/row"
         kept = int(units.all(1).sum())
         assert kept == max(1, round((1 - s) * w.shape[0])), n
@@ -130,7 +130,7 @@ def test_movement_scores_weight_times_forget_gradient():
     grads = _grads(net)
     n, w = "layer2.conv1.weight", dict(net.named_parameters())["layer2.conv1.weight"]
     grads[n] = torch.zeros_like(w)
-    grads[n].view(-1)[7] = 1e6                                       # one entry dominates |w g|
+    grads[n].view(-1)[7] = 1e6  # one entry dominates |w g|
     masks = make_mask(net, "movement", 0.99, grads=grads)
     assert masks[n].view(-1)[7], "the top-|w g| entry is selected"
     magnitude = make_mask(net, "layerwise_magnitude", 0.99)

@@ -3,6 +3,7 @@
 Toy setting of tests/methods/toy.py (TinyCNN, random loaders); layer selection is also checked on the
 cpu preset's SmallResNet and torchvision's ResNet-18, whose layers have other names.
 """
+
 import copy
 
 import pytest
@@ -15,8 +16,17 @@ from data.archs.airbench import AirbenchNet
 from data.archs.small_resnet import SmallResNet
 from data.archs.tiny_cnn import TinyCNN
 from methods._iterative import TrainParams
-from methods._partial import (PartialEpochs, first_conv, fresh_layer_optimizer, last_linear, layer_masks,
-                              layer_parameters, only_trainable, random_layers, weight_layers)
+from methods._partial import (
+    PartialEpochs,
+    first_conv,
+    fresh_layer_optimizer,
+    last_linear,
+    layer_masks,
+    layer_parameters,
+    only_trainable,
+    random_layers,
+    weight_layers,
+)
 from tests.methods.toy import fitted_tiny_cnn, random_loaders
 
 
@@ -32,12 +42,17 @@ def base():
 # ---------------------------------------------------------------------------------------------
 # _partial: layers by type, on four architectures
 
-@pytest.mark.parametrize("net, conv, fc, n_layers", [
-    (TinyCNN(), "features.0", "fc", 3),
-    (SmallResNet(), "stem.0", "fc", 10),
-    (resnet18(num_classes=10), "conv1", "fc", 21),
-    (AirbenchNet(), "whiten.0", "fc", 8),
-], ids=["tiny_cnn", "small_resnet", "resnet18", "airbench"])
+
+@pytest.mark.parametrize(
+    "net, conv, fc, n_layers",
+    [
+        (TinyCNN(), "features.0", "fc", 3),
+        (SmallResNet(), "stem.0", "fc", 10),
+        (resnet18(num_classes=10), "conv1", "fc", 21),
+        (AirbenchNet(), "whiten.0", "fc", 8),
+    ],
+    ids=["tiny_cnn", "small_resnet", "resnet18", "airbench"],
+)
 def test_layers_are_chosen_by_type_on_every_architecture(net, conv, fc, n_layers):
     modules = dict(net.named_modules())
     assert first_conv(net) == conv and last_linear(net) == fc
@@ -53,8 +68,9 @@ def test_random_layers_follow_the_generator_and_keep_order():
     draws = {tuple(random_layers(names, 4, torch.Generator().manual_seed(s))) for s in range(20)}
     assert len(draws) > 10
     assert all(list(d) == sorted(d, key=names.index) and len(set(d)) == 4 for d in draws)
-    assert random_layers(names, 4, torch.Generator().manual_seed(3)) == \
-        random_layers(names, 4, torch.Generator().manual_seed(3))
+    assert random_layers(names, 4, torch.Generator().manual_seed(3)) == random_layers(
+        names, 4, torch.Generator().manual_seed(3)
+    )
 
 
 def test_only_trainable_freezes_the_rest_and_restores_flags(base):
@@ -65,18 +81,19 @@ def test_only_trainable_freezes_the_rest_and_restores_flags(base):
         assert [p.requires_grad for p in net.parameters()] == [id(p) in map(id, params) for p in net.parameters()]
     assert all(p.requires_grad for p in net.parameters())
     masks = layer_masks(net, ["features.0"])
-    assert bool(masks["features.0.weight"].all()) and not any(bool(m.any()) for k, m in masks.items()
-                                                               if not k.startswith("features.0."))
+    assert bool(masks["features.0.weight"].all()) and not any(
+        bool(m.any()) for k, m in masks.items() if not k.startswith("features.0.")
+    )
 
 
 def test_partial_epochs_cut_each_pass_and_reshuffle():
-    loader = _loaders()[0]   # 96 images, batches of 32
+    loader = _loaders()[0]  # 96 images, batches of 32
     part = PartialEpochs(loader, 0.5)
     assert len(part) == 2 and len(list(part)) == 2
     first = [torch.cat([x for x, _ in part]) for _ in range(2)]
     assert not torch.equal(first[0], first[1]), "every pass must be a fresh pass over the loader"
     assert len(PartialEpochs(loader, 1e-6)) == 1
-    longer = PartialEpochs(loader, 0.5, min_steps=7)   # a tiny data set: several fresh passes
+    longer = PartialEpochs(loader, 0.5, min_steps=7)  # a tiny data set: several fresh passes
     assert len(longer) == 7 and len(list(longer)) == 7
     with pytest.raises(ValueError):
         PartialEpochs(loader, 0.0)
@@ -99,6 +116,6 @@ def test_fresh_layers_get_their_own_step_cap(base):
     for n, q in net.named_parameters():
         moved = float((q.detach() - before[n]).norm()) / _ref(before[n])
         if n.startswith("fc."):
-            assert 0.01 < moved <= 0.05 * (1 + 1e-4), (n, moved)   # the fresh cap, not the trained one
+            assert 0.01 < moved <= 0.05 * (1 + 1e-4), (n, moved)  # the fresh cap, not the trained one
         else:
             assert moved <= 1e-3 * (1 + 1e-4), (n, moved)

@@ -1,4 +1,5 @@
 """`pdu`: the dual update, λ's behaviour in short runs, the cap's statistic and parameter checks."""
+
 import copy
 
 import pytest
@@ -12,9 +13,9 @@ from tests.methods.toy import fitted_tiny_cnn, random_loaders
 def test_dual_update_rises_when_violated_and_projects_to_zero():
     assert dual_update(1.0, retain_loss=0.5, epsilon=0.2, step_size=2.0) == pytest.approx(1.6)
     assert dual_update(1.0, retain_loss=0.1, epsilon=0.2, step_size=2.0) == pytest.approx(0.8)
-    assert dual_update(1.0, retain_loss=0.0, epsilon=5.0, step_size=1.0) == 0.0       # projected
-    assert dual_update(0.0, retain_loss=0.1, epsilon=0.2, step_size=1.0) == 0.0       # stays at 0
-    assert dual_update(3.0, retain_loss=0.2, epsilon=0.2, step_size=1.0) == 3.0       # on the boundary
+    assert dual_update(1.0, retain_loss=0.0, epsilon=5.0, step_size=1.0) == 0.0  # projected
+    assert dual_update(0.0, retain_loss=0.1, epsilon=0.2, step_size=1.0) == 0.0  # stays at 0
+    assert dual_update(3.0, retain_loss=0.2, epsilon=0.2, step_size=1.0) == 3.0  # on the boundary
 
 
 def test_true_label_confidence_is_the_scorers_statistic():
@@ -45,8 +46,8 @@ def test_lambda_rises_under_impossible_epsilon(net):
     # cross-entropy is > 0, so epsilon = 0 is always violated: λ grows at every step after warm-up
     log = _run(net, epochs=3, warmup_epochs=1, lambda0=0.5, dual_lr=1.0, epsilon=0.0, epsilon_mode="absolute")
     lam = log["lambda_steps"]
-    assert len(lam) == 3                      # one forget batch of 32 per epoch
-    assert lam[0] == 0.5                      # frozen during warm-up
+    assert len(lam) == 3  # one forget batch of 32 per epoch
+    assert lam[0] == 0.5  # frozen during warm-up
     assert lam[1] > lam[0] and lam[2] > lam[1]
     assert [e["constraint_held"] for e in log["epochs"]] == [False, False, False]
     assert log["constraint_held_final"] is False
@@ -54,7 +55,7 @@ def test_lambda_rises_under_impossible_epsilon(net):
 
 
 def test_a_small_forget_set_is_revisited_until_min_steps(net):
-    log = _run(net, epochs=2, warmup_epochs=1, min_steps=7)   # 1 forget batch: ceil(7 / 1) = 7 passes
+    log = _run(net, epochs=2, warmup_epochs=1, min_steps=7)  # 1 forget batch: ceil(7 / 1) = 7 passes
     assert log["forget_epochs"] == 7 and len(log["lambda_steps"]) == 7 and len(log["epochs"]) == 7
     assert _run(net, epochs=2, min_steps=1)["forget_epochs"] == 2, "epochs is a floor too"
 
@@ -82,6 +83,7 @@ def test_the_budget_and_the_constraint_are_measured_in_the_same_mode(net):
     """L0 is the original's retain loss in train mode (batch statistics), as the run measures the constraint,
     and measuring it leaves the running statistics alone."""
     import torch.nn.functional as F
+
     retain = _loaders()[0]
     before = copy.deepcopy(net.state_dict())
     log = _run(net, epochs=1, entry_batches=2, noise_rise=0.0, init_noise=0.0)
@@ -89,10 +91,12 @@ def test_the_budget_and_the_constraint_are_measured_in_the_same_mode(net):
     with torch.no_grad():
         batches = [b for _, b in zip(range(2), retain)]
         expected = sum(F.cross_entropy(probe(x), y, reduction="sum").item() for x, y in batches) / sum(
-            len(y) for _, y in batches)
+            len(y) for _, y in batches
+        )
     assert log["L0"] == pytest.approx(expected, rel=1e-5)
-    eval_mode = sum(F.cross_entropy(copy.deepcopy(net).eval()(x), y, reduction="sum").item()
-                    for x, y in batches) / sum(len(y) for _, y in batches)
+    eval_mode = sum(F.cross_entropy(copy.deepcopy(net).eval()(x), y, reduction="sum").item() for x, y in batches) / sum(
+        len(y) for _, y in batches
+    )
     assert abs(eval_mode - expected) > 1e-4, "the toy must tell the two modes apart"
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
 
@@ -135,9 +139,21 @@ def test_flattening_without_cap_lowers_forget_margins(net):
     assert after < 0.5 * before
 
 
-@pytest.mark.parametrize("bad", [{"epochs": 0}, {"lr": 0.0}, {"optimizer": "lbfgs"}, {"cap": "uniform"},
-                                 {"dual_lr": -1.0}, {"epsilon": -0.1}, {"warmup_epochs": -1},
-                                 {"schedule": "step"}, {"entry_batches": 0}, {"epsilon_mode": "relative"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"epochs": 0},
+        {"lr": 0.0},
+        {"optimizer": "lbfgs"},
+        {"cap": "uniform"},
+        {"dual_lr": -1.0},
+        {"epsilon": -0.1},
+        {"warmup_epochs": -1},
+        {"schedule": "step"},
+        {"entry_batches": 0},
+        {"epsilon_mode": "relative"},
+    ],
+)
 def test_params_are_checked(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         PDU(**bad)

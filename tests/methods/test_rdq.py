@@ -1,4 +1,5 @@
-"""The distinctive mechanics of `rdq` (ours): forget's reset-and-distil cycles plus a quantile hinge on forget batches."""
+"""The mechanics of `rdq` (ours): forget's reset-and-distil cycles plus a quantile hinge on forget batches."""
+
 import copy
 
 import pytest
@@ -56,14 +57,15 @@ def test_hinge_on_every_kth_step_on_forget_batches_in_eval_mode_against_f0_valid
     assert all(training for *_, training in seen), "training mode is restored after the eval-mode forward"
     with eval_mode(base), torch.no_grad():
         ref = torch.cat([true_label_confidence(base(x), y) for x, y in val])
-    assert all(torch.allclose(r.sort().values, ref.sort().values) and not sq for _, r, sq in calls), \
+    assert all(torch.allclose(r.sort().values, ref.sort().values) and not sq for _, r, sq in calls), (
         "the reference is f0's validation confidences, and the hinge is unsquared"
+    )
 
 
 def test_beta_pulls_forget_confidence_down_and_zero_beta_reads_no_hinge(setting, monkeypatch):
     _, loaders = setting
     _, forget, _ = loaders
-    base = fitted_tiny_cnn(forget, epochs=40, momentum=0.9)   # memorises the forget set: the hinge has work
+    base = fitted_tiny_cnn(forget, epochs=40, momentum=0.9)  # memorises the forget set: the hinge has work
 
     def forget_confidence(net):
         with eval_mode(net), torch.no_grad():

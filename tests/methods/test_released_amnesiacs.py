@@ -5,6 +5,7 @@ batches (with `warmup_classes="forget"` only those of the forget set's classes) 
 KL(softmax(f0/5) ‖ softmax(f/5)) without T² at SGD lr 9e-4; the retain phase minimises CE + soft CE +
 KL at T = 5 at lr 1e-3 · (1, 0.75, 0.25) per epoch; every phase's length is its released epochs · E/30.
 """
+
 import copy
 import math
 
@@ -22,7 +23,7 @@ from tests.methods.toy import fitted_tiny_cnn
 def test_exactly_the_first_conv_and_the_fc_are_reset():
     torch.manual_seed(0)
     net = resnet18(num_classes=10)
-    with torch.no_grad():                       # BN away from its defaults, so a reset would show
+    with torch.no_grad():  # BN away from its defaults, so a reset would show
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.weight.uniform_(0.5, 1.5)
@@ -49,7 +50,7 @@ def _loaders(forget_classes=(2, 5), batch_size=8):
     x = torch.randn(48 + 16 + 40, 3, 16, 16, generator=g)
     y = torch.randint(0, 10, (104,), generator=g)
     y[48:64] = torch.tensor(forget_classes).repeat(8)
-    y[64:72] = forget_classes[0]                 # the validation set holds both kinds
+    y[64:72] = forget_classes[0]  # the validation set holds both kinds
     retain = make_loader(x[:48], y[:48], batch_size, shuffle=True, seed=0)
     forget = make_loader(x[48:64], y[48:64], batch_size, shuffle=True, seed=1)
     val = make_loader(x[64:], y[64:], batch_size, shuffle=True, seed=2)
@@ -58,9 +59,17 @@ def _loaders(forget_classes=(2, 5), batch_size=8):
 
 def _spy(monkeypatch, calls):
     def spy(net, batches, loss_fn, opt, sched=None, **kw):
-        calls.append({"net": copy.deepcopy(net), "batches": list(batches), "loss_fn": loss_fn, "opt": opt,
-                      "lr": opt.param_groups[0]["lr"]})
+        calls.append(
+            {
+                "net": copy.deepcopy(net),
+                "batches": list(batches),
+                "loss_fn": loss_fn,
+                "opt": opt,
+                "lr": opt.param_groups[0]["lr"],
+            }
+        )
         return 0.0
+
     monkeypatch.setattr(amn, "train_steps", spy)
 
 
@@ -93,10 +102,10 @@ def test_warmup_reads_validation_only_and_minimises_kl_at_T5_without_T2(monkeypa
     assert _member(xs, x[64:]).all(), "a warm-up batch holds a non-validation image"
     if warmup_classes == "forget":
         of_forget = torch.isin(y[64:], torch.tensor([2, 5]))
-        assert set(ys.tolist()) <= {2, 5} and len(ys) == 3 * int(of_forget.sum())   # 3 epochs of them
+        assert set(ys.tolist()) <= {2, 5} and len(ys) == 3 * int(of_forget.sum())  # 3 epochs of them
         assert _member(x[64:][of_forget], xs).all()
     else:
-        assert len(ys) == 3 * 40 and len(set(ys.tolist())) > 2    # 3 epochs of the 40 validation images
+        assert len(ys) == 3 * 40 and len(set(ys.tolist())) > 2  # 3 epochs of the 40 validation images
     for c in retain_calls:
         assert _member(_rows(c["batches"])[0], x[:48]).all(), "a retain batch holds a non-retain image"
 
@@ -126,12 +135,12 @@ def test_retain_loss_is_ce_plus_soft_ce_plus_kl_at_T5(monkeypatch):
     hand = ce + soft_ce + _kl_T(z, t, T)
     got = call["loss_fn"](copy.deepcopy(call["net"]).train(), xb, yb)
     assert torch.allclose(got, hand, atol=1e-6), (float(got), float(hand))
-    assert float(soft_ce.detach()) > float(_kl_T(z, t, T).detach()) > 0   # distinct terms: soft CE = KL + H(teacher)
+    assert float(soft_ce.detach()) > float(_kl_T(z, t, T).detach()) > 0  # distinct terms: soft CE = KL + H(teacher)
 
 
 @pytest.mark.parametrize("recipe_epochs", [None, 30, 3, 1])
 def test_phases_follow_released_epochs_times_E_over_30(monkeypatch, recipe_epochs):
-    (retain, forget, val), (x, y) = _loaders()      # 6 retain batches, 5 validation batches
+    (retain, forget, val), (x, y) = _loaders()  # 6 retain batches, 5 validation batches
     calls = []
     _spy(monkeypatch, calls)
     method = amn.Amnesiacs(seed=0)

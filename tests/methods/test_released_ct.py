@@ -1,6 +1,7 @@
 """`ct` (Convolution Transpose) as released: every Conv2d kernel transposed in its spatial axes (so the network
 computes the original on transposed images), nothing else touched; then 3 epochs of CE on the retain set,
 SGD lr 1e-3 (momentum 0.9, weight decay 5e-4) with a cosine stepped once per epoch, E/30 steps per epoch."""
+
 import copy
 import math
 
@@ -28,10 +29,12 @@ def _method(epochs_30=30, **overrides):
 
 def _no_training(monkeypatch, record):
     """Replace the fine-tuning by a pass that records (lr, momentum, weight decay, loss_fn, batch count)."""
+
     def fake(net, batches, loss_fn, opt, *a, **k):
         group = opt.param_groups[0]
         record.append((group["lr"], group["momentum"], group["weight_decay"], loss_fn, sum(1 for _ in batches)))
         return 0.0
+
     monkeypatch.setattr(ct, "train_steps", fake)
 
 
@@ -126,6 +129,7 @@ def test_the_first_epoch_is_plain_sgd_on_ce_over_retain_batches(monkeypatch):
         out = original(net, batches, loss_fn, opt, *a, **k)
         calls.append((before, batches, copy.deepcopy(net)))
         return out
+
     monkeypatch.setattr(ct, "train_steps", spy)
     retain, forget, val = _loaders()
     base = fitted_tiny_cnn(retain)

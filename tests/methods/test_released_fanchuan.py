@@ -1,6 +1,7 @@
 """`fanchuan` as released: a forget epoch on KL(uniform ‖ f), then 8 rounds of [the dot-product contrastive
 loss MINIMISED on forget batches against detached logits of random retain batches, one epoch of CE on
 the retain set], each optimizer as released, every phase's steps scaled by E/30."""
+
 import copy
 import math
 
@@ -20,8 +21,13 @@ def _loaders():
     """Retain 320 images in batches of 32 (10 batches), forget 64 in batches of 8 (8 batches), val 32."""
     retain, _, val = random_loaders((320, 64, 32), data_seed=7, shuffle_seed=0, batch_size=RETAIN_BATCH)
     g = torch.Generator().manual_seed(11)
-    forget = make_loader(torch.randn(64, 3, 32, 32, generator=g), torch.randint(0, 10, (64,), generator=g),
-                         FORGET_BATCH, shuffle=True, seed=5)
+    forget = make_loader(
+        torch.randn(64, 3, 32, 32, generator=g),
+        torch.randint(0, 10, (64,), generator=g),
+        FORGET_BATCH,
+        shuffle=True,
+        seed=5,
+    )
     return retain, forget, val
 
 
@@ -50,9 +56,19 @@ def _spy(monkeypatch, name, record):
         batches = list(batches)
         before, lr = copy.deepcopy(net), optimizer.param_groups[0]["lr"]
         out = original(net, batches, optimizer, *rest)
-        record.append({"before": before, "batches": batches, "opt": optimizer, "lr": lr, "after": copy.deepcopy(net),
-                       "out": out, "rest": rest})
+        record.append(
+            {
+                "before": before,
+                "batches": batches,
+                "opt": optimizer,
+                "lr": lr,
+                "after": copy.deepcopy(net),
+                "out": out,
+                "rest": rest,
+            }
+        )
         return out
+
     monkeypatch.setattr(fc, name, wrapper)
 
 
@@ -98,7 +114,8 @@ def test_stage1_is_one_sgd_step_per_forget_batch_on_cross_entropy_to_uniform(mon
 
 
 def test_contrast_rounds_minimise_the_dot_contrastive_loss_against_detached_retain_logits(monkeypatch):
-    """Round 1 replayed by hand: per pair (forget batch, retain batch), L = −mean_{i,j} log softmax_j(z_u,i·z_r,j / 1.15)
+    """Round 1 replayed by hand: per pair (forget batch, retain batch), L = −mean_{i,j} log
+    softmax_j(z_u,i·z_r,j / 1.15)
     with z the logits and z_r detached, DEscended by SGD (momentum 0.9, no weight decay) at 3e-4 annealed per step
     by a cosine to 1e-6 over all 8 rounds' steps; the pairs are one forget epoch, each with a retain batch."""
     record = []
@@ -163,7 +180,7 @@ def test_retain_rounds_are_a_full_epoch_of_ce_with_the_released_sgd(monkeypatch)
     first = record[0]
     assert len(first["batches"]) == len(retain)
     seen = torch.cat([x for x, _ in first["batches"]])
-    assert len(seen) == len(retain.dataset)                      # an epoch: every retain image once
+    assert len(seen) == len(retain.dataset)  # an epoch: every retain image once
     assert torch.equal(seen.flatten(1).sum(1).sort().values, retain.dataset.tensors[0].flatten(1).sum(1).sort().values)
     replay = copy.deepcopy(first["before"]).train()
     opt = _sgd(replay, 0.004, 0.9, 1e-2)
@@ -179,9 +196,11 @@ def test_steps_per_phase_follow_e_over_30(monkeypatch, epochs_30):
     """Stage 1: round(E/30·|F|/b) forget steps; each of 8 rounds the same on F plus round(E/30·|R|/b) on R (≥ 1)."""
     counts = {"uniform_pass": [], "contrastive_round": [], "retain_round": []}
     for name in counts:
+
         def fake(net, batches, optimizer, *rest, _name=name):
             counts[_name].append(sum(1 for _ in batches))
             return [0.0] if _name == "contrastive_round" else 0.0
+
         monkeypatch.setattr(fc, name, fake)
     retain, forget, val = _loaders()
     _method(epochs_30).run(_net(), retain, forget, val)
@@ -214,10 +233,11 @@ def test_retain_rounds_and_pairs_draw_batches_of_256_whatever_the_loaders_batch(
         batches = list(batches)
         sizes["retain"] |= {len(fc.unpack(b)[1]) for b in batches}
         return real_retain(net, batches, *rest)
+
     monkeypatch.setattr(fc, "contrastive_round", contrast)
     monkeypatch.setattr(fc, "retain_round", retain_round)
     retain, forget, val = random_loaders((600, 64, 32), data_seed=7, batch_size=RETAIN_BATCH)
     m = fc.Fanchuan(seed=3, epochs=1)
     m.configure(Recipe(epochs=30, lr=0.1))
     m.run(fitted_tiny_cnn(retain), retain, forget, val)
-    assert sizes == {"pairs": {256}, "retain": {256, 88}}, sizes   # 600 = 2·256 + 88; two forget batches
+    assert sizes == {"pairs": {256}, "retain": {256, 88}}, sizes  # 600 = 2·256 + 88; two forget batches

@@ -3,6 +3,7 @@
 Spies on the method's module-level names record what a run does; torchvision's ResNet-18 (and a
 bottleneck ResNet-50) and the cpu preset's SmallResNet where the layout matters.
 """
+
 import copy
 
 import pytest
@@ -35,7 +36,7 @@ def test_pool_excludes_fc_and_projection_shortcuts():
     pool = reinit_pool(resnet18(num_classes=10))
     assert pool == ["conv1"] + [f"layer{i}.{b}.conv{c}" for i in range(1, 5) for b in range(2) for c in (1, 2)]
     assert reinit_pool(SmallResNet()) == ["stem.0"] + [f"layer{i}.conv{c}" for i in range(1, 4) for c in (1, 2)]
-    deep = reinit_pool(resnet50(num_classes=10))   # bottlenecks: their 1x1 main-branch convs stay in the pool
+    deep = reinit_pool(resnet50(num_classes=10))  # bottlenecks: their 1x1 main-branch convs stay in the pool
     assert len(deep) == 49 and "layer1.0.conv1" in deep and "layer1.0.conv3" in deep
     assert not any("downsample" in n or n == "fc" for n in deep)
 
@@ -44,18 +45,19 @@ def test_six_draws_with_replacement_per_cycle_from_the_seed(monkeypatch):
     monkeypatch.setattr(forget, "train_steps", lambda *a, **k: 0.0)
     resets = []
     real = forget.reinit_modules
-    monkeypatch.setattr(forget, "reinit_modules",
-                        lambda net, names, g: resets.append(list(names)) or real(net, names, g))
+    monkeypatch.setattr(
+        forget, "reinit_modules", lambda net, names, g: resets.append(list(names)) or real(net, names, g)
+    )
     pool = reinit_pool(_small())
     duplicates = 0
     for seed in range(3):
         resets.clear()
         log = _run(_small(), seed=seed).log_
-        g = torch.Generator().manual_seed(seed)   # hand replay: a draw, then reinit_modules' one seed, per cycle
+        g = torch.Generator().manual_seed(seed)  # hand replay: a draw, then reinit_modules' one seed, per cycle
         replay = []
         for _ in range(3):
             replay.append([pool[i] for i in torch.randint(len(pool), (6,), generator=g).tolist()])
-            torch.randint(0, 2 ** 62, (1,), generator=g)
+            torch.randint(0, 2**62, (1,), generator=g)
         assert log["drawn"] == replay
         assert resets == [sorted(set(d), key=pool.index) for d in replay], "each drawn layer is reset once"
         duplicates += sum(len(set(d)) < 6 for d in replay)
@@ -82,8 +84,8 @@ def test_noised_mse_matches_a_hand_computation():
     teacher = Teacher(net)
     with torch.no_grad():
         net.fc.weight.add_(0.5)
-    x = torch.randn(8, 3, 4, 4)   # small images: the pooling does not average the noise away
-    loss = noised_mse(net, teacher, x, 0.5, torch.Generator().manual_seed(4))   # a σ that shows in the outputs
+    x = torch.randn(8, 3, 4, 4)  # small images: the pooling does not average the noise away
+    loss = noised_mse(net, teacher, x, 0.5, torch.Generator().manual_seed(4))  # a σ that shows in the outputs
     xn = x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(4))
     assert torch.allclose(loss, F.mse_loss(net(xn), teacher(xn)), rtol=1e-6, atol=0)
     assert not torch.allclose(loss, F.mse_loss(net(xn), teacher(x)), rtol=1e-3), "f0 sees the same noised images"
@@ -120,12 +122,19 @@ def test_the_loss_reads_retain_images_only_against_the_original(monkeypatch):
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values())), "labels unused"
 
 
-@pytest.mark.parametrize("overrides, lrs, cycles", [
-    ({}, [1e-3, 1e-3, 5e-4, 1e-3, 5e-4], [0, 1, 1, 2, 2]),
-    ({"cycle_epochs": "2 1 1 1"}, [1e-3, 5e-4, 1e-3, 1e-3, 1e-3], [0, 0, 1, 2, 3]),
-    ({"cycle_epochs": "2 1 1 1", "epoch_lrs": "5e-4 1e-3 1e-3 1e-3 1e-3"}, [5e-4, 1e-3, 1e-3, 1e-3, 1e-3],
-     [0, 0, 1, 2, 3]),
-], ids=["1-2-2", "2-1-1-1-cosine", "2-1-1-1-released"])
+@pytest.mark.parametrize(
+    "overrides, lrs, cycles",
+    [
+        ({}, [1e-3, 1e-3, 5e-4, 1e-3, 5e-4], [0, 1, 1, 2, 2]),
+        ({"cycle_epochs": "2 1 1 1"}, [1e-3, 5e-4, 1e-3, 1e-3, 1e-3], [0, 0, 1, 2, 3]),
+        (
+            {"cycle_epochs": "2 1 1 1", "epoch_lrs": "5e-4 1e-3 1e-3 1e-3 1e-3"},
+            [5e-4, 1e-3, 1e-3, 1e-3, 1e-3],
+            [0, 0, 1, 2, 3],
+        ),
+    ],
+    ids=["1-2-2", "2-1-1-1-cosine", "2-1-1-1-released"],
+)
 @pytest.mark.parametrize("epochs, n_retain, steps", [(10, 96, 2), (1, 64, 1)], ids=["E10", "one-step"])
 def test_cycles_epochs_steps_and_per_cycle_cosine(monkeypatch, overrides, lrs, cycles, epochs, n_retain, steps):
     seen = []
@@ -134,8 +143,16 @@ def test_cycles_epochs_steps_and_per_cycle_cosine(monkeypatch, overrides, lrs, c
     def spy(net, batches, loss_fn, opt, *a, **kw):
         batches = list(batches)
         group = opt.param_groups[0]
-        seen.append({"n": len(batches), "lr": group["lr"], "opt": opt, "momentum": group["momentum"],
-                     "wd": group["weight_decay"], "sgd": isinstance(opt, torch.optim.SGD)})
+        seen.append(
+            {
+                "n": len(batches),
+                "lr": group["lr"],
+                "opt": opt,
+                "momentum": group["momentum"],
+                "wd": group["weight_decay"],
+                "sgd": isinstance(opt, torch.optim.SGD),
+            }
+        )
         return real(net, batches, loss_fn, opt, *a, **kw)
 
     monkeypatch.setattr(forget, "train_steps", spy)

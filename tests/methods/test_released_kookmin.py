@@ -1,5 +1,6 @@
 """`kookmin` (MSG) as released: the NegGrad+ ranking gradient, the bottom 30% of each conv re-initialised
 from Kaiming normal fan_out, kept conv gradients x0.1, the per-epoch lr ramp and the E/30 step counts."""
+
 import copy
 import math
 
@@ -29,9 +30,15 @@ class WideCNN(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 64, 3, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-            nn.Conv2d(64, 128, 3, 2, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            nn.Conv2d(3, 64, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.Conv2d(64, 128, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
         self.fc = nn.Linear(128, 10)
 
     def forward(self, x):
@@ -40,11 +47,13 @@ class WideCNN(nn.Module):
 
 def _no_training(monkeypatch, record=None):
     """Replace the fine-tuning by a pass that only consumes its batches (so only the re-init shows)."""
+
     def fake(net, batches, loss_fn, opt, *a, **k):
         n = sum(1 for _ in batches)
         if record is not None:
             record.append((opt.param_groups[0]["lr"], n))
         return 0.0
+
     monkeypatch.setattr(kookmin, "train_steps", fake)
 
 
@@ -69,6 +78,7 @@ def test_the_ranking_gradient_is_neggrad_plus_summed_over_batches_in_train_mode(
         seen["n_retain"] = sum(len(y) for _, y in rb)
         seen["got"] = real(net_, rb, fb, names)
         return seen["got"]
+
     monkeypatch.setattr(kookmin, "neggrad_plus_gradient", spy)
     _no_training(monkeypatch)
     _method().run(net, retain, forget, val)
@@ -89,6 +99,7 @@ def test_exactly_the_bottom_30_percent_of_each_conv_is_reinitialised(monkeypatch
     def spy(*a):
         seen["g"] = real(*a)
         return seen["g"]
+
     monkeypatch.setattr(kookmin, "neggrad_plus_gradient", spy)
     _no_training(monkeypatch)
     _method().run(net, retain, forget, val)
@@ -134,12 +145,13 @@ def test_kept_conv_gradients_are_scaled_by_a_tenth_and_nothing_else(monkeypatch)
         seen["batches"] = list(batches)
         seen["net"] = copy.deepcopy(net_)
         return real(net_, seen["batches"], loss_fn, opt, *a, **k)
+
     monkeypatch.setattr(kookmin, "train_steps", spy)
     method = _method(epochs=1, lr=0.05)
     method.run(net, retain, forget, val)
     assert len(seen["batches"]) == 1
     hand = seen["net"].train()
-    (x, y), = seen["batches"]
+    ((x, y),) = seen["batches"]
     names = [n for n, _ in hand.named_parameters()]
     grads = torch.autograd.grad(F.cross_entropy(hand(x), y), list(hand.parameters()))
     got = dict(net.named_parameters())

@@ -5,6 +5,7 @@ zero, BN untouched); class-weighted CE + MSE of entropies against the frozen ori
 |R|/batch · E/30) steps of SGD lr 5e-4 / momentum 0.9 / weight decay 5e-4 at a constant lr; weights and
 buffers finally exact in float16.
 """
+
 import copy
 import math
 
@@ -38,10 +39,13 @@ def _trained_like_net():
     """A ConvBiasNet with weights far from its initialiser's range and non-trivial BN statistics and affine."""
     torch.manual_seed(0)
     net = ConvBiasNet()
-    scales = {"conv1.weight": 0.5, "conv2.weight": 0.2, "fc.weight": 2.0}   # unequal: global != per tensor
+    scales = {"conv1.weight": 0.5, "conv2.weight": 0.2, "fc.weight": 2.0}  # unequal: global != per tensor
     with torch.no_grad():
         for name, p in net.named_parameters():
-            p.copy_(torch.randn_like(p) * scales.get(name, 0.1) + (1.0 if name.startswith("bn") and name.endswith("weight") else 0.0))
+            p.copy_(
+                torch.randn_like(p) * scales.get(name, 0.1)
+                + (1.0 if name.startswith("bn") and name.endswith("weight") else 0.0)
+            )
     net.train()
     net(torch.randn(16, 3, 12, 12))
     return net.eval()
@@ -77,9 +81,9 @@ def test_prune_ranks_conv_fc_weights_and_biases_globally_and_reinits_weights_onl
             fresh, bound = after[n][m], 1 / math.sqrt(_fan_in(after[n]))
             assert fresh.abs().max() <= bound, f"{n}: a re-drawn weight is outside U(±1/sqrt(fan_in))"
             assert (fresh != before[n][m]).all()
-            if fresh.numel() > 2000:   # U(-b, b) has standard deviation b/sqrt(3)
+            if fresh.numel() > 2000:  # U(-b, b) has standard deviation b/sqrt(3)
                 assert abs(float(fresh.std()) / (bound / math.sqrt(3)) - 1) < 0.1
-    for key in before:   # BatchNorm parameters and buffers untouched
+    for key in before:  # BatchNorm parameters and buffers untouched
         if "bn" in key:
             assert torch.equal(after[key], before[key]), key
 
@@ -98,13 +102,22 @@ def _spy(monkeypatch, calls, run_real=False):
 
     def spy(net, batches, loss_fn, opt, sched=None, **kw):
         batches = list(batches)
-        calls.append({"net": net, "batches": batches, "loss_fn": loss_fn, "opt": opt, "sched": sched,
-                      "lr0": opt.param_groups[0]["lr"]})
+        calls.append(
+            {
+                "net": net,
+                "batches": batches,
+                "loss_fn": loss_fn,
+                "opt": opt,
+                "sched": sched,
+                "lr0": opt.param_groups[0]["lr"],
+            }
+        )
         if run_real:
             out = real(net, batches, loss_fn, opt, sched, **kw)
             calls[-1]["lr_end"] = opt.param_groups[0]["lr"]
             return out
         return 0.0
+
     monkeypatch.setattr(seb, "train_steps", spy)
 
 
@@ -120,15 +133,16 @@ def test_loss_is_class_weighted_ce_plus_entropy_mse_against_the_frozen_original(
 
     labels = torch.cat([yb for _, yb in retain])
     w = torch.bincount(labels, minlength=10).float().clamp(min=1) ** -0.1
-    assert w[0] < w[1:].min()                      # the skew makes the weights matter
+    assert w[0] < w[1:].min()  # the skew makes the weights matter
     student = copy.deepcopy(call["net"]).train()
     z, z0 = student(x), original(x)
     ce_i = -F.log_softmax(z, 1).gather(1, y[:, None])[:, 0]
-    ce = (w[y] * ce_i).sum() / w[y].sum()           # PyTorch's weight=: normalised by the summed weights
+    ce = (w[y] * ce_i).sum() / w[y].sum()  # PyTorch's weight=: normalised by the summed weights
 
     def entropy(logits):
         p = F.softmax(logits, 1)
         return -(p * p.log()).sum(1)
+
     hand = ce + ((entropy(z) - entropy(z0)) ** 2).mean()
     student = copy.deepcopy(call["net"]).train()
     got = call["loss_fn"](student, x, y)
@@ -153,7 +167,7 @@ def test_steps_follow_released_epochs_times_E_over_30_at_constant_sgd(monkeypatc
     assert type(opt) is torch.optim.SGD
     group = opt.param_groups[0]
     assert (group["momentum"], group["weight_decay"]) == (0.9, 5e-4)
-    assert call["lr0"] == call["lr_end"] == 5e-4          # constant
+    assert call["lr0"] == call["lr_end"] == 5e-4  # constant
     assert {id(p) for p in group["params"]} == {id(p) for p in call["net"].parameters()}
 
 

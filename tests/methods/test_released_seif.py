@@ -1,5 +1,6 @@
 """`seif` (CFW) as released: absolute-σ noise on the top-level "conv" children only (torchvision ResNet-18: the
 stem), the batch loss mean(CE)·mean(w), σ 0.005 before the last epoch, per-epoch cosine lr, E/30 steps."""
+
 import copy
 import math
 
@@ -26,11 +27,14 @@ def _method(epochs_30=30, **overrides):
 
 def _no_training(monkeypatch, record):
     """Replace the fine-tuning by a pass that records (lr, batches, stem weight at its start)."""
+
     def fake(net, batches, loss_fn, opt, *a, **k):
         stem = getattr(net, "conv1", None)
-        record.append((opt.param_groups[0]["lr"], sum(1 for _ in batches),
-                       None if stem is None else stem.weight.detach().clone()))
+        record.append(
+            (opt.param_groups[0]["lr"], sum(1 for _ in batches), None if stem is None else stem.weight.detach().clone())
+        )
         return 0.0
+
     monkeypatch.setattr(seif, "train_steps", fake)
 
 
@@ -87,8 +91,9 @@ def test_the_lr_is_a_cosine_stepped_once_per_epoch(monkeypatch):
     record = []
     _no_training(monkeypatch, record)
     _method().run(fitted_tiny_cnn(_loaders()[0]), *_loaders())
-    assert [lr for lr, _, _ in record] == pytest.approx([7e-4 * 0.5 * (1 + math.cos(math.pi * k / 4))
-                                                         for k in range(4)])
+    assert [lr for lr, _, _ in record] == pytest.approx(
+        [7e-4 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
+    )
 
 
 def test_the_loss_is_mean_ce_times_mean_weight(monkeypatch):
@@ -100,12 +105,13 @@ def test_the_loss_is_mean_ce_times_mean_weight(monkeypatch):
         seen.setdefault("loss_fn", loss_fn)
         seen.setdefault("net", copy.deepcopy(net))
         return 0.0
+
     monkeypatch.setattr(seif, "train_steps", fake)
     retain, forget, val = _loaders()
     _method().run(fitted_tiny_cnn(retain), retain, forget, val)
     x, y = next(iter(retain))
     y = y.clone()
-    y[:8] = 0     # a batch with several class-0 examples
+    y[:8] = 0  # a batch with several class-0 examples
     net = seen["net"].eval()
     with torch.no_grad():
         logits = net(x)

@@ -3,6 +3,7 @@
 Spies on the method's module-level names record what a run does; torchvision's ResNet-18 where the
 layout matters (22 non-BatchNorm tensors, 40 BatchNorm ones), TinyCNN where it does not.
 """
+
 import copy
 import math
 
@@ -41,14 +42,15 @@ def _no_training(monkeypatch):
 def test_pool_is_the_non_batchnorm_tensors_by_type():
     pool, bn = batchnorm_split(_resnet())
     assert len(pool) == 22 and {"fc.weight", "fc.bias", "layer2.0.downsample.0.weight"} <= set(pool)
-    assert len(bn) == 40 and "layer2.0.downsample.1.weight" in bn   # the release's name test would miss it
+    assert len(bn) == 40 and "layer2.0.downsample.1.weight" in bn  # the release's name test would miss it
 
 
 def test_draws_nine_per_epoch_and_never_renoises_an_earlier_draw(monkeypatch):
     calls, noised_calls = [], []
     real_draw = sun.random_layers
-    monkeypatch.setattr(sun, "random_layers", lambda names, k, g: calls.append((list(names), k, real_draw(names, k, g)))
-                        or calls[-1][2])
+    monkeypatch.setattr(
+        sun, "random_layers", lambda names, k, g: calls.append((list(names), k, real_draw(names, k, g))) or calls[-1][2]
+    )
     monkeypatch.setattr(sun, "add_absolute_noise_", lambda net, names, std, g: noised_calls.append((list(names), std)))
     trained = _no_training(monkeypatch)
     pool, bn = batchnorm_split(_resnet())
@@ -76,7 +78,7 @@ def test_draws_nine_per_epoch_and_never_renoises_an_earlier_draw(monkeypatch):
 def test_noise_is_absolute(monkeypatch):
     layer = torch.nn.Linear(1000, 1000)
     with torch.no_grad():
-        layer.weight.mul_(50.0)   # a relative σ would scale with the weights
+        layer.weight.mul_(50.0)  # a relative σ would scale with the weights
     before, bias = layer.weight.detach().clone(), layer.bias.detach().clone()
     add_absolute_noise_(layer, ["weight"], 0.04, torch.Generator().manual_seed(0))
     delta = layer.weight.detach() - before
@@ -116,7 +118,7 @@ def test_only_the_draw_and_every_batchnorm_parameter_train(monkeypatch):
     monkeypatch.setattr(Sun, "epoch", spy)
     net = _resnet()
     pool, bn = batchnorm_split(net)
-    log = _run(net, sizes=(16, 16, 16)).log_   # one step per epoch
+    log = _run(net, sizes=(16, 16, 16)).log_  # one step per epoch
     assert len(records) == 9
     for (names, changed), drawn in zip(records[:5], log["drawn"]):
         assert sorted(names) == sorted(drawn + bn)
@@ -135,7 +137,7 @@ def test_fc_is_reinitialised_with_its_own_initialiser(monkeypatch):
     base = copy.deepcopy(net)
     log = _run(net).log_
     assert log["reset"] == ["fc"]
-    bound = 1 / math.sqrt(512)   # nn.Linear.reset_parameters: kaiming_uniform(a=√5), bias U(±1/√fan_in)
+    bound = 1 / math.sqrt(512)  # nn.Linear.reset_parameters: kaiming_uniform(a=√5), bias U(±1/√fan_in)
     assert net.fc.weight.abs().max() <= bound and net.fc.bias.abs().max() <= bound
     assert abs(net.fc.weight.std().item() - bound / math.sqrt(3)) < 0.1 * bound
     after = dict(net.named_parameters())
@@ -152,13 +154,22 @@ def test_phase_lrs_optimizers_and_steps(monkeypatch, epochs, n_retain, steps):
         group = opt.param_groups[0]
         start = group["lr"]
         loss = real(net, batches, loss_fn, opt, sched, **kw)
-        seen.append({"n": len(batches), "lr": start, "end": group["lr"], "opt": opt, "momentum": group["momentum"],
-                     "wd": group["weight_decay"], "sgd": isinstance(opt, torch.optim.SGD)})
+        seen.append(
+            {
+                "n": len(batches),
+                "lr": start,
+                "end": group["lr"],
+                "opt": opt,
+                "momentum": group["momentum"],
+                "wd": group["weight_decay"],
+                "sgd": isinstance(opt, torch.optim.SGD),
+            }
+        )
         return loss
 
     monkeypatch.setattr(sun, "train_steps", spy)
     torch.manual_seed(0)
-    _run(TinyCNN(), epochs=epochs, sizes=(n_retain, 16, 16), time_factor=1.0)   # the release
+    _run(TinyCNN(), epochs=epochs, sizes=(n_retain, 16, 16), time_factor=1.0)  # the release
     assert [s["n"] for s in seen] == [steps] * 9, "every epoch is round(E/30 · batches) steps, 9 epochs"
     assert [s["lr"] for s in seen] == [2e-4] * 5 + FINE_LRS
     assert all(s["end"] == s["lr"] for s in seen), "constant lr within an epoch"

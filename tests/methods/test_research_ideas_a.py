@@ -6,6 +6,7 @@ changes only the final linear layer, moves the forget set's class-mean logits to
 set's while leaving those fixed, and logs the gap both show after it; the repair changes only the
 masked-in weights and never the filtered layer.
 """
+
 import copy
 
 import pytest
@@ -37,6 +38,7 @@ def _changed(before, after):
 
 # ---------------------------------------------------------------------------------------------- psgu
 
+
 def _spy(monkeypatch, module, name, record, what):
     real = getattr(module, name)
 
@@ -44,6 +46,7 @@ def _spy(monkeypatch, module, name, record, what):
         out = real(*args, **kwargs)
         record.append(what(args, out))
         return out
+
     monkeypatch.setattr(module, name, spy)
 
 
@@ -56,7 +59,7 @@ def test_psgu_round_changes_only_its_salient_weights_and_recomputes_the_map(net,
     method = psgu_mod.PSGU(seed=3, rounds=3, tol=-1e9, min_drop=-1e9, mask_ratio=0.3, **FAST)
     method.run(model, *_loaders())
     assert method.log_["rounds_used"] == 3 and method.log_["stop"] == "budget"
-    assert len(starts) == len(masks) == 3 and len(ends) == 4        # a map per round; a signal at entry + per round
+    assert len(starts) == len(masks) == 3 and len(ends) == 4  # a map per round; a signal at entry + per round
     for t in range(3):
         changed = _changed(starts[t], ends[t + 1])
         assert any(c.any() for c in changed.values()), f"round {t} changed nothing"
@@ -79,21 +82,24 @@ def test_psgu_stops_at_entry_when_the_forget_set_already_looks_unseen(net):
 
 def test_psgu_stops_when_the_signal_is_met_midway(net, monkeypatch):
     gaps = iter([1.0, 0.5, -0.1, 2.0, 2.0])
-    monkeypatch.setattr(psgu_mod, "unseen_gap", lambda *a: {"gap": next(gaps), "forget_median": 0.0,
-                                                            "val_median": 0.0})
+    monkeypatch.setattr(psgu_mod, "unseen_gap", lambda *a: {"gap": next(gaps), "forget_median": 0.0, "val_median": 0.0})
     method = psgu_mod.PSGU(seed=0, rounds=4, tol=0.0, **FAST)
     method.run(copy.deepcopy(net), *_loaders(dict_batches=True))
     assert method.log_["rounds_used"] == 2 and method.log_["stop"] == "signal"
 
 
-@pytest.mark.parametrize("gaps, rounds", [([1.0, 0.8, 0.79, 0.5, 0.4], 2),        # round 2 barely moved it
-                                           ([0.5, 0.9, 0.7, 0.69, 0.1], 3),        # round 1 (noise) may raise it
-                                           ([0.5, 0.9, 0.7, 0.6, 0.5], 4)])        # steady progress: the budget
+@pytest.mark.parametrize(
+    "gaps, rounds",
+    [
+        ([1.0, 0.8, 0.79, 0.5, 0.4], 2),  # round 2 barely moved it
+        ([0.5, 0.9, 0.7, 0.69, 0.1], 3),  # round 1 (noise) may raise it
+        ([0.5, 0.9, 0.7, 0.6, 0.5], 4),
+    ],
+)  # steady progress: the budget
 def test_psgu_stops_at_the_defaults_when_a_round_no_longer_shrinks_the_gap(net, monkeypatch, gaps, rounds):
     it = iter(gaps)
-    monkeypatch.setattr(psgu_mod, "unseen_gap", lambda *a: {"gap": next(it), "forget_median": 0.0,
-                                                            "val_median": 0.0})
-    method = psgu_mod.PSGU(seed=0, **FAST)                       # rounds 4, tol 0, min_drop 0.02: the defaults
+    monkeypatch.setattr(psgu_mod, "unseen_gap", lambda *a: {"gap": next(it), "forget_median": 0.0, "val_median": 0.0})
+    method = psgu_mod.PSGU(seed=0, **FAST)  # rounds 4, tol 0, min_drop 0.02: the defaults
     assert (method.params.rounds, method.params.tol, method.params.min_drop) == (4, 0.0, 0.02)
     method.run(copy.deepcopy(net), *_loaders())
     assert method.log_["rounds_used"] == rounds
@@ -110,6 +116,7 @@ def test_psgu_signal_is_median_val_minus_median_forget(net):
 
 
 # ---------------------------------------------------------------------------------------------- hirs
+
 
 def _mapped_gap(model, forget, val):
     """‖μ_f − μ_v‖ over the classes present in both sets, both measured by forward passes of `model`."""
@@ -131,7 +138,7 @@ def test_hirs_impair_changes_only_the_final_layer_and_logs_the_gap_both_sets_sho
         else:
             assert torch.equal(before[k], v), f"{k} changed in the impair"
     gap0, mu_v0 = _mapped_gap(net, forget, val)
-    gap1, mu_v1 = _mapped_gap(model, forget, val)      # validation means re-measured after the map
+    gap1, mu_v1 = _mapped_gap(model, forget, val)  # validation means re-measured after the map
     assert info["forget_val_gap_before"] == pytest.approx(gap0, rel=1e-4)
     assert info["forget_val_gap_after"] == pytest.approx(gap1, rel=1e-3, abs=1e-5)
     assert info["val_drift"] == pytest.approx(float((mu_v1 - mu_v0).norm()), rel=1e-3, abs=1e-5)
@@ -163,7 +170,7 @@ def test_hirs_filtration_on_a_linear_classifier_keeps_the_validation_means_fixed
     assert torch.allclose(lin.weight.double(), a @ w0, atol=1e-5)
     assert torch.allclose(lin.bias.double(), a @ b0 + d[:, 5], atol=1e-5)
     before = lin.weight.detach().clone()
-    hirs_mod.logit_filtration_(net, [(xf, yf)], [(xf, yf)])   # forget pattern == val pattern: identity map
+    hirs_mod.logit_filtration_(net, [(xf, yf)], [(xf, yf)])  # forget pattern == val pattern: identity map
     assert torch.allclose(lin.weight, before, atol=1e-5)
 
 
@@ -188,14 +195,16 @@ def test_hirs_repair_changes_only_masked_in_weights_and_never_the_filtered_layer
 def test_hirs_filtration_strength_is_capped_by_the_retain_loss_rise(net):
     retain, forget, val = _loaders()
     model = copy.deepcopy(net)
-    free = hirs_mod.logit_filtration_(copy.deepcopy(net), forget, val, strength=1.0, retain_batches=retain,
-                                      max_rise=1e9, retain_n_batches=3)
+    free = hirs_mod.logit_filtration_(
+        copy.deepcopy(net), forget, val, strength=1.0, retain_batches=retain, max_rise=1e9, retain_n_batches=3
+    )
     assert free["strength"] == 1.0
     cap = 0.25 * free["retain_rise"]
-    info = hirs_mod.logit_filtration_(model, forget, val, strength=1.0, retain_batches=retain, max_rise=cap,
-                                      retain_n_batches=3)
+    info = hirs_mod.logit_filtration_(
+        model, forget, val, strength=1.0, retain_batches=retain, max_rise=cap, retain_n_batches=3
+    )
     assert 0.0 < info["strength"] < 1.0 and info["retain_rise"] <= cap + 1e-9
-    z0, y = hirs_mod._retain_logits(net, retain, 3)    # all of R: order-free
-    z1, y1 = hirs_mod._retain_logits(model, retain, 3)      # the cached-logit bisection matches the folded layer
+    z0, y = hirs_mod._retain_logits(net, retain, 3)  # all of R: order-free
+    z1, y1 = hirs_mod._retain_logits(model, retain, 3)  # the cached-logit bisection matches the folded layer
     rise = float(torch.nn.functional.cross_entropy(z1, y1) - torch.nn.functional.cross_entropy(z0, y))
     assert rise == pytest.approx(info["retain_rise"], abs=1e-4)

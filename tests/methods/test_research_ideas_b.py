@@ -7,6 +7,7 @@ the check is bounded. ftsu: the client split covers the retain batches once, the
 the linear removal is the documented formula, the repair changes only masked-in weights and never sees
 forget data.
 """
+
 import copy
 
 import pytest
@@ -46,6 +47,7 @@ def _same(a, b):
 
 # ---------------------------------------------------------------------------------------------- ams
 
+
 def test_ams_two_requests_update_the_map_incrementally_and_change_only_masked_weights(net):
     retain, forget, val = _loaders()
     model = copy.deepcopy(net)
@@ -54,13 +56,13 @@ def test_ams_two_requests_update_the_map_incrementally_and_change_only_masked_we
     start = _params(model)
     assert next(steps) == 0
     s1, m1, after1 = {n: s.clone() for n, s in method.saliency_.items()}, method.mask_, _params(model)
-    assert all(torch.allclose(s1[n], v) for n, v in normalised(method.last_score_).items())   # S_1 = ŝ_1
+    assert all(torch.allclose(s1[n], v) for n, v in normalised(method.last_score_).items())  # S_1 = ŝ_1
     assert next(steps) == 1
     with pytest.raises(StopIteration):
         next(steps)
     fresh = normalised(method.last_score_)
     s2, m2, after2 = method.saliency_, method.mask_, _params(model)
-    for n in s2:                                              # S_2 = decay·S_1 + ŝ_2, not ŝ_2 recomputed alone
+    for n in s2:  # S_2 = decay·S_1 + ŝ_2, not ŝ_2 recomputed alone
         assert torch.allclose(s2[n], 0.5 * s1[n] + fresh[n], rtol=1e-6, atol=1e-12)
     assert any(not torch.allclose(s2[n], fresh[n]) for n in s2)
     assert all(torch.equal(m2[n], v) for n, v in saliency_mask(s2, 0.3).items())
@@ -69,7 +71,7 @@ def test_ams_two_requests_update_the_map_incrementally_and_change_only_masked_we
         assert any(c.any() for c in changed.values())
         assert not any((c & ~mask[n]).any() for n, c in changed.items()), "a masked-out weight moved"
     seeds = [r["seed"] for r in method.log_["requests"]]
-    assert seeds == request_seeds(3, 2) and seeds[0] != seeds[1]    # each request its own stream
+    assert seeds == request_seeds(3, 2) and seeds[0] != seeds[1]  # each request its own stream
     assert all(torch.isfinite(q).all() for q in model.parameters()) and not model.training
 
 
@@ -85,22 +87,27 @@ def test_ams_run_with_a_list_equals_consuming_run_requests_and_one_loader_is_one
     ams_mod.AMS(seed=5, **FAST).run(listed, retain, (forget,), val)
     list(ams_mod.AMS(seed=5, **FAST).run_requests(gen, [retain], [forget], val))
     assert _same(_params(one), _params(listed)) and _same(_params(one), _params(gen))
-    assert not _same(_params(one), _params(a))                   # the second request did something
+    assert not _same(_params(one), _params(a))  # the second request did something
 
 
 def test_ams_check_is_bounded_and_dict_batches_work(net):
     retain, forget, val = _loaders(dict_batches=True)
-    never = ams_mod.AMS(seed=1, tol=-2.0, **FAST)                  # the check never passes
+    never = ams_mod.AMS(seed=1, tol=-2.0, **FAST)  # the check never passes
     never.run(copy.deepcopy(net), retain, forget, val)
     assert never.log_["requests"][0]["steps"] == FAST["max_extra"] + 1
-    always = ams_mod.AMS(seed=1, tol=2.0, **FAST)                  # it always passes
+    always = ams_mod.AMS(seed=1, tol=2.0, **FAST)  # it always passes
     always.run(copy.deepcopy(net), retain, forget, val)
     assert always.log_["requests"][0]["steps"] == 1
 
 
-@pytest.mark.parametrize("gap, se, steps", [(0.05, 0.06, 1),     # within the probes' noise: passes at once
-                                            (0.05, 0.01, 3),     # beyond it: every extra step is taken
-                                            (-0.01, 0.0, 1)])    # the forget set classified worse: passes
+@pytest.mark.parametrize(
+    "gap, se, steps",
+    [
+        (0.05, 0.06, 1),  # within the probes' noise: passes at once
+        (0.05, 0.01, 3),  # beyond it: every extra step is taken
+        (-0.01, 0.0, 1),
+    ],
+)  # the forget set classified worse: passes
 def test_ams_check_fires_at_the_defaults_when_the_gap_is_within_the_probes_noise(net, monkeypatch, gap, se, steps):
     monkeypatch.setattr(ams_mod, "accuracy_gap", lambda *a: {"gap": gap, "se": se, "forget_acc": 0.0, "val_acc": 0.0})
     method = ams_mod.AMS(seed=1, impair_steps=1, repair_steps=1, mask_batches=1, signal_batches=1, entry_batches=1)
@@ -111,6 +118,7 @@ def test_ams_check_fires_at_the_defaults_when_the_gap_is_within_the_probes_noise
 
 def test_accuracy_gap_reports_the_binomial_standard_error_of_the_difference(net):
     from methods._requests import accuracy_gap, probe_hits
+
     g = torch.Generator().manual_seed(3)
     f = [(torch.randn(40, 3, 32, 32, generator=g), torch.randint(0, 10, (40,), generator=g))]
     v = [(torch.randn(24, 3, 32, 32, generator=g), torch.randint(0, 10, (24,), generator=g))]
@@ -123,6 +131,7 @@ def test_accuracy_gap_reports_the_binomial_standard_error_of_the_difference(net)
 
 
 # ---------------------------------------------------------------------------------------------- ftsu
+
 
 @pytest.mark.parametrize("n, clients", [(0, 3), (1, 1), (7, 3), (71, 4), (5, 8)])
 def test_client_split_covers_every_batch_exactly_once(n, clients):
@@ -143,18 +152,18 @@ def test_server_buffer_keeps_at_most_its_size_per_client():
 
 def test_ftsu_linear_removal_is_the_documented_formula():
     torch.manual_seed(0)
-    tiny = torch.nn.Linear(4, 2)                                   # P = 10
+    tiny = torch.nn.Linear(4, 2)  # P = 10
     method = ftsu_mod.FTSU(linear_rise=0.7, linear_cap=0.0)
     g_f, G = torch.randn(10), torch.randn(3, 10)
-    m = (torch.arange(10) % 5 != 0).float()                        # entries 0 and 5 masked out
+    m = (torch.arange(10) % 5 != 0).float()  # entries 0 and 5 masked out
     before = torch.cat([q.detach().flatten() for q in tiny.parameters()])
     method.linear_removal_(tiny, g_f, G, m)
     delta = torch.cat([q.detach().flatten() for q in tiny.parameters()]) - before
     gm, Gm = (g_f * m).double(), (G * m).double()
-    d = gm - Gm.T @ torch.linalg.solve(Gm @ Gm.T, Gm @ gm)        # the projection, without the ridge
+    d = gm - Gm.T @ torch.linalg.solve(Gm @ Gm.T, Gm @ gm)  # the projection, without the ridge
     expected = (0.7 / float(d @ d)) * d
     assert torch.allclose(delta.double(), expected, atol=1e-5)
-    assert float(delta[m == 0].abs().max()) == 0.0                 # masked-out entries untouched
+    assert float(delta[m == 0].abs().max()) == 0.0  # masked-out entries untouched
     assert torch.allclose(Gm @ delta.double(), torch.zeros(3, dtype=torch.double), atol=1e-5)  # retain kept
     assert abs(float(g_f.double() @ delta.double()) - 0.7) < 1e-4  # first-order forget rise = linear_rise
 
@@ -163,6 +172,7 @@ def test_ftsu_limited_linear_step_is_one_scale_of_the_direction_and_logs_what_wa
     """With `linear_cap` binding, the step is the uncapped one times one factor (retain gradients stay
     orthogonal to it), no tensor moves more than the cap, and the log gives the applied η and rise."""
     from methods._trust import step_reference
+
     torch.manual_seed(0)
     full, tiny = torch.nn.Linear(4, 2), torch.nn.Linear(4, 2)
     tiny.load_state_dict(full.state_dict())
@@ -176,8 +186,10 @@ def test_ftsu_limited_linear_step_is_one_scale_of_the_direction_and_logs_what_wa
     assert 0 < log["scale"] < 1
     assert torch.allclose(delta, log["scale"] * uncapped, atol=1e-6), "one factor for the whole step"
     assert torch.allclose(G.double() @ delta.double(), torch.zeros(3, dtype=torch.double), atol=1e-6)
-    moves = [float((q.detach() - b).norm()) / step_reference(b)
-             for q, b in zip(tiny.parameters(), [before[:8].view(2, 4), before[8:]])]
+    moves = [
+        float((q.detach() - b).norm()) / step_reference(b)
+        for q, b in zip(tiny.parameters(), [before[:8].view(2, 4), before[8:]])
+    ]
     assert max(moves) == pytest.approx(0.01, rel=1e-4)
     assert log["forget_rise"] == pytest.approx(float(g_f.double() @ delta.double()), rel=1e-5)
     assert log["forget_rise"] == pytest.approx(50.0 * log["scale"], rel=1e-4)
@@ -203,12 +215,13 @@ def test_ftsu_repair_changes_only_masked_weights_and_never_sees_forget_data(net,
         out = real(model, batches, *args, **kwargs)
         calls.append((batches, before, _params(model)))
         return out
+
     monkeypatch.setattr(ftsu_mod, "train_steps", spy)
     model = copy.deepcopy(net)
     start = _params(model)
     method = ftsu_mod.FTSU(seed=2, **FTSU_FAST)
     method.run(model, retain, forget, val)
-    assert len(calls) == 2                                         # impair, then repair
+    assert len(calls) == 2  # impair, then repair
     (impair, _, _), (repair, before, after) = calls
     assert len(repair) == FTSU_FAST["repair_steps"]
     for xb, _ in repair:

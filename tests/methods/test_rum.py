@@ -1,4 +1,5 @@
 """RUM: the proxy's groups partition the forget set in proxy order; each group meets its own method."""
+
 import copy
 
 import pytest
@@ -33,9 +34,10 @@ def test_run_groups_follow_the_proxy(proxy):
     assert [e["size"] for e in entries] == [10, 10, 10]
     ranges = [e["proxy_range"] for e in entries]
     assert ranges[0][1] <= ranges[1][0] and ranges[1][1] <= ranges[2][0]
-    if proxy == "confidence":   # low memorization = high confidence on the entry model
+    if proxy == "confidence":  # low memorization = high confidence on the entry model
         from methods._entry import loader_statistics
         from methods._losses import true_label_confidence
+
         ds_loader = torch.utils.data.DataLoader(loaders[1].dataset, batch_size=64)
         conf = loader_statistics(before, ds_loader, true_label_confidence)[0]
         assert conf[groups[0]].min() >= conf[groups[2]].max() - 1e-4

@@ -1,4 +1,5 @@
 """The scale-robust blocks: the per-tensor step cap (`_trust`) and the calibrated entry noise (`_noise`)."""
+
 import copy
 
 import pytest
@@ -41,7 +42,7 @@ def test_a_small_step_passes_bit_for_bit_and_a_large_one_is_capped():
 def test_a_zero_vector_still_gets_room_and_a_nan_change_is_left_for_the_check():
     bias, before = torch.full((16,), 5.0), torch.zeros(16)
     assert cap_update_([bias], [before], 0.01) == 1
-    assert torch.allclose(bias.norm(), torch.tensor(0.01 * 16 ** 0.5))   # √numel as the reference norm
+    assert torch.allclose(bias.norm(), torch.tensor(0.01 * 16**0.5))  # √numel as the reference norm
     broken = torch.full((4, 4), float("nan"))
     assert cap_update_([broken], [torch.ones(4, 4)], 0.01) == 0 and torch.isnan(broken).all()
 
@@ -51,8 +52,10 @@ def test_the_step_cap_is_an_option_off_by_default_and_on_where_a_method_sets_it(
     assert isinstance(build_optimizer(TrainParams(), net), torch.optim.SGD), "no published method has a cap"
     assert isinstance(build_optimizer(TrainParams(max_update=1e-3), net), StepCap)
     from methods.sibl import SIBL
+
     assert SIBL.defaults()["max_update"] == 1e-3, "ours keep theirs"
     from methods.MyMethod import MyMethod
+
     with pytest.raises(ValueError, match="max_update"):
         MyMethod.make_params(max_update=-1)
 

@@ -15,6 +15,7 @@ Every method runs on the test-phase network (what a submission meets); the norma
 method per family of shared blocks (`tests/families.py`; `UNLEARN_ALL=1` runs all), which keeps the suite
 under its time budget: a family's methods share the blocks whose step sizes this network tests.
 """
+
 import dataclasses
 
 import numpy as np
@@ -35,11 +36,20 @@ def normalized_resnet18(home, data_root):
     from data.presets import get_preset
     from data.splits import make_splits
     from eval.harness.bank import Bank
+
     full = get_preset("full")
-    preset = dataclasses.replace(full, name="full-test", n_train=1000, n_test=400, official_files=False,
-                                 recipe=dataclasses.replace(full.recipe, epochs=8, batch_size=64, lr=1e-3,
-                                                           optimizer="adam", weight_decay=0.0, augment=False),
-                                 batch_size=64, n_retrained=0)
+    preset = dataclasses.replace(
+        full,
+        name="full-test",
+        n_train=1000,
+        n_test=400,
+        official_files=False,
+        recipe=dataclasses.replace(
+            full.recipe, epochs=8, batch_size=64, lr=1e-3, optimizer="adam", weight_decay=0.0, augment=False
+        ),
+        batch_size=64,
+        n_retrained=0,
+    )
     splits = make_splits(preset, data_root)
     bank = Bank(preset, splits, home=home, data_root=data_root)
     bank.ensure(0)
@@ -58,7 +68,8 @@ def _check(key, preset, splits, bank):
     floor = chance + 0.5 * (float(original["acc_retain"]) - chance)
     assert float(outs["acc_retain"]) >= floor, (
         f"{key} collapsed on {preset.name}: retain accuracy {float(outs['acc_retain']):.3f}, "
-        f"original {float(original['acc_retain']):.3f}, floor {floor:.3f}")
+        f"original {float(original['acc_retain']):.3f}, floor {floor:.3f}"
+    )
     assert float(outs["acc_test"]) >= chance + 0.5 * (float(original["acc_test"]) - chance), f"{key}: test accuracy"
     assert len(np.unique(outs["test_logits"].argmax(-1))) > 1, f"{key} predicts one class on {preset.name}"
 

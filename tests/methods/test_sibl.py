@@ -1,4 +1,5 @@
 """`sibl`: sparsity of the change, masked-out weights untouched, the implicit step, the dual variable."""
+
 import copy
 
 import pytest
@@ -55,7 +56,7 @@ def test_dense_mask_changes_everything(net):
 
 def test_l1_prox_keeps_change_sparser(net):
     _, free = _run(net, sparsity=0.5, gamma=0.0)
-    _, l1 = _run(net, sparsity=0.5, gamma=5.0)       # prox threshold inner_lr * gamma = 0.1 per step
+    _, l1 = _run(net, sparsity=0.5, gamma=5.0)  # prox threshold inner_lr * gamma = 0.1 per step
     assert l1["changed_fraction"] < free["changed_fraction"]
 
 
@@ -77,15 +78,16 @@ def test_hvp_modes_give_the_same_run(net):
     for (n, p), q in zip(a.named_parameters(), b.parameters()):
         assert torch.allclose(p, q, rtol=1e-4, atol=1e-6), n
     explicit, _ = _run(net, use_implicit=False)
-    assert not all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), explicit.parameters())), \
+    assert not all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), explicit.parameters())), (
         "the implicit step changes the run"
+    )
 
 
 def test_dual_variable_projected_and_rises_under_violation(net):
     _, log = _run(net, epsilon=0.0, epsilon_mode="absolute", T=4, lambda_max=None)  # CE > 0: always violated
     lam = log["lambda"]
     assert all(b > a for a, b in zip(lam, lam[1:])) and lam[0] > 0
-    _, slack = _run(net, epsilon=100.0, T=4)                         # never binding
+    _, slack = _run(net, epsilon=100.0, T=4)  # never binding
     assert slack["lambda"] == [0.0] * 4
 
 
@@ -98,7 +100,7 @@ def test_clip_norm_bounds_the_outer_step(net):
     """With no inner steps, noise or L1, the whole change is the T outer steps: each at most clip_norm."""
     quiet = dict(K=0, init_noise=0.0, gamma=0.0, use_sparsity=False, margin_target="zero")
     out, log = _run(net, clip_norm=1e-3, **quiet)
-    assert max(log["step_norm"]) > 1e-3                               # the clip was active
+    assert max(log["step_norm"]) > 1e-3  # the clip was active
     change = torch.cat([(a - b).flatten() for a, b in zip(out.parameters(), net.parameters())]).norm()
     assert 0 < change <= SMALL["T"] * SIBL.Params.lr * 1e-3 * 1.001
     free, _ = _run(net, **quiet)
@@ -114,9 +116,23 @@ def test_dict_batches_give_the_same_run(net):
 
 
 def test_design_option_names_parse():
-    over = parse_overrides(SIBL, ["sparsity=0.95", "sparsity_method=structured", "T=30", "K=15",
-                                  "use_implicit=true", "cg_iters=7", "cg_tol=1e-4", "al_rho=2",
-                                  "gamma=0", "eta_theta=0.1", "eta_in=0.01", "epsilon=0.2"])
+    over = parse_overrides(
+        SIBL,
+        [
+            "sparsity=0.95",
+            "sparsity_method=structured",
+            "T=30",
+            "K=15",
+            "use_implicit=true",
+            "cg_iters=7",
+            "cg_tol=1e-4",
+            "al_rho=2",
+            "gamma=0",
+            "eta_theta=0.1",
+            "eta_in=0.01",
+            "epsilon=0.2",
+        ],
+    )
     assert over["sparsity_method"] == "structured" and over["T"] == 30 and over["use_implicit"] is True
     assert over["lr"] == 0.1 and over["inner_lr"] == 0.01, "the released names are aliases"
     with pytest.raises(ValueError, match="given twice"):
@@ -131,6 +147,7 @@ def test_masked_out_weights_bit_identical_with_sam(net):
     """The inner steps go through MaskedOptimizer, also as SAM steps: frozen entries never move."""
     out, log = _run(net, sparsity=0.7, sam="min", rho=0.05, init_noise=0.1)
     from methods._masks import make_mask
+
     masks = make_mask(net, "layerwise_magnitude", 0.7)
     for (n, p), q in zip(net.named_parameters(), out.parameters()):
         if p.ndim >= 2:
@@ -142,6 +159,7 @@ def test_the_outer_step_descends_the_forget_loss(net, monkeypatch):
     """First order, constraint slack (μ = 0), dense mask, no prox or cap: the outer step is θ − lr·h with
     h = ∇L_f, so it lowers L_f on its batch (the sign a forget step must have)."""
     import methods.sibl as sibl
+
     seen = {}
     real_direction, real_restore = SIBL._outer_direction, sibl.restore_masked_
 
@@ -155,13 +173,28 @@ def test_the_outer_step_descends_the_forget_loss(net, monkeypatch):
         if "h" in seen and "after" not in seen:
             seen["after"] = [q.detach().clone() for q in net_.parameters() if q.requires_grad]
         return real_restore(net_, masks, theta0)
+
     monkeypatch.setattr(SIBL, "_outer_direction", direction)
     monkeypatch.setattr(sibl, "restore_masked_", restore)
     lr = 0.05
-    _run(net, T=1, K=1, lr=lr, schedule="constant", use_sparsity=False, gamma=0.0, max_update=0.0,
-         epsilon=100.0, lambda0=0.0, noise_rise=0.0, init_noise=0.0, clip_norm=0.0)
-    grad = torch.cat([(torch.zeros_like(q) if g is None else g).flatten()
-                      for g, q in zip(seen["grad"], seen["before"])])
+    _run(
+        net,
+        T=1,
+        K=1,
+        lr=lr,
+        schedule="constant",
+        use_sparsity=False,
+        gamma=0.0,
+        max_update=0.0,
+        epsilon=100.0,
+        lambda0=0.0,
+        noise_rise=0.0,
+        init_noise=0.0,
+        clip_norm=0.0,
+    )
+    grad = torch.cat(
+        [(torch.zeros_like(q) if g is None else g).flatten() for g, q in zip(seen["grad"], seen["before"])]
+    )
     step = torch.cat([(a - b).flatten() for a, b in zip(seen["after"], seen["before"])])
     assert torch.allclose(step, -lr * seen["h"], atol=1e-6), "the step applied is −lr·h"
     assert float(seen["h"] @ grad) > 0 and float(step @ grad) < 0, "h ascends L_f: the step descends it"

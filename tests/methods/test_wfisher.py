@@ -1,4 +1,5 @@
 """`_pergrad` (per-example and summed gradients) and `wfisher` (the released WoodFisher recursion, the update)."""
+
 import copy
 
 import pytest
@@ -15,8 +16,14 @@ from tests.methods.toy import fitted_tiny_cnn, random_loaders
 def _bn_net():
     """Conv + BatchNorm + linear with non-trivial running statistics, one frozen parameter, in train mode."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
-                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, 2, 1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 5),
+    )
     for _ in range(3):
         net(torch.randn(16, 3, 8, 8) * 2 + 1)
     net[0].bias.requires_grad_(False)
@@ -32,7 +39,9 @@ def _loop_grads(net, x, y):
     """Reference: one autograd call per example, eval mode, (n, P) over the parameters that require grad."""
     params = [p for p in net.parameters() if p.requires_grad]
     net.eval()
-    rows = [flatten(torch.autograd.grad(F.cross_entropy(net(x[i:i + 1]), y[i:i + 1]), params)) for i in range(len(x))]
+    rows = [
+        flatten(torch.autograd.grad(F.cross_entropy(net(x[i : i + 1]), y[i : i + 1]), params)) for i in range(len(x))
+    ]
     net.train()
     return torch.stack(rows)
 
@@ -73,7 +82,7 @@ def test_per_example_dots_equal_gradients_times_vectors():
 
 def test_summed_gradient_is_the_sum_of_per_example_gradients():
     net, (x, y) = _bn_net(), _data()
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)   # 4 + 4 + 2
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)  # 4 + 4 + 2
     total, count = summed_gradient(net, loader)
     assert count == 10
     assert torch.allclose(total, _loop_grads(net, x, y).sum(0), atol=1e-5)
@@ -83,7 +92,7 @@ def test_summed_gradient_is_the_sum_of_per_example_gradients():
 def test_chunk_for_budget():
     net = _bn_net()
     per = 2 * 4 * sum(p.numel() for p in net.parameters() if p.requires_grad)
-    assert chunk_for_budget(net, 10 * per / 2 ** 20) == 10
+    assert chunk_for_budget(net, 10 * per / 2**20) == 10
     assert chunk_for_budget(net, 1e-9) == 1
 
 
@@ -102,7 +111,7 @@ def _released_loop(v, grads, damping):
 
 def _recursion(v, grads, damping, chunks=None):
     """`released_woodfisher` fed as `wfisher` feeds it: g_1 and the (g·v, g·g_1) of the later rows, in chunks."""
-    dots = grads[1:] @ torch.stack([v, grads[0]], 1)                     # (n - 1, 2)
+    dots = grads[1:] @ torch.stack([v, grads[0]], 1)  # (n - 1, 2)
     return released_woodfisher(v, grads[0], dots.split(chunks or [len(dots)]), damping)
 
 
@@ -111,7 +120,7 @@ def test_released_recursion_matches_the_literal_loop(chunks):
     g = torch.Generator().manual_seed(0)
     grads = torch.randn(7, 50, generator=g, dtype=torch.float64) * 3
     v = torch.randn(50, generator=g, dtype=torch.float64)
-    damping = 20.0          # small, so every step matters
+    damping = 20.0  # small, so every step matters
     k, log = _recursion(v, grads, damping, chunks)
     assert torch.allclose(k, _released_loop(v, grads, damping), rtol=1e-10, atol=1e-12)
     assert log["examples"] == 7
@@ -126,8 +135,9 @@ def test_released_recursion_is_not_woodbury_it_moves_k_along_g1_only():
     k = _released_loop(v, grads, damping)
     d = k - v
     assert d.norm() > 1e-3
-    assert torch.allclose(d - (d @ grads[0]) / (grads[0] @ grads[0]) * grads[0], torch.zeros(8, dtype=torch.float64),
-                          atol=1e-12)
+    assert torch.allclose(
+        d - (d @ grads[0]) / (grads[0] @ grads[0]) * grads[0], torch.zeros(8, dtype=torch.float64), atol=1e-12
+    )
     exact = torch.linalg.solve(torch.eye(8, dtype=torch.float64) + grads[1:].T @ grads[1:] / damping, v)
     assert not torch.allclose(k, exact, rtol=1e-2)
 
@@ -135,11 +145,12 @@ def test_released_recursion_is_not_woodbury_it_moves_k_along_g1_only():
 def test_released_recursion_with_one_example_returns_v():
     v, first = torch.ones(4), torch.randn(4)
     k, log = released_woodfisher(v, first, [], 10.0)
-    assert torch.equal(k, v) and log["examples"] == 1          # g_1 alone never updates k
+    assert torch.equal(k, v) and log["examples"] == 1  # g_1 alone never updates k
 
 
 # ---------------------------------------------------------------------------------------------
 # run()
+
 
 def _loaders(dict_batches=False):
     return random_loaders((96, 32, 32), data_seed=5, dict_batches=dict_batches)
@@ -179,16 +190,19 @@ def test_run_is_the_influence_update(net):
 def test_views_give_runs_their_spread_even_when_the_recursion_takes_all_of_r(net):
     """n_examples >= |R|: every run walks the same examples; without the released loaders' views runs
     differ only along g_1, with them by a fair fraction of the update (the scorer needs the spread)."""
+
     def spread(**kw):
         a, log = _run(net, n_examples=1000, **kw)
         b, _ = _run(net, n_examples=1000, seed=1, **kw)
         return float((_flat(a) - _flat(b)).norm() / log["update_norm"])
+
     plain, viewed = spread(augment=False), spread()
     assert viewed > 0.05 and viewed > 10 * plain
 
 
 def test_views_are_crop_flip_drawn_from_the_generator(net, monkeypatch):
     import methods.wfisher as wf
+
     plain, _ = _run(net, augment=False)
     monkeypatch.setattr(wf, "crop_flip", lambda x, g: x)
     monkeypatch.setattr(wf, "views", lambda loader, g, on=True: loader)
@@ -199,7 +213,7 @@ def test_views_are_crop_flip_drawn_from_the_generator(net, monkeypatch):
 def test_jvp_and_vmap_dots_give_the_same_run(net):
     a, log_a = _run(net, dots="jvp")
     b, log_b = _run(net, dots="vmap", chunk_mb=0.05)
-    assert log_b["chunk"] < 40                                   # streamed in several chunks
+    assert log_b["chunk"] < 40  # streamed in several chunks
     assert log_a["c"] == pytest.approx(log_b["c"], rel=1e-4, abs=1e-9)
     assert torch.allclose(_flat(a), _flat(b), atol=1e-6)
 
@@ -217,6 +231,7 @@ def test_update_raises_the_forget_loss(net):
 
     def loss(m):
         return sum(F.cross_entropy(m(x), y, reduction="sum").item() for x, y in forget)
+
     assert loss(out) > loss(net)
 
 
@@ -237,7 +252,14 @@ def test_max_update_caps_each_tensor(net):
 
 
 def test_params_are_checked():
-    for bad in (dict(alpha=0.0), dict(damping=-1.0), dict(n_examples=0), dict(mask_ratio=0.0), dict(chunk_mb=0.0),
-                dict(dots="loop"), dict(weight_noise=-0.1)):
+    for bad in (
+        dict(alpha=0.0),
+        dict(damping=-1.0),
+        dict(n_examples=0),
+        dict(mask_ratio=0.0),
+        dict(chunk_mb=0.0),
+        dict(dots="loop"),
+        dict(weight_noise=-0.1),
+    ):
         with pytest.raises(ValueError):
             WFisher(**bad)

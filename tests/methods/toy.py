@@ -1,12 +1,18 @@
 """Random-image loaders and a briefly fitted TinyCNN: the small setting the method tests share."""
+
 import torch
 
 from data.archs.tiny_cnn import TinyCNN
 from data.splits import make_loader
 
 
-def random_loaders(sizes: tuple[int, int, int], data_seed: int, shuffle_seed: int | None = 0,
-                   dict_batches: bool = False, batch_size: int = 32):
+def random_loaders(
+    sizes: tuple[int, int, int],
+    data_seed: int,
+    shuffle_seed: int | None = 0,
+    dict_batches: bool = False,
+    batch_size: int = 32,
+):
     """Retain, forget and validation loaders over random 3x32x32 images with 10 random labels.
 
     `sizes` gives the three splits' lengths; the loaders shuffle with seeds shuffle_seed + 0, 1, 2,
@@ -17,9 +23,17 @@ def random_loaders(sizes: tuple[int, int, int], data_seed: int, shuffle_seed: in
     x = torch.randn(n, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (n,), generator=g)
     edges = [0, sizes[0], sizes[0] + sizes[1], n]
-    return tuple(make_loader(x[a:b], y[a:b], batch_size, shuffle=True,
-                             seed=None if shuffle_seed is None else shuffle_seed + i, dict_batches=dict_batches)
-                 for i, (a, b) in enumerate(zip(edges, edges[1:])))
+    return tuple(
+        make_loader(
+            x[a:b],
+            y[a:b],
+            batch_size,
+            shuffle=True,
+            seed=None if shuffle_seed is None else shuffle_seed + i,
+            dict_batches=dict_batches,
+        )
+        for i, (a, b) in enumerate(zip(edges, edges[1:]))
+    )
 
 
 def fitted_tiny_cnn(loader, epochs: int = 1, momentum: float = 0.0) -> TinyCNN:
@@ -31,7 +45,9 @@ def fitted_tiny_cnn(loader, epochs: int = 1, momentum: float = 0.0) -> TinyCNN:
     for _ in range(epochs):
         for xb, yb in loader:
             loss = torch.nn.functional.cross_entropy(net(xb), yb)
-            opt.zero_grad(); loss.backward(); opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     return net.eval()
 
 
@@ -43,5 +59,6 @@ def count_steps(monkeypatch, module) -> list[int]:
         batches = list(batches)
         steps.append(len(batches))
         return real(net, batches, *args, **kwargs)
+
     monkeypatch.setattr(module, "train_steps", spy)
     return steps

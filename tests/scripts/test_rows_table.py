@@ -1,4 +1,5 @@
 """scripts/rows_table.py: a table from cached leaderboard rows, the newest row per method, best first."""
+
 import importlib.util
 import json
 
@@ -15,9 +16,20 @@ def _module():
 
 
 def _row(folder, method, key, written, final, ratio=0.1, status="ok"):
-    row = {"method": method, "status": status, "reason": None if status == "ok" else "boom", "final_score": final,
-           "final_ci_lo": None if final is None else final - 0.01, "final_ci_hi": None if final is None else final + 0.01, "F": 0.1, "ra_ratio": 0.9, "ta_ratio": 0.95,
-           "acc_forget": 0.5, "time_ratio": ratio, "run_key": key}
+    row = {
+        "method": method,
+        "status": status,
+        "reason": None if status == "ok" else "boom",
+        "final_score": final,
+        "final_ci_lo": None if final is None else final - 0.01,
+        "final_ci_hi": None if final is None else final + 0.01,
+        "F": 0.1,
+        "ra_ratio": 0.9,
+        "ta_ratio": 0.95,
+        "acc_forget": 0.5,
+        "time_ratio": ratio,
+        "run_key": key,
+    }
     (folder / "rows").mkdir(parents=True, exist_ok=True)
     (folder / "rows" / f"{method}-{key}.json").write_text(json.dumps({"row": row, "written": written}))
 

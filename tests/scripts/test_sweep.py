@@ -1,4 +1,5 @@
 """scripts/sweep.py: a grid over --set values gives one scored row per point."""
+
 import importlib.util
 
 import pandas as pd
@@ -29,6 +30,7 @@ def test_points_are_one_configuration_each():
 
 def test_extra_space_adds_ranges_of_the_methods_own_fields():
     import methods
+
     cls = methods.get_method("fanchuan")
     assert _sweep().extra_space(cls, ["time_factor=float:0.3:1"]) == {"time_factor": ("float", 0.3, 1.0)}
     for bad in ("nosuch=float:0:1", "time_factor=float:1:0.3", "time_factor=normal:0:1", "time_factor=0.5"):
@@ -37,9 +39,28 @@ def test_extra_space_adds_ranges_of_the_methods_own_fields():
 
 
 def test_sweep_scores_every_point(tiny_bank, home, data_root, tmp_path, capsys):
-    rc = _sweep().main(["-m", "my_method", "--preset", "tiny", "--runs", "2", "--grid", "epochs=1,2",
-                        "--set", "lr=0.01", "--out", str(tmp_path), "--home", str(home),
-                        "--data-root", str(data_root), "--bootstrap", "0"])
+    rc = _sweep().main(
+        [
+            "-m",
+            "my_method",
+            "--preset",
+            "tiny",
+            "--runs",
+            "2",
+            "--grid",
+            "epochs=1,2",
+            "--set",
+            "lr=0.01",
+            "--out",
+            str(tmp_path),
+            "--home",
+            str(home),
+            "--data-root",
+            str(data_root),
+            "--bootstrap",
+            "0",
+        ]
+    )
     assert rc == 0
     table = pd.read_csv(tmp_path / "tiny" / "my_method" / "sweep.csv")
     assert list(table["point"]) == ["epochs=1", "epochs=2"]

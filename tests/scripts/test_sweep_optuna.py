@@ -1,15 +1,20 @@
 """scripts/sweep.py --optuna: a seeded TPE search over a method's search_space, resumed from its SQLite
-study, failed trials scored 0, trials.csv and search.png written; one real trial through main.py."""
+study, failed trials scored 0, trials.csv and search.png written, bad input refused before any trial; one real
+trial through the evaluation API."""
+
 import importlib.util
 import json
 import math
 import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
 import methods
+from eval.harness import api
+from eval.harness.unlearn import MethodFailed
 from tests.conftest import ROOT
 
 SPACE = {"lr": ("log", 5e-4, 0.05), "epochs": ("int", 1, 2)}
@@ -29,46 +34,78 @@ def space(monkeypatch):
     return SPACE
 
 
-def _parse(argv):
-    sets, i = {}, argv.index("--set") + 1
-    while i < len(argv) and not argv[i].startswith("--"):
-        k, v = argv[i].split("=", 1)
-        sets[k] = v
-        i += 1
-    return argv[argv.index("--results-dir") + 1], sets
-
-
-class FakeMain:
-    """Stands in for main.main: writes a result JSON whose final score is a known function of lr;
-    `plan` maps a call number to "raise", "exit", "nan", "reject" or "interrupt"."""
+class FakeEvaluate:
+    """Stands in for api.evaluate_method: a record whose final score is a known function of lr; `calls` keeps
+    each call's --set values, forget seed and results folder; `plan` maps a call number to "raise", "fail",
+    "nan", "reject", "interrupt" or "usage"."""
 
     def __init__(self, plan=None):
         self.calls, self.plan = [], plan or {}
 
-    def __call__(self, argv):
-        self.calls.append(argv)
+    def __call__(self, method, sets, *, options, published, console):
+        assert published, "a sweep scores the published defaults under its values"
+        self.calls.append(
+            {
+                "sets": dict(t.split("=", 1) for t in sets),
+                "forget_seed": options.forget_seed,
+                "results_dir": options.results_dir,
+            }
+        )
         what = self.plan.get(len(self.calls))
         if what == "raise":
             raise RuntimeError("the method blew up")
         if what == "interrupt":
-            return 130
-        if what == "exit":
-            print("FAILED: loss is NaN", file=__import__("sys").stderr)
-            return 1
-        res_dir, sets = _parse(argv)
-        lr = float(sets["lr"])
+            raise KeyboardInterrupt
+        if what == "usage":
+            raise api.UsageError("--runs must be at least 2 (the metric compares distributions), got 1")
+        if what == "fail":
+            failed = Path(options.results_dir) / "tiny" / f"{method}.failed.json"
+            raise api.EvaluationFailed(MethodFailed(method, "loss is NaN"), failed, kept=False)
+        lr = float(self.calls[-1]["sets"]["lr"])
         score = {"nan": float("nan"), "reject": 0.0}.get(what, 0.1 - abs(math.log10(lr / 0.02)) / 10)
-        rec = {"final_score": score, "F": 0.2, "time_ratio": 0.5 if what == "reject" else 0.1,
-               "rejected": what == "reject", "ra_ratio": 1.0, "ta_ratio": 1.0, "accuracy": {"forget_unlearned": 0.6}}
-        out = ROOT / res_dir if not res_dir.startswith("/") else __import__("pathlib").Path(res_dir)
-        (out / "tiny").mkdir(parents=True, exist_ok=True)
-        (out / "tiny" / "my_method.json").write_text(json.dumps(rec))
-        return 0
+        rec = {
+            "status": "ok",
+            "final_score": score,
+            "F": 0.2,
+            "time_ratio": 0.5 if what == "reject" else 0.1,
+            "rejected": what == "reject",
+            "ra_ratio": 1.0,
+            "ta_ratio": 1.0,
+            "accuracy": {"forget_unlearned": 0.6},
+        }
+        return api.Record(method, rec, {}, Path(options.results_dir) / "tiny" / f"{method}.json")
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """`fake(plan)`: a FakeEvaluate in place of the evaluation API's evaluate_method."""
+
+    def _fake(plan=None):
+        f = FakeEvaluate(plan)
+        monkeypatch.setattr(api, "evaluate_method", f)
+        return f
+
+    return _fake
 
 
 def _run(mod, tmp_path, n, *more):
-    return mod.main(["-m", "my_method", "--preset", "tiny", "--runs", "2", "--optuna", str(n),
-                     "--out", str(tmp_path), *more])
+    return mod.main(
+        [
+            "-m",
+            "my_method",
+            "--preset",
+            "tiny",
+            "--runs",
+            "2",
+            "--optuna",
+            str(n),
+            "--out",
+            str(tmp_path),
+            "--home",
+            str(tmp_path / "home"),
+            *more,
+        ]
+    )
 
 
 def _db_trials(tmp_path):
@@ -76,19 +113,19 @@ def _db_trials(tmp_path):
         return con.execute("SELECT number, state FROM trials ORDER BY number").fetchall()
 
 
-def test_search_resumes_and_scores_failures_zero(space, tmp_path, monkeypatch, capsys):
+def test_search_resumes_and_scores_failures_zero(space, fake, tmp_path, capsys):
     mod = _sweep()
-    fake = FakeMain({2: "raise", 3: "reject", 4: "exit"})
-    monkeypatch.setattr(mod.cli, "main", fake)
+    fake = fake({2: "raise", 3: "reject", 4: "fail"})
     assert _run(mod, tmp_path, 3) == 0
     assert len(fake.calls) == 3 and _db_trials(tmp_path) == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
-    assert all(c[c.index("--forget-seed") + 1] == "1" for c in fake.calls)
-    assert _run(mod, tmp_path, 4) == 0            # N is the total: one trial is missing
+    assert all(c["forget_seed"] == 1 for c in fake.calls)
+    folder = tmp_path / "tiny" / "my_method" / "my_method-tiny-forget1-runs2"
+    assert [c["results_dir"] for c in fake.calls] == [str(folder / f"trial{i:04d}") for i in range(3)]
+    assert _run(mod, tmp_path, 4) == 0  # N is the total: one trial is missing
     assert len(fake.calls) == 4 and len(_db_trials(tmp_path)) == 4
     assert _run(mod, tmp_path, 5) == 0 and len(fake.calls) == 5
-    assert _run(mod, tmp_path, 5) == 0 and len(fake.calls) == 5    # complete: nothing to run
+    assert _run(mod, tmp_path, 5) == 0 and len(fake.calls) == 5  # complete: nothing to run
 
-    folder = tmp_path / "tiny" / "my_method" / "my_method-tiny-forget1-runs2"
     table = pd.read_csv(folder / "trials.csv")
     assert list(table["trial"]) == [0, 1, 2, 3, 4] and set(table["state"]) == {"COMPLETE"}
     assert {"lr", "epochs", "score", "F", "ratio", "rejected", "reason"} <= set(table.columns)
@@ -96,58 +133,58 @@ def test_search_resumes_and_scores_failures_zero(space, tmp_path, monkeypatch, c
     assert table.loc[2, "score"] == 0 and table.loc[2, "rejected"] and pd.isna(table.loc[2, "reason"])
     assert table.loc[3, "score"] == 0 and table.loc[3, "reason"] == "FAILED: loss is NaN"
     assert table["lr"].between(5e-4, 0.05).all() and table["epochs"].isin([1, 2]).all()
-    assert table.loc[3, "lr"] != table.loc[0, "lr"]      # a resumed sampler does not replay the first points
+    assert table.loc[3, "lr"] != table.loc[0, "lr"]  # a resumed sampler does not replay the first points
     assert (folder / "search.png").stat().st_size > 1000
 
     out = capsys.readouterr().out
     best = table.loc[table["score"].idxmax()]
-    line = out.split("reproduce: ")[-1].splitlines()[0]   # the last run's best: over all five trials
+    line = out.split("reproduce: ")[-1].splitlines()[0]  # the last run's best: over all five trials
     assert line.startswith("python main.py -m my_method --preset tiny --runs 2 --forget-seed 1 --set ")
     sets = methods.parse_overrides(methods.get_method("my_method"), line.split("--set ")[1].split())
     assert sets == {"lr": best["lr"], "epochs": best["epochs"]}
 
 
-def test_nan_score_and_fixed_values(space, tmp_path, monkeypatch):
+def test_nan_score_and_fixed_values(space, fake, tmp_path):
     mod = _sweep()
-    fake = FakeMain({1: "nan"})
-    monkeypatch.setattr(mod.cli, "main", fake)
+    fake = fake({1: "nan"})
     assert _run(mod, tmp_path, 2, "--set", "epochs=1", "--forget-seed", "3", "--sampler-seed", "7") == 0
-    assert all(_parse(c)[1]["epochs"] == "1" and "3" == c[c.index("--forget-seed") + 1] for c in fake.calls)
+    assert all(c["sets"]["epochs"] == "1" and c["forget_seed"] == 3 for c in fake.calls)
     table = pd.read_csv(tmp_path / "tiny" / "my_method" / "my_method-tiny-forget3-runs2-epochs=1" / "trials.csv")
     assert "epochs" not in table and table.loc[0, "score"] == 0 and table.loc[0, "reason"] == "final score is nan"
 
 
-def test_best_scored_on_held_out_forget_seeds(space, tmp_path, monkeypatch):
+def test_best_scored_on_held_out_forget_seeds(space, fake, tmp_path):
     mod = _sweep()
-    fake = FakeMain()
-    monkeypatch.setattr(mod.cli, "main", fake)
+    fake = fake()
     assert _run(mod, tmp_path, 1, "--score-seeds", "2", "3") == 0
-    assert [c[c.index("--forget-seed") + 1] for c in fake.calls] == ["1", "2", "3"]
-    assert _parse(fake.calls[1])[1] == _parse(fake.calls[0])[1]          # the best trial's values
+    assert [c["forget_seed"] for c in fake.calls] == [1, 2, 3]
+    assert fake.calls[1]["sets"] == fake.calls[0]["sets"]  # the best trial's values
     held = pd.read_csv(tmp_path / "tiny" / "my_method" / "my_method-tiny-forget1-runs2" / "held_out.csv")
     assert list(held["forget_seed"]) == [2, 3] and held["final_score"].notna().all()
 
 
-def test_interrupt_fails_the_trial_and_the_rerun_finishes(space, tmp_path, monkeypatch):
+def test_interrupt_fails_the_trial_and_the_rerun_finishes(space, fake, tmp_path):
     mod = _sweep()
-    fake = FakeMain({2: "interrupt"})
-    monkeypatch.setattr(mod.cli, "main", fake)
+    fake({2: "interrupt"})
     assert _run(mod, tmp_path, 3) == 130
     assert _db_trials(tmp_path) == [(0, "COMPLETE"), (1, "FAIL")]
     assert _run(mod, tmp_path, 3) == 0
     assert [s for _, s in _db_trials(tmp_path)] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
-    from eval.harness import tuning      # a killed process leaves its trial RUNNING: failed on resume
+    from eval.harness import tuning  # a killed process leaves its trial RUNNING: failed on resume
+
     tuning.open_study(tmp_path / "tiny" / "my_method" / "optuna.db", "my_method-tiny-forget1-runs2").ask()
     assert _run(mod, tmp_path, 4) == 0
     assert [s for _, s in _db_trials(tmp_path)][4:] == ["FAIL", "COMPLETE"]
 
 
-def test_refusals(space, tmp_path, monkeypatch, capsys):
+def test_refusals(space, fake, tmp_path, monkeypatch, capsys):
     mod = _sweep()
-    monkeypatch.setattr(mod.cli, "main", FakeMain())
-    for argv, match in [(["--grid", "lr=0.1"], "--optuna and --grid are exclusive"),
-                        (["--set", "lr=0.01", "epochs=1"], "has nothing to tune: --set fixes every parameter"),
-                        (["--set", "nope=1"], "unknown parameter 'nope'")]:
+    fake()
+    for argv, match in [
+        (["--grid", "lr=0.1"], "--optuna and --grid are exclusive"),
+        (["--set", "lr=0.01", "epochs=1"], "has nothing to tune: --set fixes every parameter"),
+        (["--set", "nope=1"], "unknown parameter 'nope'"),
+    ]:
         with pytest.raises(SystemExit):
             _run(mod, tmp_path, 2, *argv)
         assert match in capsys.readouterr().err
@@ -170,11 +207,32 @@ def one_thread():
 
 
 def test_one_real_trial(space, one_thread, home, data_root, tmp_path):
-    """The objective is main.py's final score (its JSON), with F and the time ratio kept (main.py builds
-    the tiny bank in the session's artifacts folder if no earlier test did)."""
+    """The objective is the record's final score (its JSON), with F and the time ratio kept (the evaluation
+    builds the tiny bank in the session's artifacts folder if no earlier test did)."""
     mod = _sweep()
-    assert mod.main(["-m", "my_method", "--preset", "tiny", "--runs", "2", "--optuna", "1", "--out", str(tmp_path),
-                     "--home", str(home), "--data-root", str(data_root), "--bootstrap", "0"]) == 0
+    assert (
+        mod.main(
+            [
+                "-m",
+                "my_method",
+                "--preset",
+                "tiny",
+                "--runs",
+                "2",
+                "--optuna",
+                "1",
+                "--out",
+                str(tmp_path),
+                "--home",
+                str(home),
+                "--data-root",
+                str(data_root),
+                "--bootstrap",
+                "0",
+            ]
+        )
+        == 0
+    )
     folder = tmp_path / "tiny" / "my_method" / "my_method-tiny-forget1-runs2"
     row = pd.read_csv(folder / "trials.csv").iloc[0]
     rec = json.loads(next((folder / "trial0000").glob("*/my_method.json")).read_text())
@@ -183,19 +241,61 @@ def test_one_real_trial(space, one_thread, home, data_root, tmp_path):
     assert row["ratio"] == pytest.approx(rec["time_ratio"]) and rec["params"]["lr"] == pytest.approx(row["lr"])
 
 
-def test_first_trial_is_the_defaults(space, tmp_path, monkeypatch, capsys):
+def test_first_trial_is_the_defaults(space, fake, tmp_path, capsys):
     mod = _sweep()
-    fake = FakeMain()
-    monkeypatch.setattr(mod.cli, "main", fake)
+    fake = fake()
     assert _run(mod, tmp_path, 2) == 0
-    assert _parse(fake.calls[0])[1] == {"lr": "0.001", "epochs": "1"}    # MyMethod's Params defaults
-    assert _parse(fake.calls[1])[1] != _parse(fake.calls[0])[1]
+    assert fake.calls[0]["sets"] == {"lr": "0.001", "epochs": "1"}  # MyMethod's Params defaults
+    assert fake.calls[1]["sets"] != fake.calls[0]["sets"]
     assert "trial 0 is the method's defaults" in capsys.readouterr().out
 
 
 def test_defaults_outside_a_narrowed_range_are_not_queued(monkeypatch):
     from eval.harness import tuning
+
     cls = methods.get_method("my_method")
     dists = tuning.distributions(cls, {"lr": ("log", 0.03, 0.05), "epochs": ("int", 1, 2)})
     assert tuning.defaults(cls, dists) is None
     assert tuning.defaults(cls, tuning.distributions(cls, SPACE)) == {"lr": 0.001, "epochs": 1}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--preset", "huge"], "unknown preset 'huge'"),
+        (["--runs", "1"], "--runs must be at least 2"),
+        (["--set", "nope=1"], "unknown parameter 'nope'"),
+        (["--score-seeds", "2", "-1"], "--forget-seed must be in [0, 2**32)"),
+        (["--bootstrap", "-1"], "--bootstrap must be >= 0"),  # a main.py flag passed on
+        (["--", "--results-dir", "elsewhere"], "a sweep passes on main.py's evaluation options only"),
+    ],
+)
+def test_bad_input_stops_the_sweep_before_any_trial_is_recorded(space, tmp_path, monkeypatch, capsys, argv, message):
+    """A usage error exits 2 with its message before the study exists: it is never a completed trial scored 0."""
+    mod = _sweep()
+    monkeypatch.setattr(api, "evaluate_method", lambda *a, **k: pytest.fail("a configuration ran"))
+    with pytest.raises(SystemExit) as e:
+        _run(mod, tmp_path, 2, *argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert not list(tmp_path.rglob("optuna.db")) and not list(tmp_path.rglob("trials.csv"))
+
+
+def test_bad_grid_point_stops_the_sweep_before_any_point_runs(tmp_path, monkeypatch, capsys):
+    mod = _sweep()
+    monkeypatch.setattr(api, "evaluate_method", lambda *a, **k: pytest.fail("a configuration ran"))
+    with pytest.raises(SystemExit) as e:
+        mod.main(["-m", "my_method", "--preset", "tiny", "--grid", "epochs=1,x", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "'epochs' expects int" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("sweep.csv"))
+
+
+def test_a_usage_error_inside_a_trial_fails_it_and_stops(space, fake, tmp_path, capsys):
+    """Should bad input get past the checks, the trial is marked FAIL (it does not count) and the sweep exits 2."""
+    mod = _sweep()
+    fake({2: "usage"})
+    with pytest.raises(SystemExit) as e:
+        _run(mod, tmp_path, 3)
+    assert e.value.code == 2 and "--runs must be at least 2" in capsys.readouterr().err
+    assert _db_trials(tmp_path) == [(0, "COMPLETE"), (1, "FAIL")]

@@ -1,4 +1,5 @@
 """The bank: real retrained models, cached by configuration and code, resumable, rebuilt when damaged."""
+
 from dataclasses import replace
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Cache keys follow the code a cache depends on: found from imports, blind to comments and docstrings."""
+
 import shutil
 
 import pytest
@@ -6,7 +7,7 @@ import pytest
 from eval.harness.fingerprint import code_fingerprint, import_closure
 from tests.conftest import ROOT
 
-BANK_CODE = ["eval.harness.bank_models", "data.archs.small_resnet"]   # the cpu bank's key
+BANK_CODE = ["eval.harness.bank_models", "data.archs.small_resnet"]  # the cpu bank's key
 
 
 @pytest.fixture
@@ -19,8 +20,14 @@ def kit(tmp_path):
 
 def test_bank_key_covers_the_model_definitions_and_training_code_found_from_imports():
     closure = import_closure(BANK_CODE)
-    for module in ("data.models", "data.archs.small_resnet", "data.splits", "methods._training", "methods._loop",
-                   "eval.outputs"):
+    for module in (
+        "data.models",
+        "data.archs.small_resnet",
+        "data.splits",
+        "methods._training",
+        "methods._loop",
+        "eval.outputs",
+    ):
         assert module in closure
     for module in ("data.archs.resnet18", "data.archs.tiny_cnn", "data.archs.airbench"):
         assert module not in closure, f"{module}: another architecture does not change this bank"
@@ -32,8 +39,11 @@ def test_comments_and_docstrings_do_not_change_the_key_code_does(kit):
     before = code_fingerprint(BANK_CODE, kit)
     models = kit / "data" / "archs" / "small_resnet.py"
     text = models.read_text()
-    models.write_text(text.replace('"""The `cpu` preset', '"""Reworded: the `cpu` preset', 1)
-                      .replace("        super().__init__()", "        super().__init__()  # a new comment", 1))
+    models.write_text(
+        text.replace('"""The `cpu` preset', '"""Reworded: the `cpu` preset', 1).replace(
+            "        super().__init__()", "        super().__init__()  # a new comment", 1
+        )
+    )
     assert code_fingerprint(BANK_CODE, kit) == before
     models.write_text(text.replace("nn.AdaptiveAvgPool2d(1)", "nn.AdaptiveMaxPool2d(1)", 1))
     assert code_fingerprint(BANK_CODE, kit) != before, "a changed model definition must invalidate its banks"

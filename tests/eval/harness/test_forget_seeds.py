@@ -1,4 +1,5 @@
 """The summary across forget sets (eval.harness.forget_seeds) from hand-made leaderboard tables: no training."""
+
 import math
 
 import numpy as np
@@ -13,8 +14,13 @@ from eval.harness.row import COLUMNS
 def _table(scores: dict, failed=()) -> pd.DataFrame:
     rows = []
     for m, s in scores.items():
-        row = {c: np.nan for c in COLUMNS} | {"method": m, "status": "ok", "reason": "", "final_score": s,
-                                             "reference": m in ("none", "retrain")}
+        row = {c: np.nan for c in COLUMNS} | {
+            "method": m,
+            "status": "ok",
+            "reason": "",
+            "final_score": s,
+            "reference": m in ("none", "retrain"),
+        }
         rows.append(row | {"normalized_score": s / scores["retrain"]})
     for m in failed:
         rows.append({c: np.nan for c in COLUMNS} | {"method": m, "status": "failed", "reason": "boom"})
@@ -23,14 +29,21 @@ def _table(scores: dict, failed=()) -> pd.DataFrame:
 
 def _board(tmp_path, seed, scores, failed=()):
     preset = get_preset("tiny").with_forget(seed=seed)
-    return {"forget_seed": seed, "table": _table(scores, failed), "dir": tmp_path / "results" / preset.tag,
-            "preset": preset, "bank": f"bank{seed}"}
+    return {
+        "forget_seed": seed,
+        "table": _table(scores, failed),
+        "dir": tmp_path / "results" / preset.tag,
+        "preset": preset,
+        "bank": f"bank{seed}",
+    }
 
 
 def test_summary_files_and_contents(tmp_path):
-    boards = [_board(tmp_path, 1, {"retrain": 0.2, "a": 0.1, "b": 0.05, "c": 0.02, "none": 0.0}),
-              _board(tmp_path, 2, {"retrain": 0.3, "b": 0.12, "a": 0.11, "none": 0.0}, failed=["c"]),
-              _board(tmp_path, 3, {"retrain": 0.25, "a": 0.1, "b": 0.05, "c": 0.02, "none": 0.0})]
+    boards = [
+        _board(tmp_path, 1, {"retrain": 0.2, "a": 0.1, "b": 0.05, "c": 0.02, "none": 0.0}),
+        _board(tmp_path, 2, {"retrain": 0.3, "b": 0.12, "a": 0.11, "none": 0.0}, failed=["c"]),
+        _board(tmp_path, 3, {"retrain": 0.25, "a": 0.1, "b": 0.05, "c": 0.02, "none": 0.0}),
+    ]
     tag = forget_seeds.summary_tag(get_preset("tiny"), [1, 2, 3])
     assert tag == "tiny-forget-seeds-1-2-3"
     assert forget_seeds.summary_tag(get_preset("tiny").with_forget(size=20), [4, 5]) == "tiny-forget-n20-seeds-4-5"
@@ -39,7 +52,7 @@ def test_summary_files_and_contents(tmp_path):
     assert (out["dir"] / "kendall_tau.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     t = pd.read_csv(out["dir"] / "summary.csv").set_index("method")
-    assert list(t.index) == ["retrain", "a", "b", "c", "none"]          # by mean final score
+    assert list(t.index) == ["retrain", "a", "b", "c", "none"]  # by mean final score
     assert t.loc["retrain", "final_score_mean"] == pytest.approx(0.25)
     assert t.loc["a", "final_score_std"] == pytest.approx(np.std([0.1, 0.11, 0.1], ddof=1))
     assert t.loc["c", "n_sets"] == 2 and math.isnan(t.loc["c", "final_score_s2"]) and t.loc["c", "failed_on"] == "s2"
@@ -70,5 +83,6 @@ def test_score_table_marks_failed_and_absent_methods_nan():
 
 def test_one_board_is_refused(tmp_path):
     with pytest.raises(ValueError, match="at least two"):
-        forget_seeds.write_summary([_board(tmp_path, 1, {"retrain": 0.2, "none": 0.0})], tmp_path,
-                                   preset=get_preset("tiny"))
+        forget_seeds.write_summary(
+            [_board(tmp_path, 1, {"retrain": 0.2, "none": 0.0})], tmp_path, preset=get_preset("tiny")
+        )

@@ -1,4 +1,5 @@
 """The local leaderboard on the tiny preset: files, CSV schema, cached rows, a failing method."""
+
 import io
 import math
 
@@ -32,13 +33,15 @@ def _register_failing():
 
         def run(self, net, retain_loader, forget_loader, val_loader):
             import sys
+
             sys.exit("bye")
 
 
 def _small() -> dict:
     """The methods' own small test settings (as in the contract test), to keep this test quick."""
-    return {k: cls.test_overrides() for k, cls in methods.all_method_handlers().items()
-            if hasattr(cls, "test_overrides")}
+    return {
+        k: cls.test_overrides() for k, cls in methods.all_method_handlers().items() if hasattr(cls, "test_overrides")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +51,9 @@ def first(tiny_splits, tiny_bank, tmp_path_factory):
     _register_failing()
     try:
         names = methods.available_methods()
-        out = leaderboard.run_leaderboard(names, get_preset("tiny"), tiny_splits, tiny_bank,
-                                          results_dir=results, bootstrap=5, overrides=_small())
+        out = leaderboard.run_leaderboard(
+            names, get_preset("tiny"), tiny_splits, tiny_bank, results_dir=results, bootstrap=5, overrides=_small()
+        )
     finally:
         unregister(FAIL_KEY)
         unregister(EXIT_KEY)
@@ -76,9 +80,29 @@ def test_csv_schema_and_reference_rows(first):
     assert set(t["status"]) <= {"ok", "failed"}
     ok = t[t["status"] == "ok"].set_index("method")
     assert {"none", "retrain", "my_method"} <= set(ok.index)
-    for col in ("final_score", "score", "F", "ra_ratio", "ta_ratio", "acc_forget", "forget_gap", "tow",
-                "tow_mia", "mia", "runtime_s", "time_ratio", "final_ci_lo", "final_ci_hi", "retrain_time_s",
-                "manifest_retrain_time_s", "manifest_time_ratio", "ulira_acc", "klom_p50", "klom_p95", "klom_p99"):
+    for col in (
+        "final_score",
+        "score",
+        "F",
+        "ra_ratio",
+        "ta_ratio",
+        "acc_forget",
+        "forget_gap",
+        "tow",
+        "tow_mia",
+        "mia",
+        "runtime_s",
+        "time_ratio",
+        "final_ci_lo",
+        "final_ci_hi",
+        "retrain_time_s",
+        "manifest_retrain_time_s",
+        "manifest_time_ratio",
+        "ulira_acc",
+        "klom_p50",
+        "klom_p95",
+        "klom_p99",
+    ):
         assert np.isfinite(ok[col].astype(float)).all(), col
     assert ((ok["ulira_acc"] >= 0) & (ok["ulira_acc"] <= 1) & (ok["klom_p50"] >= 0)).all()
     # identical runs are told apart from retraining; retraining itself is not (3 runs vs 4 models)
@@ -94,7 +118,7 @@ def test_csv_schema_and_reference_rows(first):
     assert (ok["n_runs"] == 3).all() and (ok["n_retrained"] == 4).all()
     # sorted by final score, failed rows last
     assert list(t["final_score"][: len(ok)]) == sorted(ok["final_score"], reverse=True)
-    assert (t["status"][len(ok):] == "failed").all()
+    assert (t["status"][len(ok) :] == "failed").all()
 
 
 def test_failing_method_reported_others_finish(first):
@@ -128,19 +152,27 @@ def test_cached_rows_reused_and_keyed_by_params(first, tiny_splits, tiny_bank, m
     monkeypatch.setattr(runs, "run_once", no_runs)
     # `none` and `retrain` are added even when not named
     names = [m for m in ok if m not in leaderboard.REFERENCES]
-    again = leaderboard.run_leaderboard(names, get_preset("tiny"), tiny_splits, tiny_bank,
-                                        results_dir=folder.parent, bootstrap=5, overrides=_small())
+    again = leaderboard.run_leaderboard(
+        names, get_preset("tiny"), tiny_splits, tiny_bank, results_dir=folder.parent, bootstrap=5, overrides=_small()
+    )
     assert calls == []
     t2 = again["table"]
     assert sorted(t2["method"]) == sorted(ok) and (t2["status"] == "ok").all() and t2["cached"].all()
     first_scores = t.set_index("method").loc[ok, ["final_score", "F", "mia", "tow"]]
-    pd.testing.assert_frame_equal(t2.set_index("method").loc[ok, ["final_score", "F", "mia", "tow"]],
-                                  first_scores, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        t2.set_index("method").loc[ok, ["final_score", "F", "mia", "tow"]], first_scores, check_dtype=False
+    )
 
     # changed hyperparameters are a different key: the method runs again (and here fails, reported)
-    third = leaderboard.run_leaderboard(["my_method"], get_preset("tiny"), tiny_splits, tiny_bank,
-                                        results_dir=folder.parent, bootstrap=5,
-                                        overrides={"my_method": {"epochs": 2}})
+    third = leaderboard.run_leaderboard(
+        ["my_method"],
+        get_preset("tiny"),
+        tiny_splits,
+        tiny_bank,
+        results_dir=folder.parent,
+        bootstrap=5,
+        overrides={"my_method": {"epochs": 2}},
+    )
     assert calls == ["my_method"]
     row = third["table"].set_index("method").loc["my_method"]
     assert row["status"] == "failed" and "run_once called" in row["reason"]
@@ -155,4 +187,5 @@ def test_normalized_scores_nan_safe():
 
 def test_every_metric_has_its_explanation():
     from eval.scoring import METRICS
+
     assert set(leaderboard.F_TEXT) == set(leaderboard.BOOTSTRAP_TEXT) == set(METRICS)

@@ -1,4 +1,5 @@
 """The test phase: the Kaggle-faithful tiny preset, its input tree, the notebook's self-check, and --rehearse."""
+
 import json
 import os
 
@@ -16,8 +17,11 @@ def test_kaggle_tiny_bank_follows_the_organizers_recipe(kaggle_tiny):
     preset, splits, bank = kaggle_tiny
     assert not preset.normalize and preset.dict_batches and preset.batch_size == 64
     assert preset.recipe.optimizer == "adam" and preset.recipe.class_weighted and preset.recipe.best_from_epoch == 1
-    assert splits.retain_x.max() > 200 and splits.retain_x.min() >= 0 and torch.equal(splits.retain_x,
-                                                                                     splits.retain_x.round())
+    assert (
+        splits.retain_x.max() > 200
+        and splits.retain_x.min() >= 0
+        and torch.equal(splits.retain_x, splits.retain_x.round())
+    )
     assert len(splits.forget_y) == 20, "2% of 1,000 images"
     net = bank.load("original")
     assert isinstance(net, type(resnet18())) and net.fc.out_features == 10
@@ -33,11 +37,12 @@ def test_input_tree_matches_the_competition_layout(kaggle_tiny):
     assert all(list(t.columns) == ["image_id", "age_group", "age", "person_id"] for t in tables.values())
     assert [len(tables[s]) for s in ("retain", "forget", "validation")] == [980, 20, 200]
     from torchvision.io import read_image
+
     first = tables["forget"].iloc[0]
     a, b = first["image_id"].split("-")
     assert torch.equal(read_image(str(root / "images" / a / f"{b}.png")).float(), splits.forget_x[0])
     state = torch.load(root / "original_model.pth", weights_only=True)
-    resnet18(weights=None, num_classes=10).load_state_dict(state)   # what the template does
+    resnet18(weights=None, num_classes=10).load_state_dict(state)  # what the template does
     assert rehearsal.write_input_tree(preset, splits, bank) == root, "reused"
 
 
@@ -45,7 +50,7 @@ def test_the_notebook_stops_on_a_diverging_method(kaggle_tiny, tmp_path):
     """A method whose checkpoints are NaN never reaches submission.zip: the notebook names the run."""
     preset, splits, bank = kaggle_tiny
     root = rehearsal.write_input_tree(preset, splits, bank)
-    nb = nu.build_notebook("my_method", {"lr": 1e30, "epochs": 1, "max_update": 0.0})   # uncapped: diverges
+    nb = nu.build_notebook("my_method", {"lr": 1e30, "epochs": 1, "max_update": 0.0})  # uncapped: diverges
     with pytest.raises(nu.NotebookFailed, match="run 0: the unlearned model has non-finite weights") as info:
         nu.execute_notebook(nb, root, tmp_path / "tmp", tmp_path / "working", n_checkpoints=2)
     assert info.value.cell == "submission"
@@ -64,10 +69,29 @@ def test_the_notebook_stops_on_a_method_whose_runs_are_identical(kaggle_tiny, tm
 
 
 def _rehearse(home, data_root, tmp_path, *args):
-    return cli.main(["-p", "test", "--rehearse", "--preset", "kaggle-tiny", "--checkpoints", "3", "--quiet",
-                     "--bootstrap", "10", "--home", str(home), "--data-root", str(data_root),
-                     "--results-dir", str(tmp_path / "results"), "--submissions-dir", str(tmp_path / "subs"),
-                     *args])
+    return cli.main(
+        [
+            "-p",
+            "test",
+            "--rehearse",
+            "--preset",
+            "kaggle-tiny",
+            "--checkpoints",
+            "3",
+            "--quiet",
+            "--bootstrap",
+            "10",
+            "--home",
+            str(home),
+            "--data-root",
+            str(data_root),
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--submissions-dir",
+            str(tmp_path / "subs"),
+            *args,
+        ]
+    )
 
 
 def test_intervals_agree_at_the_scores_resolution():
@@ -104,6 +128,19 @@ def test_rehearsal_reports_identical_checkpoints(kaggle_tiny, home, data_root, t
 
 def test_rehearsal_needs_a_test_phase_preset(home, data_root, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        cli.main(["-m", "my_method", "-p", "test", "--rehearse", "--preset", "tiny", "--home", str(home),
-                  "--data-root", str(data_root)])
+        cli.main(
+            [
+                "-m",
+                "my_method",
+                "-p",
+                "test",
+                "--rehearse",
+                "--preset",
+                "tiny",
+                "--home",
+                str(home),
+                "--data-root",
+                str(data_root),
+            ]
+        )
     assert "--rehearse needs a test-phase preset" in capsys.readouterr().err
