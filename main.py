@@ -41,7 +41,7 @@ def get_args_parser(add_help: bool = True, prog: str | None = None) -> argparse.
     a("--seed", type=int, default=0, help="base seed of the runs' seed tree, in [0, 2**63) (default 0)")
     a("--runs", type=int, help="unlearning runs (default: the preset's)")
     a("--retrained", type=int, help="retrained models in the bank (default: the preset's)")
-    fg = p.add_argument_group("forget set (default: the preset's, a random 10%%; each choice is its own bank)")
+    fg = p.add_argument_group("forget set (default: the preset's, a random 10%; each choice is its own bank)")
     f = fg.add_argument
     f("--forget-seed", type=int, help="seed of the random forget draw (default: 1)")
     f(

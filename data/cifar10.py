@@ -2,7 +2,7 @@
 
 The root is `--data-root`, else `$UNLEARN_DATA`, else `./data`. A missing copy is downloaded with
 torchvision (real users have internet). A copy whose checksums differ from the official archive
-(such as the JPEG-recompressed offline copy in `../shared/cifar10`) loads with a one-line warning:
+(an offline copy, e.g. JPEG-recompressed) loads with a one-line warning:
 torchvision's own loader rejects such a copy, so the pickles are read directly.
 """
 

@@ -9,7 +9,7 @@ Dev phase (the starting kit's CIFAR-10 setting: normalized images, tuple batches
               on all 50,000 images, the same recipe for the original and every retrained model
 
 Test phase, as the organizers trained the models a submission meets (google-deepmind/
-unlearning_evaluation `train_lib.py`, `surf.py`; competition.md §1.8): torchvision ResNet-18, float
+unlearning_evaluation `train_lib.py`, `surf.py`): torchvision ResNet-18, float
 images in 0-255 (not normalized), Adam lr 1e-4, weight decay 5e-3, cosine schedule, class-weighted
 cross-entropy, the best-validation checkpoint (retrained models: from epoch 20 of 30 on; the
 original: any epoch), a 2% forget set, dict batches {"image", "age_group"} of 64. CASIA-SURF faces
@@ -28,7 +28,8 @@ the other common protocol). `with_forget` changes it (`--forget-seed`, `--forget
 examples by how memorized they are instead (`--forget-set mem-high|mem-mid|mem-low|mem-mix`, RUM's
 protocol, Zhao et al. 2024): the evaluator estimates each training example's memorization with
 `mem_models` half-subset models (Feldman & Zhang 2020; `eval/harness/memorization.py`) and forgets
-the `forget_frac` (or `forget_size`) most, least, or closest-to-0.5 memorized (baselines.md §2).
+the `forget_frac` (or `forget_size`) most, least, or closest-to-0.5 memorized (kairanzhao/RUM
+`main_forget.py`).
 """
 
 from dataclasses import dataclass, replace

@@ -6,8 +6,8 @@ arXiv 2008.03703): K models, each trained on a random subset of the training set
     mem(i) = P(h(x_i) = y_i | i in h's training data) − P(h(x_i) = y_i | i not in it),
 
 estimated by the fraction of correct predictions among the models that did and did not train on i.
-RUM's forget sets (Zhao et al., NeurIPS 2024, arXiv 2406.01257; baselines.md §2): with N examples to
-forget, `high` = the N largest scores, `low` = the N smallest, `mid` = the N closest to 0.5, and
+RUM's forget sets (Zhao et al., NeurIPS 2024, arXiv 2406.01257; kairanzhao/RUM `main_forget.py`): with
+N examples to forget, `high` = the N largest scores, `low` = the N smallest, `mid` = the N closest to 0.5, and
 `mix` = N/3 of each (the first N/3 of high, the first N/3 of mid, the last N/3 of low). Ties are
 broken by index, so a selection is a function of the scores alone. Decision: `mix` takes its three
 thirds without repeats (high first, then mid, then low, each skipping what is taken), which RUM's

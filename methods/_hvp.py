@@ -8,7 +8,8 @@
     "jvp"     forward-over-reverse with torch.func: jvp(grad(f)) over `functional_call`, a forward
               plus a backward with dual numbers per product, and no graph kept between products.
   BatchNorm runs in eval mode while the loss is evaluated, so the running statistics are read, never
-  updated, however many products CG asks for (sibl_pdu.md defect 7); train/eval flags are restored.
+  updated, however many products CG asks for (the released SIBL code, OpenUnlearning PR #159, ran them in
+  train mode and so updated the statistics at every CG iteration); train/eval flags are restored.
 - `conjugate_gradient(matvec, b, max_iter, tol)` solves A x = b for a symmetric positive-definite A
   given as a function, stops when ||r|| <= tol·||b|| or after `max_iter` products, stops early on
   non-positive curvature (A not SPD along a search direction), and reports iterations, the final

@@ -22,8 +22,8 @@ def cross_entropy(
 ) -> torch.Tensor:
     """Batch-mean cross-entropy; with `example_weights` (b,), (1/b)·Σ_i w_i·CE_i.
 
-    The weighted form divides by the batch size, not by Σ w (the class-weighted entry of design-methods.md:
-    per-example weights
+    The weighted form divides by the batch size, not by Σ w (Seif's NeurIPS 2023 Machine Unlearning
+    Challenge entry as the competition report, arXiv 2406.09073, summarizes it: per-example weights
     "averaged over the batch", in effect a batch-dependent learning rate).
     """
     if example_weights is None:
@@ -47,7 +47,8 @@ def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor, reduction: str 
     """½[KL(p_a‖p_b) + KL(p_b‖p_a)] = ½ Σ_c (p_a − p_b)(log p_a − log p_b) per example.
 
     `reduction` "mean" (scalar) or "none" (shape (b,)). Used by RUM's `ho_ret` memorization proxy and
-    a design-methods.md entry (CE + symmetric KL to the original model); detach either side as needed.
+    by the Amnesiacs' NeurIPS 2023 Machine Unlearning Challenge entry as the competition report (arXiv
+    2406.09073) summarizes it (CE + symmetric KL to the original model); detach either side as needed.
     """
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
@@ -68,7 +69,11 @@ def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def entropy_matching(logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.Tensor:
-    """MSE(H(f(x)), H(f0(x))) between prediction entropies (a design-methods.md entry); the reference is detached."""
+    """MSE(H(f(x)), H(f0(x))) between prediction entropies; the reference is detached.
+
+    From Sebastian Oleszko's NeurIPS 2023 Machine Unlearning Challenge entry (`sebastian`; Kaggle
+    write-up: the competition's discussion 459148).
+    """
     return F.mse_loss(prediction_entropy(logits), prediction_entropy(reference_logits.detach()))
 
 

@@ -6,10 +6,11 @@ gradients), and after it every masked-out entry is copied back from a snapshot t
 construction and the optimizer state shaped like the parameter (momentum_buffer, exp_avg,
 exp_avg_sq, max_exp_avg_sq, ...) is zeroed there, which also cancels coupled (SGD, Adam) and
 decoupled (AdamW) weight decay. This is SalUn's fix a6e89fd ("Fix weight decay (#33)",
-`_restore_masked_params` in Classification/unlearn/RL.py) generalised, and the project's decision for
-baselines.md §6 defects 3, 4 and 7 (gradient masking alone lets weight decay and momentum move
-frozen weights; masks must act before the step). Param groups, state and defaults are shared with
-the base (the davda54/sam pattern), so LR schedulers can be built on the wrapper.
+`_restore_masked_params` in Classification/unlearn/RL.py) generalised. It fixes what the RUM and
+sharp-unlearn releases get wrong: gradient masking alone lets weight decay and momentum move frozen
+weights; sharp-unlearn's Sharp MinMax forget step masks only the second SAM gradient, and its GA+SAM
+masks after the step (no effect); masks must act before the step. Param groups, state and defaults
+are shared with the base (the davda54/sam pattern), so LR schedulers can be built on the wrapper.
 Imports only torch and project method modules.
 """
 

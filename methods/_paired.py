@@ -1,8 +1,8 @@
 """Retain batches paired with forget batches, and the NegGrad+ loss on such a pair.
 
-NegGrad+ (baselines.md §3.5; sharp-unlearn `unlearn/neggrad.py`, SCRUB's `train_negrad`) and Sharp
-MinMax (§3.12) step over `zip(retain_loader, cycle(forget_loader))`: one retain batch with the next
-forget batch, so an epoch is |R|/batch steps and the forget set is seen |R|/|F| times per epoch.
+NegGrad+ (sharp-unlearn `unlearn/neggrad.py`, SCRUB's `train_negrad`) and Sharp MinMax (`sharp_minmax`)
+step over `zip(retain_loader, cycle(forget_loader))`: one retain batch with the next forget batch, so an
+epoch is |R|/batch steps and the forget set is seen |R|/|F| times per epoch.
 `itertools.cycle` stores its first pass and replays it, so the forget batches would repeat in the
 same order; `PairedBatches` instead re-iterates the forget loader (`_common.cycle`), reshuffled from
 the method's generator on every pass, and draws the retain order from it too (`reshuffled`).

@@ -1,6 +1,7 @@
 """Partial training: layers chosen by module type, training only some of them, and fractions of an epoch.
 
-The NeurIPS 2023 entries of design-methods.md reset "the first conv and the fc layer" (`amnesiacs`),
+The NeurIPS 2023 Machine Unlearning Challenge (Kaggle) entries, as the competition report summarizes them
+(Triantafillou et al. 2024, arXiv 2406.09073), reset "the first conv and the fc layer" (`amnesiacs`),
 "the fc layer" and fine-tune "a random subset of layers (not BatchNorm)" (`sun`), or reset "a random
 subset of layers" (`forget`). Layers are chosen by module type, never by attribute name, so one method
 runs on the cpu preset's SmallResNet (`stem.0`, `layer1.conv1`, ..., `fc`), the tests' TinyCNN

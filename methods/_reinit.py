@@ -2,8 +2,8 @@
 
 - `reset_all(net, seed)`: the whole network, as `reset_weights` in methods/_training.py did (retrain).
 - `reinit_modules(net, select, generator)`: chosen layers, every module inside a chosen container
-  included (competition entries in design-methods.md reset the first conv and the fc layer, the fc
-  layer alone, or random layers).
+  included (entries to the NeurIPS 2023 Machine Unlearning Challenge on Kaggle reset the first conv and
+  the fc layer (Amnesiacs), the fc layer alone (Sun), or random layers (Kyungpook/LG's "Forget")).
 - `reinit_entries(net, masks, generator)`: chosen entries of parameters (low-saliency or low-norm
   weights), each drawn from a reset copy of the parameter's owning module.
 All draws happen inside torch.random.fork_rng, seeded from `seed` or from one draw of `generator`,

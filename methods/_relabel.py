@@ -6,7 +6,7 @@ example's label by one drawn uniformly from 0..C−1 (it may equal the true one,
 every epoch). Tuple samples get a new second element, dict samples (Kaggle) a new `age_group`; the
 label keeps the type of the original one (a tensor of its dtype, or an int) so the default collate
 function can stack relabelled and retain samples together. C is read from the network by the caller
-(`_common.num_classes`): the project relabels on any dataset (baselines.md §6 defect 5; RUM relabels
+(`_common.num_classes`): the project relabels on any dataset (RUM's released code relabels
 only for CIFAR-10/SVHN).
 
 `loader_over(dataset, like, generator)` is a shuffled DataLoader over any dataset with `like`'s batch

@@ -1,12 +1,13 @@
 """Gradient saliency and the SalUn weight-saliency mask (SalUn, Fan et al., ICLR 2024, arXiv 2310.12508).
 
-Follows `Classification/generate_mask.py` at OPTML-Group/Unlearn-Saliency HEAD (baselines.md §3.9):
+Follows `Classification/generate_mask.py` at OPTML-Group/Unlearn-Saliency HEAD:
 with the model in eval mode, sum the batch gradients of the forget loss (SalUn: −CE on the forget
 set, passed in by the caller), take |·|, and keep the top ⌊r·P⌋ entries ranked globally over all
-parameters. Deviations and decisions: no optimizer step and no .grad is touched (RUM's copy steps,
-§6 defect 2), so weights and BN buffers stay bit-identical; the mask keeps the LARGEST scores (the
-released RUM and sharp-unlearn copies keep the smallest, §6 defect 1); a per-tensor scope and a
-sum-of-|g| reduction are offered as options. Imports only torch and project method modules.
+parameters. Deviations and decisions: no optimizer step and no .grad is touched (RUM's copy of the
+script takes SGD steps while it accumulates), so weights and BN buffers stay bit-identical; the mask
+keeps the LARGEST scores (the released RUM and sharp-unlearn copies sort ascending without SalUn's
+negation and keep the smallest); a per-tensor scope and a sum-of-|g| reduction are offered as options.
+Imports only torch and project method modules.
 """
 
 import math

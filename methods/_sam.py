@@ -1,4 +1,4 @@
-"""SAM / ASAM as an optimizer wrapper, with the sharp-unlearn min/max variant (baselines.md §3.11).
+"""SAM / ASAM as an optimizer wrapper, with the sharp-unlearn min/max variant.
 
 SAM: Foret et al. 2021, arXiv 2010.01412; ASAM: Kwon et al. 2021, arXiv 2102.11600; the wrapper
 follows davda54/sam as copied into sharp-unlearn (HaoranTang/sharp-unlearn, sam/sam.py#L22-L95).

@@ -1,9 +1,10 @@
 """The frozen original model ("teacher"): a snapshot of the network at the entry of `run()`.
 
-SCRUB (meghdadk/SCRUB) and the NeurIPS 2023 distillation entries (design-methods.md) compare the
-student with θ₀. The project contract (baselines.md §1, §3.6) asks for a deep copy taken at entry,
-kept in eval mode and never in an optimizer (its parameters have requires_grad False, so it cannot
-drift even if passed to one by mistake). Imports only the standard library and torch.
+SCRUB (meghdadk/SCRUB) and the distillation entries to the NeurIPS 2023 Machine Unlearning Challenge
+(Kaggle; `amnesiacs`, `forget`) compare the student with θ₀. A method sees only what `run()` receives,
+so the kit's contract asks for a deep copy taken at entry, kept in eval mode and never in an optimizer
+(its parameters have requires_grad False, so it cannot drift even if passed to one by mistake). Imports
+only the standard library and torch.
 """
 
 import copy

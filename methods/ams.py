@@ -1,10 +1,10 @@
 """`ams`: adaptive multi-step saliency unlearning, for forget requests that arrive over time.
 
-Source: a research idea of the project's design documents (design-methods.md, "Research ideas in the
-design documents": keep a saliency map of the weights most tied to the forgotten data and update it
-gradually with each new request instead of recomputing it; fine-tune only the selected weights; after
-each step check the outputs to confirm the request's data no longer shows). A sketch, not a paper:
-every choice below is ours. Blocks: `_saliency` (SalUn's per-request score, baselines.md §3.9),
+Source: the kit's own method (origin "ours"), not a paper. Keep a saliency map of the weights most
+tied to the forgotten data (SalUn's gradient saliency, Fan et al., ICLR 2024, arXiv 2310.12508) and
+update it gradually with each new request instead of recomputing it; fine-tune only the selected
+weights; after each step check the outputs to confirm the request's data no longer shows. Every choice
+below is ours. Blocks: `_saliency` (SalUn's per-request score),
 `_requests` (request streams, `RunningSaliency`, `accuracy_gap`), `_masked.MaskedOptimizer`,
 `_paired` (NegGrad+), `_loop.train_steps`, `_noise.entry_noise_`.
 

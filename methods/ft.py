@@ -1,6 +1,6 @@
 """`ft`: fine-tune on the retain set with cross-entropy, the RUM / sharp-unlearn FT baseline.
 
-Method (baselines.md §3.2; HaoranTang/sharp-unlearn `unlearn/FT.py`, kairanzhao/RUM `unlearn/FT.py`):
+Method (HaoranTang/sharp-unlearn `unlearn/FT.py`, kairanzhao/RUM `unlearn/FT.py`):
 minimise CE on the retain set R for E epochs with no forget term; the forget set is forgotten only
 through catastrophic forgetting. No paper of its own; it is the FT row of "What makes unlearning hard
 and what to do about it" (Zhao et al., NeurIPS 2024, arXiv 2406.01257) and of "Sharpness-Aware Machine

@@ -2,8 +2,7 @@
 
 Paper: Jia, Liu, Ram, Yao, Liu, Liu, Sharma, Liu, "Model Sparsity Can Simplify Machine Unlearning",
 NeurIPS 2023, arXiv 2304.04934 (the ℓ1-sparse unlearning it introduces); code as ported in
-HaoranTang/sharp-unlearn `unlearn/FT.py` (`FT_l1`, `FT_prune`) and kairanzhao/RUM `unlearn/FT.py`
-(baselines.md §3.3).
+HaoranTang/sharp-unlearn `unlearn/FT.py` (`FT_l1`, `FT_prune`) and kairanzhao/RUM `unlearn/FT.py`.
 
 Method. E epochs on the retain set R with loss CE(R batch) + α_e·‖θ‖₁, where ‖θ‖₁ is the plain sum
 of |θ| over every parameter (conv, BN and fc), and α_e = α·(1 − e/(E − no_l1_epochs)) for epochs
@@ -15,7 +14,7 @@ moves the weights off the solution the forget set shaped, and the CE term repair
 α. The penalty is an unnormalised sum, so its size in the loss grows with the parameter count
 (~3,300 on the cpu preset's 78k-parameter ResNet, ~11.2M parameters on ResNet-18), but its gradient per
 entry is α·sign(θ) whatever the model: per step an entry moves lr·α towards 0 (before momentum). The
-released defaults (α 0.2 in RUM/SalUn, 0.99 in sharp-unlearn) are not inherited (§6 defect 8; the
+released defaults (α 0.2 in RUM/SalUn, 0.99 in sharp-unlearn) are not inherited (the
 RUM README's tuned value is unpublished): the default here is an explicit α = 5e-4; it is the
 shrink per entry per unit of learning rate, so it transfers across model sizes as a rate, not as a
 loss value. No step cap, as released (`--set max_update=...` adds the kit's per-tensor cap, which

@@ -1,12 +1,13 @@
 """`ftsu`: federated targeted saliency unlearning, a retain-preserving linear removal step, impair, masked repair.
 
-Source: a research idea of the project's design documents (design-methods.md, "Research ideas in the
-design documents": for a model trained by federated learning, the server keeps a limited set of recent
-client gradients; unlearning combines a gradient-saliency map with a certified-style linear
-approximation of the forget data's contribution, in the spirit of "Forgettable Federated Linear
-Learning" (Jin et al., arXiv 2306.02216), an impair step on the forget set and a brief localized repair
-on the retain set, with no further client interaction). A sketch, not a paper: every choice below is
-ours. Blocks: `_federated` (client split, server buffer, orthogonal direction), `_saliency.saliency_mask`,
+Source: the kit's own method (origin "ours"), not a paper. For a model trained by federated learning,
+the server keeps a limited set of recent client gradients; unlearning combines a gradient-saliency map
+(SalUn, Fan et al., ICLR 2024, arXiv 2310.12508) with a certified-style linear approximation of the
+forget data's contribution, in the spirit of "Forgettable Federated Linear Learning" (Jin et al., arXiv
+2306.02216), an impair step on the forget set and a brief localized repair on the retain set (UNSIR's
+impair-repair: Tarun, Chundawat, Mandal, Kankanhalli, "Fast Yet Effective Machine Unlearning", IEEE
+TNNLS 2023, arXiv 2111.08947), with no further client interaction. Every choice below is ours.
+Blocks: `_federated` (client split, server buffer, orthogonal direction), `_saliency.saliency_mask`,
 `_masked.MaskedOptimizer`, `_relabel` (random labels), `_loop.train_steps`, `_noise.entry_noise_`,
 `_trust.step_reference`.
 

@@ -1,6 +1,6 @@
 """`ga`: NegGrad, gradient ascent on the forget-set cross-entropy (the GA baseline).
 
-Method (baselines.md §3.4; HaoranTang/sharp-unlearn `unlearn/GA.py`, kairanzhao/RUM `unlearn/GA.py`):
+Method (HaoranTang/sharp-unlearn `unlearn/GA.py`, kairanzhao/RUM `unlearn/GA.py`):
 iterate over the forget loader only and minimise −CE(F), i.e. ascend the forget loss, for E epochs with
 SGD (momentum 0.9, weight decay 5e-4) at a constant learning rate. No paper of its own; it is the
 NegGrad / GA row of "What makes unlearning hard and what to do about it" (Zhao et al., NeurIPS 2024,
@@ -20,7 +20,7 @@ Deviations and choices:
   `--set init_noise=0.01` adds Gaussian weight noise of 1% of each conv/linear weight's std at entry
   (a kit option, off by default), for a forget set too small for its order to vary.
 - Views are drawn once per batch, outside the step, so SAM's two passes see the same images;
-  `--set sam=min rho=...` gives sharp-unlearn's GA+SAM (applied to −CE(F); §3.11).
+  `--set sam=min rho=...` gives sharp-unlearn's GA+SAM (applied to −CE(F); `_sam`).
 """
 
 from dataclasses import dataclass

@@ -1,11 +1,13 @@
 """`hirs`: hierarchical impair-repair: a linear logit filtration of the final layer, then a masked retain repair.
 
-Source: a research idea of the project's design documents (design-methods.md, "Research ideas in the
-design documents": impair by a fast linear filtration at the logit layer that removes the forget set's
-pattern, in the spirit of Baumhauer, Schöttle & Zeppelzauer, "Machine unlearning: linear filtration for
-logit-based classifiers", Machine Learning 111, 2022, arXiv 2002.02730; repair by fine-tuning on the
-retain set only the parameters a gradient-saliency map links to the forget set). A sketch, not a paper:
-every choice below is ours. Blocks: `_saliency` (SalUn's map, baselines.md §3.9), `_masked`,
+Source: the kit's own method (origin "ours"), not a paper. Impair by a fast linear filtration at the
+logit layer that removes the forget set's pattern, in the spirit of Baumhauer, Schöttle & Zeppelzauer,
+"Machine unlearning: linear filtration for logit-based classifiers", Machine Learning 111, 2022, arXiv
+2002.02730; repair by fine-tuning on the retain set only the parameters that a gradient-saliency map
+(SalUn, Fan et al., ICLR 2024, arXiv 2310.12508) links to the forget set; the impair-repair pair follows
+UNSIR (Tarun, Chundawat, Mandal, Kankanhalli, "Fast Yet Effective Machine Unlearning", IEEE TNNLS 2023,
+arXiv 2111.08947). Every choice below is ours.
+Blocks: `_saliency` (SalUn's map), `_masked`,
 `_loop.train_steps`, `_noise.entry_noise_`, `_entry.loader_statistics`.
 
 Algorithm.

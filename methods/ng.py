@@ -1,6 +1,6 @@
 """`ng`: NegGrad+, descent on the retain loss and ascent on the forget loss in one objective.
 
-Method (baselines.md §3.5; HaoranTang/sharp-unlearn `unlearn/neggrad.py`, kairanzhao/RUM, SCRUB's
+Method (HaoranTang/sharp-unlearn `unlearn/neggrad.py`, kairanzhao/RUM, SCRUB's
 `train_negrad` in meghdadk/SCRUB `thirdparty/repdistiller/helper/loops.py`): every step pairs a retain
 batch B_r with the next forget batch B_f and descends L = α·CE(B_r) − (1−α)·CE(B_f), SGD (momentum 0.9,
 weight decay 5e-4) at a constant learning rate. From "Towards Unbounded Machine Unlearning" (Kurmanji,

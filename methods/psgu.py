@@ -1,11 +1,12 @@
 """`psgu`: progressive saliency-guided unlearning, short masked impair-repair rounds with an adaptive stop.
 
-Source: a research idea of the project's design documents (design-methods.md, "Research ideas in the
-design documents": unlearn in several short rounds; each round estimates the weights that matter most
-for the forget set by gradient saliency as in SalUn, adjusts only those, then a restrained rehearsal
-fine-tune on the retain set with the same selective gradients; an adaptive policy stops as soon as
-the forget set looks unseen, or at a round budget). A sketch, not a paper: every choice below is ours.
-Blocks: `_saliency` (SalUn's map, baselines.md §3.9), `_masked.MaskedOptimizer`, `_paired` (NegGrad+),
+Source: the kit's own method (origin "ours"), not a paper. Unlearn in several short rounds; each round
+estimates the weights that matter most for the forget set by gradient saliency as in SalUn (Fan et al.,
+ICLR 2024, arXiv 2310.12508), adjusts only those, then a restrained rehearsal fine-tune on the retain set
+with the same selective gradients (impair and repair as in UNSIR: Tarun, Chundawat, Mandal, Kankanhalli,
+"Fast Yet Effective Machine Unlearning", IEEE TNNLS 2023, arXiv 2111.08947); an adaptive policy stops as
+soon as the forget set looks unseen, or at a round budget. Every choice below is ours.
+Blocks: `_saliency` (SalUn's map), `_masked.MaskedOptimizer`, `_paired` (NegGrad+),
 `_loop.train_steps`, `_noise.entry_noise_`, `_entry.loader_statistics`.
 
 Algorithm. At entry, `signal_batches` forget and validation batches (drawn from the method's seed) are

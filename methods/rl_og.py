@@ -2,7 +2,7 @@
 
 Paper: the random-label baseline of Golatkar, Achille, Soatto, "Eternal Sunshine of the Spotless Net:
 Selective Forgetting in Deep Networks", CVPR 2020, arXiv 1911.04933, in the form of HaoranTang/
-sharp-unlearn `unlearn/RL_original.py` (= kairanzhao/RUM's; baselines.md §3.8), used as a baseline by
+sharp-unlearn `unlearn/RL_original.py` (= kairanzhao/RUM's), used as a baseline by
 SalUn (Fan et al., ICLR 2024, arXiv 2310.12508) and RUM (Zhao et al., NeurIPS 2024, arXiv 2406.01257).
 
 Method, each epoch: every forget example gets a new label drawn uniformly from 0..C−1 (redrawn every
@@ -11,7 +11,7 @@ shuffled, and one CE pass is made over the union in retain-loader batches (`_rel
 No mask (RUM forces mask=None for RL_og). The forget examples' true labels stop being fitted while
 R keeps the rest of the function in place.
 
-Deviations: labels are redrawn on any dataset with C read from the network (§6 defect 5: RUM relabels
+Deviations: labels are redrawn on any dataset with C read from the network (RUM's released code relabels
 only for CIFAR-10/SVHN, training on true labels elsewhere); relabelling is a wrapper over
 `forget_loader.dataset` (tuple or Kaggle dict samples) rather than a deep copy of a CIFAR dataset;
 labels and data order come from the method's seed; no step cap, as released (`--set max_update=...`

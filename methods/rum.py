@@ -2,7 +2,7 @@
 
 Paper: Zhao, Kurmanji, Bărbulescu, Triantafillou, Triantafillou, "What makes unlearning hard and what
 to do about it", NeurIPS 2024, arXiv 2406.01257; code kairanzhao/RUM (`main_rum.py`,
-`main_rum_proxy.py`, `memorization_proxy/`); baselines.md §3.10.
+`main_rum_proxy.py`, `memorization_proxy/`).
 
 Method.
 1. Refinement: score every forget example with a memorization proxy computed inside `run()` and cut
@@ -19,7 +19,7 @@ Proxies (`proxy`):
   "confidence" (default): the entry model's true-label logit-scaled confidence log p_y − log Σ_{j≠y} p_j
       on each forget example; high confidence = low memorization. RUM's C-proxy averages train-mode
       confidence over the whole original training run, which `run()` cannot reconstruct, so this is
-      the static stand-in of baselines.md §3.10, option 2 (weaker; a near-saturated model has ties,
+      a static stand-in (weaker; a near-saturated model has ties,
       broken by a tiny jitter from the run's generator).
   "ho_ret": held-out retraining (RUM `heldout_retrain.py`), with the validation loader in place of
       RUM's test set: a copy of the model is fine-tuned on `val_loader` for `ho_epochs` epochs (SGD,

@@ -3,20 +3,21 @@
 Paper: Fan, Liu, Zhang, Wei, Wong, Liu, "SalUn: Empowering Machine Unlearning via Gradient-based Weight
 Saliency in Both Image Classification and Generation", ICLR 2024, arXiv 2310.12508; code OPTML-Group/
 Unlearn-Saliency @ a6e89fd, `Classification/generate_mask.py` and `Classification/unlearn/RL.py`
-(baselines.md §3.9; sharp-unlearn's and RUM's `RL --path <mask>`).
+(also sharp-unlearn's and RUM's `RL --path <mask>`).
 
 Method.
 1. Mask (`_saliency`): with the model in eval mode, sum over the forget loader the gradients of
    −CE(batch), take |·|, and keep the LARGEST ⌊r·P⌋ entries ranked globally over every parameter
    (conv, BN, fc; r = `mask_ratio`, SalUn's `with_0.5.pt`). No optimizer step, weights and BN buffers
-   untouched (§6 defects 1 and 2: the RUM/sharp-unlearn copies keep the smallest entries and step).
+   untouched (the RUM and sharp-unlearn copies keep the smallest entries; RUM's also takes SGD steps).
 2. Random-label unlearning under the mask, each epoch (`passes`):
    "sequential" (SalUn's CIFAR-10/SVHN branch, default): a pass over F with labels drawn uniformly
        from 0..C−1 (redrawn every epoch, `_relabel.RandomLabels`), then a pass over R with true labels;
    "union" (its CIFAR-100/TinyImageNet branch): one pass over relabelled F ∪ R, shuffled together.
    Steps go through `MaskedOptimizer`: masked-out weights are bit-for-bit unchanged (gradients masked
    before the step, values restored and momentum zeroed after it, which also cancels weight decay;
-   SalUn's fix a6e89fd, §6 defect 3). With `--set sam=min` both SAM passes are masked.
+   SalUn's fix a6e89fd, missing from the RUM/sharp-unlearn copies). With `--set sam=min` both SAM
+   passes are masked.
 The mask is kept as `self.mask_` ({parameter name: bool tensor}, True = may change) and summarised in
 `self.log_` (fraction kept overall and per tensor).
 
@@ -25,8 +26,9 @@ Decisions and deviations:
   the F and R passes run in train mode and update them (the mask decides which parameters learn; the
   running statistics only track the input distribution, which F and R share, and after the R pass
   they are dominated by retain data as in a retrained model).
-- Relabelling on any dataset with C read from the network (§6 defect 5); labels and data order from
-  the method's seed; no step cap, as released (`--set max_update=...` adds the kit's).
+- Relabelling on any dataset with C read from the network (RUM's copy relabels only on CIFAR-10/SVHN);
+  labels and data order from the method's seed; no step cap, as released (`--set max_update=...` adds
+  the kit's).
 - Released values: SalUn README (CIFAR-10 ResNet-18) lr 0.013, E 10, r 0.5 (the defaults; RUM README
   lr 0.1, E 10; RUM's high group E 5), on the reference loaders' crop/flip views (`augment`).
 - Budget as `ft`: each released epoch is scaled to the preset's retraining (E_preset/30 of a pass over

@@ -1,6 +1,6 @@
 """`scrub`: SCRUB, max passes on the forget set away from the original model, min passes on the retain set.
 
-Method (baselines.md §3.6; meghdadk/SCRUB `large_scale_unlearning.ipynb`, the RUM / sharp-unlearn port
+Method (meghdadk/SCRUB `large_scale_unlearning.ipynb`, the RUM / sharp-unlearn port
 `unlearn/scrub.py`): from "Towards Unbounded Machine Unlearning" (Kurmanji, Triantafillou, Hayes,
 Triantafillou, NeurIPS 2023, arXiv 2302.09880). The teacher is a frozen snapshot of the original
 (`_teacher.Teacher`). Each epoch: in the first `msteps` epochs only, a max pass over F minimising
@@ -8,7 +8,7 @@ Triantafillou, NeurIPS 2023, arXiv 2302.09880). The teacher is a frozen snapshot
 `ce_weight`·CE + `kl_weight`·KL(teacher ‖ student) (SCRUB's γ and α; the port's γ and β).
 
 Deviations and choices:
-- Exactly `msteps` max passes (the RUM/SU port's 0-based `e <= msteps` runs msteps + 1, §6 defect 6).
+- Exactly `msteps` max passes (the RUM/SU port's 0-based `e <= msteps` runs msteps + 1).
 - Released values: the large-scale notebook's (SGD lr 5e-4, wd 5e-4, 3 epochs, msteps 2, γ 0.99,
   α 0.001, T 4, lr ×0.1 after epochs 3, 5 and 9, retain batches of the loader, forget batches of 32).
   The RUM README's η 5e-3 with unpublished weights is the port's, not the authors'.

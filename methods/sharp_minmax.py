@@ -2,7 +2,7 @@
 
 Paper: Tang & Khanna, "Sharpness-Aware Machine Unlearning", arXiv 2506.13715 (OpenReview BZ8I2tXomt);
 code HaoranTang/sharp-unlearn (`unlearn/impl.py#L265-L278`, `unlearn/neggrad.py#L243-L277`, run as
-`NG --path <mask> --sam min --separate min max`). Baselines.md §3.12, §3.11, §6 defect 4.
+`NG --path <mask> --sam min --separate min max`).
 
 Method. A SalUn mask M (Fan et al., ICLR 2024, arXiv 2310.12508; `_saliency.gradient_saliency` +
 `saliency_mask`) marks the `mask_ratio` fraction of weights with the largest |∇ forget loss| (summed over
@@ -16,8 +16,8 @@ iteration takes one retain batch B_r and the next forget batch B_f (`_paired.Pai
 
 Deviations from the released code and choices:
 - The mask keeps the LARGEST |∇L_F| entries (SalUn HEAD); the released mask script keeps the smallest
-  (§6 defect 1).
-- Each step is masked fully, for any λ (§6 defect 4): the released forget step masks only g1, so W_R
+  (it sorts ascending without SalUn's negation).
+- Each step is masked fully, for any λ: the released forget step masks only g1, so W_R
   received (1+λ)·g0, and the retain step was clean only at λ = 1. Here each optimizer is
   `MaskedOptimizer(build_optimizer(...))`: both SAM passes' gradients are masked, and after the step the
   entries outside its mask are restored and their AdamW moments zeroed, which also cancels the

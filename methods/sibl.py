@@ -23,7 +23,7 @@ The forget objective is the logit margin m(z) = max_c z_c − mean_c z_c (`_loss
 PDU's flattening loss) with a **hinge from the validation set** (`margin_target`): random-sample
 forgetting must leave forget images looking like unseen images, not uniform (a retrained model still
 classifies them at about test accuracy; flattening further is over-forgetting, which the metric
-detects: sibl_pdu.md §1.6, §2.8). At entry the original model's margins on `val_batches` validation
+detects). At entry the original model's margins on `val_batches` validation
 batches (images it never saw) give the target. `val_sorted` (default) sorts each forget batch's
 margins and pushes the i-th smallest down to the (i + ½)/b quantile of the validation margins only
 where it is above it, L_f = mean_i max(0, m_(i) − q_i)² (a one-sided 1-D transport to the unseen-data
@@ -36,7 +36,7 @@ measured in eval mode on `entry_batches` retain batches (`_entry.py`, shared wit
 epsilon. A well-fit CNN has
 L₀ ≈ 0.1, so the released absolute 0.1 (an LLM NLL budget) would be violated from the first step.
 
-Corrections to the released code (numbers are sibl_pdu.md §2.3's defects):
+Corrections to the released code (PR #159's `sibl.py` and `sparsity.py`; each item says what it did):
  1/2. The penalty is differentiable and of inequality form (HPR above); λ ≥ 0 by projection. The
       released r was a detached float (inert penalty) and its fixed version (ρ/2)(L_r − ε)² pushed the
       retain loss *up* towards ε.
@@ -51,24 +51,30 @@ Corrections to the released code (numbers are sibl_pdu.md §2.3's defects):
       problem on one set of weights, inner problem y*(θ) = argmin_y G(y) + ‖y − θ‖²/(2β), whose
       hypergradient is (I + βH_G)⁻¹∇F; masked, (I + β·M H M) h = M g. The right-hand side is the
       outer gradient (released: the inner gradient, which gives a Newton look-ahead that vanishes at
-      the inner optimum), the system is damped by I, and β defaults to K·η_in, the time horizon of
-      the K inner gradient steps. Truncated CG (`cg_iters`, relative tolerance `cg_tol`): each iterate
-      lowers the A-norm error, so an unconverged h is still used; CG stops at non-positive curvature
-      (H indefinite) and keeps its last iterate; if that happens before the first update (h = 0) the
-      first-order g is used and counted in `cg_fallbacks`. The final relative residual is logged.
+      the inner optimum), the system is damped by I (released: undamped), and β defaults to K·η_in,
+      the time horizon of the K inner gradient steps. Truncated CG (`cg_iters`, relative tolerance
+      `cg_tol`): each iterate lowers the A-norm error, so an unconverged h is still used; CG stops at
+      non-positive curvature (H indefinite) and keeps its last iterate; if that happens before the
+      first update (h = 0) the first-order g is used and counted in `cg_fallbacks`. The final relative
+      residual is logged.
  7.   BN running statistics are frozen (eval mode) in every Hessian-vector product and in every
       forget pass (forget images never enter the running statistics); inner retain steps run in
       train mode like ordinary fine-tuning, so the running statistics follow the retain data.
- 8.   No trainer override; `lr` (the released `eta_theta`) and `inner_lr` (`eta_in`) are the only step
-      sizes (both paper names are accepted as aliases). The AL penalty ρ is `al_rho` here: `rho` is
-      the SAM radius in every method of the kit.
- 9.   Flattened vectors cover exactly the parameters that require grad, in one fixed order.
- 10.  All six mask rules work on conv nets (`structured` keeps whole conv filters and linear rows,
-      `gradual` is recomputed every outer step on its cubic schedule, `movement` is scored from
-      forget-loss gradients |θ ⊙ ∇L_f| over `mask_batches` forget batches).
+      Released: the HVP forwards ran in train mode, so every CG iteration updated the statistics.
+ 8.   No trainer override (released: `train()` overridden, bypassing the HF optimizer, schedule,
+      accumulation and AMP, and ignoring `args.learning_rate`); `lr` (the released `eta_theta`) and
+      `inner_lr` (`eta_in`) are the only step sizes (both paper names are accepted as aliases). The AL
+      penalty ρ is `al_rho` here: `rho` is the SAM radius in every method of the kit.
+ 9.   Flattened vectors cover exactly the parameters that require grad, in one fixed order (released:
+      the mask was flattened over all named parameters, the vectors over trainable ones only).
+ 10.  All six mask rules work on conv nets (released, as SIBL called them: `gradual` gave a dense
+      mask, `movement` fell back to magnitude, `structured` skipped conv weights). Here `structured`
+      keeps whole conv filters and linear rows, `gradual` is recomputed every outer step on its cubic
+      schedule, `movement` is scored from forget-loss gradients |θ ⊙ ∇L_f| over `mask_batches` forget batches.
  11.  Whether biases and BatchNorm parameters follow the mask is the option `mask_1d` (default
       False: they are free, as released; they are ~1% of the weights).
- 12.  HVPs reuse one gradient graph ("double", default) or use torch.func jvp(grad(·)) ("jvp").
+ 12.  HVPs reuse one gradient graph ("double", default) or use torch.func jvp(grad(·)) ("jvp")
+      (released: each product recomputed the first-order gradients with create_graph=True).
 Masked-out entries are restored to θ₀ after every step, so they are bit-identical after `run()` and
 the fraction of conv/linear weights that changed is at most 1 − sparsity (a little less where the
 L1 prox left a change at exactly zero). `gradual` shrinks the mask from `gradual_init` to `sparsity`

@@ -3,7 +3,7 @@
 Paper: Jia, Liu, Ram, Yao, Liu, Liu, Sharma, Liu, "Model Sparsity Can Simplify Machine Unlearning"
 (NeurIPS 2023, arXiv 2304.04934), influence-unlearning baseline after Koh & Liang (2017) and
 Izzo et al. (2021), with WoodFisher (Singh & Alistarh, NeurIPS 2020, arXiv 2004.14340) for the
-inverse Hessian; code `unlearn/Wfisher.py`, identical in RUM and sharp-unlearn (baselines.md §3.7).
+inverse Hessian; code `unlearn/Wfisher.py`, identical in kairanzhao/RUM and HaoranTang/sharp-unlearn.
 
 What it does, in eval mode and with no epochs:
 1. g_F, g_R: summed gradients of the cross-entropy over the forget and the retain loader
@@ -25,7 +25,7 @@ sequential recursion on the scalars (s, c) in float64 (`released_woodfisher`; th
 against the literal vector loop).
 
 Data: the released code takes every gradient on its loaders' datasets, which carry the training
-transform (random crop, pad 4, and flip; baselines.md §2), so g_F, g_R and each per-example gradient
+transform (random crop, pad 4, and flip), so g_F, g_R and each per-example gradient
 are of augmented views. `augment` (on, as released) draws those views from the method's generator:
 they are the run-to-run variety (the released recursion walks the retain set in dataset order, and
 without views two runs differ only along g_1, about 1e-3 of the update: near-identical runs, which the
@@ -40,7 +40,7 @@ record's (benchmarks/tuned/), the released value the default.
 Deviations from the released code:
 - The damping N and the number of retain examples are parameters (`damping`, `n_examples`), and the
   examples are drawn at random from the method's generator, not the first ~1,002 in dataset order
-  (§6 defect 10).
+  (the release hard-codes N = 1000).
 - `max_update` (off by default, as released): an optional trust-region cap on the update, per tensor
   ‖α·k‖ ≤ max_update·ref(θ) (`_trust.cap_update_`).
 """

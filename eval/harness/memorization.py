@@ -5,9 +5,9 @@ model k trains, with the preset's own recipe, on a random half of the training s
 membership drawn from the seed tree, root MEMORIZATION, so it shares no stream with the bank or the
 runs), and records which training examples it classifies correctly. mem(i) is then the accuracy on
 i of the models that trained on it minus that of the models that did not. RUM used 400 ResNet-18
-runs on 70% subsets for CIFAR-10 (baselines.md §4.3); here K is the preset's `mem_models` (16 on
-`cpu`: each example is in about 8 models and out of 8, so an estimate moves in steps of about 1/8)
-and the subsets are halves, as the issue asks.
+runs on 70% subsets for CIFAR-10 (kairanzhao/RUM `surgical_plugins/cifar_infl_mem_torch.py`); here K
+is the preset's `mem_models` (16 on `cpu`: each example is in about 8 models and out of 8, so an
+estimate moves in steps of about 1/8) and the subsets are halves, as the issue asks.
 
 This is evaluator-side work: methods never see it. The models and their per-example correctness are
 cached under `$UNLEARN_HOME/memorization/<preset>-<key>/`, the key a hash of the architecture, the

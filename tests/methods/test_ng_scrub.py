@@ -202,8 +202,8 @@ def _batches(loaders):
 
 
 def test_sharp_minmax_steps_change_only_their_own_weights(net):
-    """AdamW with weight decay, SAM-min / SAM-max at λ 0.5: each step fully masked (§6 defect 4), and
-    neither optimizer's restore undoes the other's latest step."""
+    """AdamW with weight decay, SAM-min / SAM-max at λ 0.5: each step fully masked (the release masks only
+    g1), and neither optimizer's restore undoes the other's latest step."""
     loaders = _loaders()
     m = copy.deepcopy(net).train()
     mask = _mask(m, loaders[1])

@@ -1,4 +1,4 @@
-"""`psgu` and `hirs` (research ideas of the design documents): their distinctive mechanics on a TinyCNN.
+"""`psgu` and `hirs` (the kit's own methods): their distinctive mechanics on a TinyCNN.
 
 psgu: a round changes only the weights of that round's saliency mask, the map is recomputed every round,
 and the adaptive policy stops at entry, midway or at the budget as its signal says. hirs: the impair

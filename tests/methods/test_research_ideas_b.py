@@ -1,4 +1,4 @@
-"""`ams` and `ftsu` (research ideas of the design documents): their distinctive mechanics on a TinyCNN.
+"""`ams` and `ftsu` (the kit's own methods): their distinctive mechanics on a TinyCNN.
 
 ams: two sequential requests through `run_requests`; the saliency map after request 2 is the documented
 incremental update of request 1's (S_2 = decay·S_1 + ŝ_2), only masked-in weights move in a request, each
