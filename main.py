@@ -149,6 +149,11 @@ def _flags(a) -> None:
         raise api.UsageError("--forget-seeds compares leaderboards: use it with --leaderboard")
     if a.published and a.tuned is not None:
         raise api.UsageError("--published runs the published defaults and --tuned DIR a search's values: choose one")
+    if a.set and a.leaderboard is not None:
+        raise api.UsageError(
+            "--set changes one method's values (-m NAME); a leaderboard runs each method's tuned record or its "
+            "defaults (--published), or a search's best values (--tuned DIR)"
+        )
     if a.tuned is not None and a.leaderboard is None:
         raise api.UsageError("--tuned gives a leaderboard's methods their tuned parameters: use it with --leaderboard")
     if a.leaderboard is None and a.method is None:

@@ -42,7 +42,8 @@ import pandas as pd
 import main as cli
 import methods
 from data.cifar10 import DataError
-from eval.harness import api, report
+from eval.harness import api, report, tuning
+from eval.harness.api.options import check_outputs
 from eval.io import write_json, write_text
 
 COLUMNS = [
@@ -191,7 +192,6 @@ def _grid(args, opts: api.Options, key: str, configs: list[dict], out: Path) -> 
 def _study_space(args, opts: api.Options, cls) -> tuple[dict, dict, int]:
     """(space, the --space ranges added, the tuning forget seed): checked, with every evaluation the search
     makes (the tuning seed, the held-out ones), before the study is opened."""
-    from eval.harness import tuning
 
     fixed = methods.parse_overrides(cls, args.set)
     space = tuning.free_space(cls, fixed)
@@ -213,8 +213,6 @@ def _study_space(args, opts: api.Options, cls) -> tuple[dict, dict, int]:
 
 
 def _optuna(args, opts: api.Options, cls, study: tuple, extra: list[str], out: Path) -> int:
-    from eval.harness import tuning
-
     space, added, forget_seed = study
     name = tuning.study_name(cls.key, args.preset, forget_seed, args.runs, args.set) + "".join(
         f"+{k}" for k in sorted(added)
@@ -413,11 +411,15 @@ def main(argv=None) -> int:
         p.error(str(exc))
     out = Path(args.out) / args.preset / cls.key
     try:
+        check_outputs((out, "--out"))
         if args.optuna is not None:
             return _optuna(args, opts, cls, plan, extra, out)
         return _grid(args, opts, cls.key, plan, out)
     except api.UsageError as exc:  # (checked above; never a failed trial scored 0)
         p.error(str(exc))
+    except tuning.StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -91,6 +91,11 @@ def test_list(capsys):
         (["-m", "my_method", "--preset", "tiny", "--forget-class", "10"], "--forget-class must be in \\[0, 10\\)"),
         (["-m", "my_method", "--preset", "tiny", "--forget-class", "1", "--forget-size", "5"], "cannot be combined"),
         ([], "choose a method"),
+        (["--leaderboard", "ft", "--set", "lr=banana", "nosuch=1", "--preset", "tiny"], "--set changes one method"),
+        (["-m", "ft", "--preset", "tiny", "--metric", "ulira", "--runs", "2"], "--metric ulira .* got 2 runs"),
+        (["-m", "ft", "--preset", "tiny", "--metric", "ulira", "--retrained", "2"], "and 2 retrained models"),
+        (["--leaderboard", "ft", "--preset", "tiny", "--metric", "ulira", "--runs", "2"], "--metric ulira"),
+        (["-m", "ft", "--preset", "tiny", "--requests", "100000"], "--requests 100000: the forget set has only"),
     ],
 )
 def test_bad_input_exits_cleanly(args, message, capsys):
@@ -225,3 +230,18 @@ def test_forget_protocol_options_make_their_own_bank(run, tiny_bank, capsys):
     r = json.loads((run.results.parent / "tiny-forget-class3" / "none.json").read_text())
     assert r["bank"]["key"] != tiny_bank.key and r["forget"] == "class 3"
     assert r["accuracy"]["forget_retrained"] < 0.05, "retrained without class 3, they (almost) never predict it"
+
+
+def test_a_bank_build_says_its_cost_before_it_starts(run, tiny_bank, tmp_path, capsys):
+    """`--retrained 100000` used to start days of training without a word: the missing models and their time,
+    from the models already built, are said before the first one trains."""
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(tiny_bank.dir, home / "banks" / tiny_bank.dir.name)
+    assert run("-m", "none", "--retrained", "5", "--home", str(home)) == 0
+    out = capsys.readouterr().out
+    assert f"bank {tiny_bank.dir.name}: 1 of 6 models to train, about " in out, out
+    assert f"(measured in {tiny_bank.dir.name})" in out and "same command resumes" in out
+    assert run("-m", "none", "--retrained", "5", "--home", str(home)) == 0
+    assert "models to train" not in capsys.readouterr().out, "nothing to build, nothing said"

@@ -9,8 +9,9 @@ imports, by syntax tree: `fingerprint.py`).
 
 Robustness: each model is built under its own file lock (a second process waits, then reuses it);
 a model counts as done only when its checkpoint exists and its cached outputs read back, so a
-deleted checkpoint is retrained and a damaged outputs file is recomputed; a corrupt checkpoint is
-moved aside (`.corrupt`) and retrained; checkpoints and outputs are written atomically and a
+deleted checkpoint is retrained and a damaged outputs file is recomputed; a corrupt checkpoint (one that
+does not load, or for a retrained model is no whole archive, even beside intact outputs) is moved aside
+(`.corrupt`) and retrained; checkpoints and outputs are written atomically and a
 killed writer's temporary files are removed. `manifest.json` (accuracies and training times) is
 rebuilt from the checkpoints when missing or unreadable.
 
@@ -22,6 +23,8 @@ the first is its original and the second one more retrained model.
 import hashlib
 import json
 import os
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +89,13 @@ class Bank:
 
     # -- building -----------------------------------------------------------------------------
     def complete(self, name: str) -> bool:
-        """Checkpoint present (and loadable, for the original every run starts from) and outputs readable."""
+        """Checkpoint present and whole (loadable, for the original every run starts from; for the others an
+        intact archive, a cheap check that catches a truncated or overwritten file) and outputs readable."""
         outs = read_npz(self._outputs_path(name))
-        if not self._ckpt(name).exists() or outs is None or not all(k in outs for k in OUTPUT_KEYS):
+        ckpt = self._ckpt(name)
+        if not ckpt.exists() or outs is None or not all(k in outs for k in OUTPUT_KEYS):
+            return False
+        if name not in self.official and not zipfile.is_zipfile(ckpt):  # torch.save writes a zip archive
             return False
         if name == "original":
             try:
@@ -168,6 +175,7 @@ class Bank:
             try:
                 saved = torch.load(ckpt, map_location="cpu", weights_only=True)
             except Exception:  # noqa: BLE001 (an unreadable checkpoint is retrained by ensure())
+                warnings.warn(f"bank {self.key}: checkpoint {ckpt} is unreadable; the next run retrains it")
                 continue
             entry = {k: saved[k] for k in ("seeds", "train_time_s", "device", "threads") if k in saved}
             outs = read_npz(self._outputs_path(ckpt.stem)) or {}
@@ -185,6 +193,23 @@ class Bank:
             if manifest["models"]:
                 write_json(self.manifest_path, manifest)
         return manifest
+
+    def seconds_per_model(self) -> tuple[float, str] | None:
+        """(median training seconds of one model, where it was measured): this bank's manifest, else the
+        newest other bank of the same preset under the same artifacts folder; None where nothing was built."""
+        own = self._read_manifest()
+        banks = [self.dir] + sorted(
+            (d for d in self.dir.parent.glob(f"{self.preset.name}-*") if d != self.dir),
+            key=lambda d: d.stat().st_mtime,
+            reverse=True,
+        )
+        for d in banks:
+            manifest = own if d == self.dir else read_json(d / "manifest.json", default=None)
+            models = manifest.get("models", {}) if isinstance(manifest, dict) else {}
+            times = [m["train_time_s"] for m in models.values() if isinstance(m, dict) and "train_time_s" in m]
+            if times:
+                return float(np.median(times)), d.name
+        return None
 
     # -- reading ------------------------------------------------------------------------------
     def load(self, name: str = "original") -> torch.nn.Module:

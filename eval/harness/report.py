@@ -75,6 +75,29 @@ def preset_line(preset, requests: int | None = None) -> str:
     )
 
 
+def duration(seconds: float) -> str:
+    """A rough duration: '40 s', '12 min', '3.5 h', '6.2 days'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def bank_cost(bank_name: str, missing: int, total: int, per_model) -> str:
+    """What building the missing bank models will cost, said before the first one starts."""
+    head = f"bank {bank_name}: {missing} of {total} models to train"
+    if per_model is None:
+        return f"{head} (no model of this preset built here yet: the first one's time tells the rest)"
+    seconds, where = per_model
+    return (
+        f"{head}, about {duration(missing * seconds)} at {seconds:.3g} s a model (measured in {where}); "
+        "Ctrl-C stops, finished models are kept and the same command resumes"
+    )
+
+
 def memorization_line(info: dict) -> str:
     """What the memorization estimate behind a mem-* forget set cost and selected."""
     return (

@@ -171,6 +171,7 @@ def evaluate_requests(
         desc=f"unlearn {cls.key} ({k} requests)",
         progress=progress,
         on_wait=on_wait,
+        method=cls.key,
     )
     logs = [json.loads(str(r["log"])) for r in runs]
     per_request = []

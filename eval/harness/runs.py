@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.harness.global_state import guarded
 from eval.harness.timing import RetrainClock
 from eval.harness.unlearn import run_key, run_once
 from eval.io import file_lock, read_npz, remove_orphans, write_npz
@@ -47,9 +48,10 @@ class ReferenceTimer:
         return outs
 
 
-def ensure_run(run_dir, i: int, compute, timer: ReferenceTimer, on_wait=None) -> dict:
+def ensure_run(run_dir, i: int, compute, timer: ReferenceTimer, on_wait=None, method: str = "") -> dict:
     """Run `i`'s outputs: read back, or made by `compute(i)` under its lock and written atomically (one task
-    of an evaluation, `tasks.py`; safe to call from any process)."""
+    of an evaluation, `tasks.py`; safe to call from any process). `compute` starts from torch's settings as
+    they were and must leave them so (`global_state.guarded`: MethodFailed naming `method` otherwise)."""
     path = run_path(run_dir, i)
     outs = read_npz(path)
     if outs is None:
@@ -57,13 +59,13 @@ def ensure_run(run_dir, i: int, compute, timer: ReferenceTimer, on_wait=None) ->
             remove_orphans(path)
             outs = read_npz(path)  # another process may have finished it meanwhile
             if outs is None:
-                outs = timer.timed(lambda: compute(i))
+                outs = timer.timed(lambda: guarded(method, compute, i))
                 write_npz(path, **outs)
     return outs
 
 
 def cached_runs(
-    run_dir, n_runs: int, compute, clock, *, desc: str, progress=lambda it, **kw: it, on_wait=None
+    run_dir, n_runs: int, compute, clock, *, desc: str, progress=lambda it, **kw: it, on_wait=None, method: str = ""
 ) -> list[dict]:
     """The `n_runs` run files under `run_dir`, each read back or made by `compute(i)` under its lock.
 
@@ -71,7 +73,9 @@ def cached_runs(
     stores `reference_retrain_s`, the mean of the slices timed before and after it. Files are written
     atomically, a damaged one is redone and a killed writer's temporary files are removed."""
     timer = ReferenceTimer(clock)
-    return [ensure_run(run_dir, i, compute, timer, on_wait) for i in progress(range(n_runs), desc=desc, unit="run")]
+    return [
+        ensure_run(run_dir, i, compute, timer, on_wait, method) for i in progress(range(n_runs), desc=desc, unit="run")
+    ]
 
 
 def run_dir_of(cls, params, preset, bank, seed: int, dict_batches: bool) -> Path:
@@ -105,6 +109,7 @@ def evaluate_runs(
         desc=f"unlearn {cls.key}",
         progress=progress,
         on_wait=on_wait,
+        method=cls.key,
     )
     stacked = {k: np.stack([r[k] for r in runs]) for k in runs[0] if k != "log"}
     stacked["logs"] = [json.loads(str(r["log"])) for r in runs]

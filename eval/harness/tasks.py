@@ -119,6 +119,7 @@ class RunTask:
             self.index,
             lambda i: run_once(cls, self.params, ctx.preset, splits, bank, self.seed, i, self.dict_batches),
             ctx.timer(),
+            method=cls.key,
         )
 
     def done(self) -> bool:

@@ -126,14 +126,36 @@ def _stale_running(study) -> int:
     return len(stale)
 
 
+class StudyError(RuntimeError):
+    """The study file cannot be opened (corrupt, truncated, locked, not a study); the message says what to do."""
+
+
+def _study_error(db: Path, exc: Exception) -> StudyError:
+    text = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    if "locked" in text:
+        return StudyError(
+            f"{db} is locked by another process ({text}): let the other search finish or stop it, then run the "
+            "same command again (its trials so far are kept)"
+        )
+    return StudyError(
+        f"{db} cannot be read as an Optuna study ({type(exc).__name__}: {text}); it is corrupt or truncated. "
+        f"Restore the committed copy (git checkout -- {db}) or move it aside (mv {db} {db}.bad) to start the "
+        "search afresh; nothing was run"
+    )
+
+
 def open_study(db: Path, name: str, sampler_seed: int = 0):
     """The study `name` in the SQLite file `db` (created if missing), its TPE sampler seeded with
-    `sampler_seed` plus the number of trials already stored."""
+    `sampler_seed` plus the number of trials already stored; StudyError when `db` cannot be read."""
     db.parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        storage=f"sqlite:///{db.resolve()}", study_name=name, direction="maximize", load_if_exists=True
-    )
+    try:
+        study = optuna.create_study(
+            storage=f"sqlite:///{db.resolve()}", study_name=name, direction="maximize", load_if_exists=True
+        )
+        len(study.trials)  # reads the trials table: a damaged file fails here, not in the middle of a search
+    except Exception as exc:  # noqa: BLE001 (sqlalchemy's and optuna's errors alike: say what happened)
+        raise _study_error(db, exc) from exc
     study.sampler = optuna.samplers.TPESampler(seed=sampler_seed + len(study.trials))
     return study
 

@@ -299,3 +299,52 @@ def test_a_usage_error_inside_a_trial_fails_it_and_stops(space, fake, tmp_path, 
         _run(mod, tmp_path, 3)
     assert e.value.code == 2 and "--runs must be at least 2" in capsys.readouterr().err
     assert _db_trials(tmp_path) == [(0, "COMPLETE"), (1, "FAIL")]
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda db: db.write_bytes(b"this is not a database" * 100), "cannot be read as an Optuna study"),
+        (lambda db: db.write_bytes(db.read_bytes()[:3000]), "cannot be read as an Optuna study"),
+    ],
+    ids=["corrupt", "truncated"],
+)
+def test_a_damaged_study_file_is_named_with_what_to_do(space, fake, tmp_path, capsys, damage, message):
+    mod = _sweep()
+    fake()
+    assert _run(mod, tmp_path, 1) == 0
+    db = tmp_path / "tiny" / "my_method" / "optuna.db"
+    damage(db)
+    before = db.read_bytes()
+    capsys.readouterr()
+    assert _run(mod, tmp_path, 2) == 1
+    err = capsys.readouterr().err
+    assert message in err and "git checkout --" in err and "Traceback" not in err, err
+    assert db.read_bytes() == before, "the damaged file is left as it was, for the user to inspect"
+
+
+def test_a_locked_study_file_says_so(space, fake, tmp_path, capsys):
+    mod = _sweep()
+    fake()
+    assert _run(mod, tmp_path, 1) == 0
+    con = sqlite3.connect(tmp_path / "tiny" / "my_method" / "optuna.db", timeout=0)
+    con.execute("BEGIN EXCLUSIVE")  # another process writing
+    try:
+        capsys.readouterr()
+        assert _run(mod, tmp_path, 2) == 1
+    finally:
+        con.rollback()
+        con.close()
+    err = capsys.readouterr().err
+    assert "is locked by another process" in err and "Traceback" not in err, err
+    assert _run(mod, tmp_path, 2) == 0, "once released, the same command resumes"
+
+
+def test_an_unwritable_out_folder_is_refused_before_any_trial(space, fake, tmp_path, capsys):
+    mod = _sweep()
+    f = fake()
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(SystemExit) as e:
+        mod.main(["-m", "my_method", "--preset", "tiny", "--runs", "2", "--optuna", "1", "--out", str(blocker)])
+    assert e.value.code == 2 and "--out" in capsys.readouterr().err and not f.calls

@@ -16,6 +16,7 @@ from eval.scoring import METRICS
 from .errors import UsageError
 
 DEVICES = ("auto", "cpu", "cuda")
+ULIRA_MIN_MODELS = 3  # eval.ulira fits a Gaussian per group leaving one model out
 
 
 def _ignore(line: str) -> None:
@@ -128,11 +129,18 @@ def resolve(options: Options, defaults=("full", "cpu")):
     try:
         preset = get_preset(options.preset or (defaults[0] if device == "cuda" else defaults[1]))
         preset = preset.with_counts(options.runs, options.retrained)
-        return device, preset.with_forget(
+        preset = preset.with_forget(
             options.forget_seed, options.forget_frac, options.forget_size, options.forget_class, options.forget_set
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    fewest = min(preset.n_runs, preset.n_retrained)
+    if options.metric == "ulira" and fewest < ULIRA_MIN_MODELS:
+        raise UsageError(
+            f"--metric ulira fits each group leaving one model out: it needs --runs and --retrained of at least "
+            f"{ULIRA_MIN_MODELS}, got {preset.n_runs} runs and {preset.n_retrained} retrained models"
+        )
+    return device, preset
 
 
 def check_outputs(*folders) -> None:

@@ -33,6 +33,9 @@ def splits_and_bank(options: Options, preset, device: str, console: Console, sca
     if info:
         console.info(report.memorization_line(info))
     bank = Bank(preset, splits, home=options.home, data_root=options.data_root, device=device)
+    missing = bank.missing(preset.n_retrained)
+    if missing:
+        console.info(report.bank_cost(bank.dir.name, len(missing), preset.n_retrained + 1, bank.seconds_per_model()))
     bank.ensure(preset.n_retrained, progress=console.progress, on_wait=console.on_wait)
     return splits, bank
 

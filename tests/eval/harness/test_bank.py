@@ -106,3 +106,21 @@ def test_bad_checkpoint_is_reported(tiny_bank, tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(DataError, match="cannot read checkpoint"):
         bad.load("original")
+
+
+def test_corrupt_retrained_checkpoint_beside_intact_outputs_is_retrained(tiny_bank):
+    """Scoring reads only a retrained model's outputs, so a truncated checkpoint would go unnoticed: it is moved
+    aside and retrained, and a rebuilt manifest names it instead of dropping it silently."""
+    p = get_preset("tiny")
+    name = tiny_bank.retrained_names(p.n_retrained)[1]
+    ckpt = tiny_bank.dir / "models" / f"{name}.pt"
+    whole = ckpt.read_bytes()
+    ckpt.write_bytes(whole[: len(whole) // 2])
+    tiny_bank.manifest_path.unlink()
+    with pytest.warns(UserWarning, match=f"{name}.pt is unreadable"):
+        assert name not in tiny_bank.manifest()["models"]
+    assert name in tiny_bank.missing(p.n_retrained)
+    tiny_bank.ensure(p.n_retrained)
+    assert (tiny_bank.dir / "models" / f"{name}.corrupt").read_bytes() == whole[: len(whole) // 2]
+    torch.load(ckpt, weights_only=True)
+    assert tiny_bank.missing(p.n_retrained) == []

@@ -17,6 +17,7 @@ FILES = ["leaderboard.csv", "leaderboard.md", *leaderboard.PLOTS]
 
 
 EXIT_KEY = "lb_test_exits"
+LEAK_KEY = "lb_test_leaks_float64"
 
 
 def _register_failing():
@@ -35,6 +36,15 @@ def _register_failing():
             import sys
 
             sys.exit("bye")
+
+    @register(LEAK_KEY)
+    class Leaks(BaseMethod):
+        """Leaves torch's default dtype at float64 on purpose (leaderboard test): every later row would fail."""
+
+        def run(self, net, retain_loader, forget_loader, val_loader):
+            import torch
+
+            torch.set_default_dtype(torch.float64)
 
 
 def _small() -> dict:
@@ -57,6 +67,7 @@ def first(tiny_splits, tiny_bank, tmp_path_factory):
     finally:
         unregister(FAIL_KEY)
         unregister(EXIT_KEY)
+        unregister(LEAK_KEY)
     # a snapshot: the cache test below rewrites the files in the same folder
     out["csv_text"] = (results / "tiny" / "leaderboard.csv").read_text()
     return out, results / "tiny", names
@@ -130,6 +141,21 @@ def test_failing_method_reported_others_finish(first):
     assert "deliberate failure" in out["markdown"]
     assert t.loc[EXIT_KEY, "status"] == "failed" and "called sys.exit('bye')" in t.loc[EXIT_KEY, "reason"]
     assert FAIL_KEY not in methods.available_methods()
+
+
+def test_a_method_that_leaks_torch_settings_fails_alone(first):
+    """A run that leaves torch.set_default_dtype(float64) behind fails with the change named; the settings are
+    restored, so the methods after it (in name order) and the reference rows are unaffected."""
+    import torch
+
+    out, _, names = first
+    t = out["table"].set_index("method")
+    assert t.loc[LEAK_KEY, "status"] == "failed"
+    assert "default dtype: torch.float32 -> torch.float64" in t.loc[LEAK_KEY, "reason"]
+    assert torch.get_default_dtype() == torch.float32
+    later = [n for n in names if n > LEAK_KEY]
+    assert later and (t.loc[later, "status"] == "ok").all()
+    assert (t.loc[["none", "retrain"], "status"] == "ok").all()
 
 
 def test_retrain_costs_about_one_retraining_by_the_clock(first):
