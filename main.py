@@ -233,6 +233,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"\n{report.INTERRUPTED}", file=sys.stderr)
         return 130
+    except OSError as exc:  # the file system, not the method (a method's own errors fail its run)
+        print(report.os_error(exc), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
   while holding the target's lock (only the lock holder writes it, so they are all orphans).
 """
 
+import errno
 import io
 import json
 import os
@@ -19,6 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from filelock import FileLock, Timeout
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` says the disk (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def write_bytes(path, data: bytes) -> None:

@@ -246,7 +246,7 @@ def _optuna(args, opts: api.Options, cls, study: tuple, extra: list[str], out: P
             sampler_seed=args.sampler_seed,
             attrs={"fixed": args.set, "extra": extra},
             log=log,
-            fatal=(api.UsageError,),
+            fatal=(api.UsageError, OSError),  # an OSError is the file system's (a full disk), not the trial's
         )
     except KeyboardInterrupt:
         interrupted = True
@@ -419,6 +419,9 @@ def main(argv=None) -> int:
         p.error(str(exc))
     except tuning.StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the trial in progress is marked failed and runs again on the same command
+        print(report.os_error(exc), file=sys.stderr)
         return 1
 
 

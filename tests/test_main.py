@@ -245,3 +245,28 @@ def test_a_bank_build_says_its_cost_before_it_starts(run, tiny_bank, tmp_path, c
     assert f"(measured in {tiny_bank.dir.name})" in out and "same command resumes" in out
     assert run("-m", "none", "--retrained", "5", "--home", str(home)) == 0
     assert "models to train" not in capsys.readouterr().out, "nothing to build, nothing said"
+
+
+@pytest.mark.parametrize("board", [False, True], ids=["method", "leaderboard"])
+def test_a_full_disk_is_said_plainly_and_leaves_nothing_partial(run, tiny_bank, monkeypatch, capsys, board):
+    """A full disk used to end in a raw OSError traceback (a board: every later row failed, blamed on it)."""
+    import errno
+
+    from eval import io
+
+    real = io.os.replace
+
+    def full(src, dst):  # the write fails after the temporary file is made, as ENOSPC would
+        if str(dst).endswith(".npz") and "/runs/" in str(dst):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", full)
+    args = ("--leaderboard", "my_method") if board else ("-m", "my_method")
+    assert run(*args, "--seed", "12345") == 1
+    err = capsys.readouterr().err
+    assert "error: the disk is full: No space left on device" in err and "run the same command again" in err
+    assert "Traceback" not in err
+    assert not list(tiny_bank.dir.glob("runs/*/.*.tmp")), "no temporary file left behind"
+    monkeypatch.setattr(io.os, "replace", real)
+    assert run(*args, "--seed", "12345") == 0, "with space again, the same command finishes"

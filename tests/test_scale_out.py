@@ -229,3 +229,26 @@ def test_an_unreachable_ray_address_fails_fast_and_clearly(tmp_path, data_root, 
     assert _cli(tmp_path, tmp_path / "r", data_root, "--ray", "127.0.0.1:1") == 1
     assert "no Ray cluster answers at 127.0.0.1:1" in capsys.readouterr().err
     assert not list(tmp_path.glob("banks/*/models/*.pt"))
+
+
+class _KillsItsWorker:
+    """A task whose process dies at once, as under the OOM killer or `kill -9`."""
+
+    label = "kills its worker"
+
+    def __call__(self):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_dead_worker_is_named_and_the_rerun_resumes():
+    """A worker killed under --workers used to end in a raw BrokenProcessPool traceback."""
+    from eval.harness.api import QUIET, ExecutorError
+    from eval.harness.api.work import _run
+    from eval.harness.executors import Workers
+
+    pool = Workers(1, threads=1)
+    try:
+        with pytest.raises(ExecutorError, match="worker process died .* run the same command again to resume"):
+            _run([_KillsItsWorker()], pool, QUIET)
+    finally:
+        pool.close()

@@ -20,6 +20,7 @@ import os
 import socket
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -49,6 +50,18 @@ def call_task(task, threads: int | None = None) -> TaskResult:
     except Exception as exc:  # noqa: BLE001 (reported with the task's label; the other tasks go on)
         return TaskResult(task.label, False, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}{raised_at(exc)}")
     return TaskResult(task.label, True, time.perf_counter() - t0)
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended abruptly (killed, out of memory): the pool cannot go on. Every model and run
+    that finished is in the cache, so the same command resumes."""
+
+    def __init__(self, done: int, total: int):
+        super().__init__(
+            f"a worker process died (killed by a signal, or out of memory?) after {done} of {total} tasks; "
+            "every model and run that finished is kept: run the same command again to resume "
+            "(with fewer --workers if memory ran out)"
+        )
 
 
 class InProcess:
@@ -82,8 +95,14 @@ class Workers:
 
     def submit_all(self, tasks):
         futures = [self.pool.submit(call_task, t) for t in tasks]
+        done = 0
         for future in as_completed(futures):
-            yield future.result()
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                raise WorkerDied(done, len(futures)) from None
+            done += 1
+            yield result
 
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)

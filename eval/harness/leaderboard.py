@@ -137,6 +137,8 @@ def _method_row(
         row, arrays, _ = score_method(cls.valid_entry, runs, refs, metric=metric, bootstrap=bootstrap, seed=seed)
     except MethodFailed as exc:
         return _failed_row(key, exc.reason, **meta), None
+    except OSError:  # the file system (a full disk): not this method's failure, and every later row would fail
+        raise
     except Exception as exc:  # anything else in this method's evaluation: report it, go on with the rest
         return _failed_row(key, f"{type(exc).__name__}: {exc}", **meta), None
     row = {c: np.nan for c in COLUMNS} | meta | row | {"status": "ok", "reason": "", "cached": False}

@@ -7,6 +7,7 @@ API itself never prints.
 
 import methods
 from eval.harness.requests import requests_table
+from eval.io import is_disk_full
 from eval.scoring import EFFICIENCY_LIMIT
 
 INTERRUPTED = "interrupted; rerun the same command to resume (finished models and runs are kept)"
@@ -20,6 +21,18 @@ def pct(x) -> str:
 def error(exc: BaseException) -> str:
     """A failure that is not the method's (missing data, an executor that does not start, a notebook)."""
     return f"error: {exc}"
+
+
+def os_error(exc: OSError) -> str:
+    """A file-system failure (not the method's): what happened, that nothing partial was left, what to do."""
+    what = "the disk is full" if is_disk_full(exc) else "a file could not be written or read"
+    where = f" ({exc.filename})" if exc.filename else ""
+    return (
+        f"error: {what}: {exc.strerror or exc}{where}. Files are written whole or not at all, so nothing partial "
+        "was left and every finished model and run is kept: "
+        + ("free some space" if is_disk_full(exc) else "fix the cause")
+        + " and run the same command again to resume"
+    )
 
 
 def method_list() -> str:

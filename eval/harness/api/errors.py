@@ -23,7 +23,8 @@ class EvaluationFailed(MethodFailed):
 
 
 class ExecutorError(RuntimeError):
-    """The chosen executor (worker processes, Ray) could not start; nothing ran."""
+    """The chosen executor (worker processes, Ray) could not start (nothing ran), or a worker died (what
+    finished is kept: the same call resumes)."""
 
 
 class RehearsalFailed(RuntimeError):

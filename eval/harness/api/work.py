@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from eval.harness import report
 from eval.harness import tasks as T
 from eval.harness.bank import Bank
-from eval.harness.executors import InProcess, execute, make_executor
+from eval.harness.executors import InProcess, WorkerDied, execute, make_executor
 from eval.harness.forget_sets import build_splits
 
 from .errors import ExecutorError, UsageError
@@ -60,7 +60,11 @@ def parse_shard(shard: str | None):
 
 
 def _run(todo, executor, console: Console) -> list:
-    failed = [(r.label, r.reason) for r in execute(todo, executor, console.progress) if not r.ok]
+    try:
+        results = execute(todo, executor, console.progress)
+    except WorkerDied as exc:
+        raise ExecutorError(str(exc)) from exc
+    failed = [(r.label, r.reason) for r in results if not r.ok]
     for label, reason in failed:
         console.warn(report.task_failed(label, reason))
     return failed
