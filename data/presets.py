@@ -27,7 +27,7 @@ the other common protocol). `with_forget` changes it (`--forget-seed`, `--forget
 `--forget-size`, `--forget-class`); it enters the bank's key through the split. `forget_set` picks the
 examples by how memorized they are instead (`--forget-set mem-high|mem-mid|mem-low|mem-mix`, RUM's
 protocol, Zhao et al. 2024): the evaluator estimates each training example's memorization with
-`mem_models` half-subset models (Feldman & Zhang 2020; `eval/harness/memorization.py`) and forgets
+`mem_models` half-subset models (Feldman & Zhang 2020; `eval/harness/memorization_bank.py`) and forgets
 the `forget_frac` (or `forget_size`) most, least, or closest-to-0.5 memorized (kairanzhao/RUM
 `main_forget.py`).
 """

@@ -2,7 +2,7 @@
 
 Pure functions over a table of scores, a DataFrame of shape (n_methods, n_sets): one row per
 method, one column per forget set, NaN where the method is missing (it failed there, or was not
-evaluated). `eval.harness.forget_seeds` builds the table from one leaderboard per forget set.
+evaluated). `eval.harness.seed_study` builds the table from one leaderboard per forget set.
 
 * `score_spread`: per method, the mean, sample standard deviation (ddof 1), min and max over the
   forget sets where it has a score, and how many those are (`n_sets`).

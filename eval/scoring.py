@@ -12,7 +12,9 @@ whatever the metric. `metric` chooses what F is (``--metric``):
   lower bound (Pinsker, Bretagnolle-Huber) on one minus the total variation between the runs' and the
   retrained models' distributions, the same scale as the ``ulira`` F.
 
-The rest of the score (``F x RA ratio x TA ratio``, the efficiency rule) is the same for every metric.
+The rest of the score is the same for every metric and computed in one place each: ``F x RA ratio x TA
+ratio`` by `eval.metrics.final_score` (the summary and every bootstrap resample call it) and the efficiency
+verdict by `efficiency`, applied to the score and its interval by `apply_verdict`.
 With ``ulira`` and ``klom`` the epsilon columns stay the official metric's, as a diagnostic.
 """
 
@@ -39,7 +41,7 @@ def statistic(forget_logits: np.ndarray, forget_y: np.ndarray, metric: str = "of
 def epsilons_and_points(u: np.ndarray, r: np.ndarray, metric: str = "official") -> tuple[np.ndarray, np.ndarray]:
     """Per-example epsilons and points (n_forget,) for statistics u (runs, n) and r (retrained, n).
 
-    The points are what `forgetting_quality` summarizes: the metric's points for official and mlrc,
+    The points are what `f_of_points` summarizes: the metric's points for official and mlrc,
     the per-example U-LiRA accuracy for ulira, `klom.tv_bound_complement` of KLoM for klom (whose
     epsilons are the official metric's).
     """
@@ -56,7 +58,7 @@ def epsilons_and_points(u: np.ndarray, r: np.ndarray, metric: str = "official") 
     return eps, metrics.epsilon_points(eps, min(len(u), len(r)))
 
 
-def forgetting_quality(points: np.ndarray, metric: str = "official") -> float:
+def f_of_points(points: np.ndarray, metric: str = "official") -> float:
     """F from the per-example points of `epsilons_and_points`: their mean, or for ulira
     ``1 - 2 |mean accuracy - 0.5|`` (the mean first: one example's accuracy over a few models is noisy)."""
     if metric == "ulira":
@@ -140,7 +142,7 @@ def summarize(
     u = statistic(unlearned["forget_logits"], forget_y, metric)  # (runs, n_forget)
     r = statistic(retrained["forget_logits"], forget_y, metric)  # (retrained, n_forget)
     eps, points = epsilons_and_points(u, r, metric)
-    f = forgetting_quality(points, metric)
+    f = f_of_points(points, metric)
     if metric == "mlrc":  # U-LiRA and KLoM read the official statistic
         conf_u = statistic(unlearned["forget_logits"], forget_y)
         conf_r = statistic(retrained["forget_logits"], forget_y)
@@ -181,10 +183,16 @@ def summarize(
         **measures,
     }
     out.update(efficiency(run_times, reference_times, manifest_retrain_time, valid_entry))
-    out["final_score"] = 0.0 if out["rejected"] else score
     if bootstrap:
         out.update(bootstrap_score(unlearned, u, r, retrained, metric, bootstrap, seed, score=score, points=points))
+    out.update(apply_verdict(score, out.get("score_ci95"), out["rejected"]))
     return out, {"unlearned_stat": u, "retrained_stat": r, "epsilons": eps, "points": points, **per_example}
+
+
+def apply_verdict(score: float, ci95, rejected: bool) -> dict:
+    """The competition's final score and its interval: the score, or 0 when the efficiency rule rejects it."""
+    lo, hi = ci95 if ci95 is not None else (float("nan"), float("nan"))
+    return {"final_score": 0.0 if rejected else score, "final_ci95": [0.0, 0.0] if rejected else [lo, hi]}
 
 
 def bootstrap_score(
@@ -224,9 +232,9 @@ def bootstrap_score(
         runs = rng.integers(0, len(u), len(u)) if resample_runs else np.arange(len(u))
         pts = epsilons_and_points(u[runs], r, metric)[1] if resample_runs else points
         examples = rng.integers(0, len(pts), len(pts))
-        ra = np.mean(unlearned["acc_retain"][runs]) / ra_r
-        ta = np.mean(unlearned["acc_test"][runs]) / ta_r
-        scores[b] = forgetting_quality(pts[examples], metric) * ra * ta
+        f = f_of_points(pts[examples], metric)
+        ra_u, ta_u = np.mean(unlearned["acc_retain"][runs]), np.mean(unlearned["acc_test"][runs])
+        scores[b] = metrics.final_score(f, ra_u, ra_r, ta_u, ta_r)
     bias = scores.mean() - score
     lo, hi = np.clip(np.percentile(scores, [2.5, 97.5]) - bias, 0.0, None)
     return {

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from eval.scoring import EFFICIENCY_LIMIT
+
 
 def newest_rows(folder: Path, names: list[str] | None = None) -> tuple[list[dict], int]:
     """The newest row of each method in `folder/rows/*.json` (of `names` if given, in that order) and
@@ -48,11 +50,11 @@ def markdown(rows: list[dict]) -> str:
     def fmt(r):
         if r.get("status") != "ok":
             return {"method": f"`{r['method']}`", "final [95% CI]": f"failed: {r.get('reason') or r.get('status')}"}
-        rejected = r.get("efficiency") is False or (r.get("final_score") == 0 and (r.get("time_ratio") or 0) > 0.2)
+        rejected = r.get("efficiency") == "rejected"  # the verdict the row was scored with (eval.scoring)
         return {
             "method": f"`{r['method']}`",
             "final [95% CI]": f"{r['final_score']:.4f} [{r['final_ci_lo']:.4f}, {r['final_ci_hi']:.4f}]"
-            + (" (rejected: > 20%)" if rejected else ""),
+            + (f" (rejected: > {100 * EFFICIENCY_LIMIT:.0f}%)" if rejected else ""),
             "F": f"{r['F']:.3f}",
             "RA ratio": f"{r['ra_ratio']:.3f}",
             "TA ratio": f"{r['ta_ratio']:.3f}",

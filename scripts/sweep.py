@@ -42,7 +42,7 @@ import pandas as pd
 import main as cli
 import methods
 from data.cifar10 import DataError
-from eval.harness import api, report, tuning
+from eval.harness import api, optuna_search, report
 from eval.harness.api.options import check_outputs
 from eval.io import write_json, write_text
 
@@ -138,7 +138,7 @@ def check(opts: api.Options, key: str, sets: list[str], forget_seed: int | None 
 
 def evaluate(opts: api.Options, key: str, sets: list[str], res_dir: Path, *, forget_seed: int | None = None) -> dict:
     """Score one configuration (the published defaults under `sets`) into `res_dir`: {"rc", "record" (its
-    JSON fields, or None), "reason"}, what `tuning.outcome_score` reads.
+    JSON fields, or None), "reason"}, what `optuna_search.outcome_score` reads.
 
     A failing method, missing data or an executor that does not start is an outcome (rc 1, the reason
     printed to stderr); bad input (api.UsageError) and Ctrl-C (KeyboardInterrupt) are raised."""
@@ -194,7 +194,7 @@ def _study_space(args, opts: api.Options, cls) -> tuple[dict, dict, int]:
     makes (the tuning seed, the held-out ones), before the study is opened."""
 
     fixed = methods.parse_overrides(cls, args.set)
-    space = tuning.free_space(cls, fixed)
+    space = optuna_search.free_space(cls, fixed)
     added = extra_space(cls, args.space)
     space.update(added)
     if not space:
@@ -214,10 +214,10 @@ def _study_space(args, opts: api.Options, cls) -> tuple[dict, dict, int]:
 
 def _optuna(args, opts: api.Options, cls, study: tuple, extra: list[str], out: Path) -> int:
     space, added, forget_seed = study
-    name = tuning.study_name(cls.key, args.preset, forget_seed, args.runs, args.set) + "".join(
+    name = optuna_search.study_name(cls.key, args.preset, forget_seed, args.runs, args.set) + "".join(
         f"+{k}" for k in sorted(added)
     )
-    folder = out / tuning.folder_name(name)
+    folder = out / optuna_search.folder_name(name)
     db = out / "optuna.db"
     print(
         f"optuna: {cls.key} on preset {args.preset}, forget seed {forget_seed}, {args.runs} runs per trial, "
@@ -236,7 +236,7 @@ def _optuna(args, opts: api.Options, cls, study: tuple, extra: list[str], out: P
 
     interrupted = False
     try:
-        study = tuning.search(
+        study = optuna_search.search(
             cls,
             space,
             args.optuna,
@@ -250,8 +250,8 @@ def _optuna(args, opts: api.Options, cls, study: tuple, extra: list[str], out: P
         )
     except KeyboardInterrupt:
         interrupted = True
-        study = tuning.open_study(db, name, args.sampler_seed)
-    csv, png = tuning.write_outputs(study, space, folder, title=name)
+        study = optuna_search.open_study(db, name, args.sampler_seed)
+    csv, png = optuna_search.write_outputs(study, space, folder, title=name)
     print(f"\nwrote {csv}, {png}; study {name!r} in {db}")
     if interrupted:
         print(
@@ -259,9 +259,9 @@ def _optuna(args, opts: api.Options, cls, study: tuple, extra: list[str], out: P
             file=sys.stderr,
         )
         return 130
-    done = tuning.complete(study)
+    done = optuna_search.complete(study)
     best = study.best_trial
-    tokens = [*args.set, *(tuning.set_token(k, best.params[k]) for k in space)]
+    tokens = [*args.set, *(optuna_search.set_token(k, best.params[k]) for k in space)]
     n_failed = sum("reason" in t.user_attrs for t in done)
     print(
         f"best of {len(done)} trials ({n_failed} failed, scored 0): trial {best.number}, final score "
@@ -289,7 +289,7 @@ def _optuna(args, opts: api.Options, cls, study: tuple, extra: list[str], out: P
             "commit": _commit(),
         },
     )
-    line = f"--set {tuning.set_line(tokens)}"
+    line = f"--set {optuna_search.set_line(tokens)}"
     print(
         f"reproduce: python main.py -m {cls.key} --preset {args.preset} --runs {args.runs} "
         f"--forget-seed {forget_seed} {line}"
@@ -417,7 +417,7 @@ def main(argv=None) -> int:
         return _grid(args, opts, cls.key, plan, out)
     except api.UsageError as exc:  # (checked above; never a failed trial scored 0)
         p.error(str(exc))
-    except tuning.StudyError as exc:
+    except optuna_search.StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # the trial in progress is marked failed and runs again on the same command

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import main as cli
-from eval.harness import forget_seeds, runs
+from eval.harness import runs, seed_study
 from methods.BaseMethod import BaseMethod, register, unregister
 
 
@@ -140,7 +140,7 @@ def test_one_leaderboard_per_forget_seed_then_a_resumable_summary(
     }
 
     folder = results / "tiny-forget-seeds-1-2"
-    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == sorted(forget_seeds.FILES)
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == sorted(seed_study.FILES)
     t = pd.read_csv(folder / "summary.csv").set_index("method")
     assert set(t.index) == set(s1.index)
     assert np.isnan(t.loc["_rk_flaky", "final_score_s1"]) and t.loc["_rk_flaky", "failed_on"] == "s1"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import main as cli
-from eval.harness import tuned
+from eval.harness import tuned_records
 from methods.BaseMethod import BaseMethod, register, unregister
 
 
@@ -66,25 +66,25 @@ def test_load_picks_the_preset_and_refuses_ambiguity(tmp_path):
     _best(tmp_path)
     _best(tmp_path, preset="cpu")
     _best(tmp_path, method="_tu_b", preset="cpu")
-    found = tuned.load(tmp_path, "tiny", ["_tu_a", "_tu_b"])
+    found = tuned_records.load(tmp_path, "tiny", ["_tu_a", "_tu_b"])
     assert list(found) == ["_tu_a"] and found["_tu_a"].tokens == ("scale=0.002",)
     assert found["_tu_a"].forget_seed == 1 and found["_tu_a"].trials == 3
     _best(tmp_path, name="other")
     with pytest.raises(ValueError, match="2 searches of '_tu_a' on preset 'tiny'"):
-        tuned.load(tmp_path, "tiny", ["_tu_a"])
+        tuned_records.load(tmp_path, "tiny", ["_tu_a"])
     with pytest.raises(ValueError, match="no folder"):
-        tuned.load(tmp_path / "nope", "tiny", ["_tu_a"])
+        tuned_records.load(tmp_path / "nope", "tiny", ["_tu_a"])
 
 
 def test_notes_say_what_is_tuned_and_what_is_not_held_out(tmp_path):
     _best(tmp_path)
-    found = tuned.load(tmp_path, "tiny", ["_tu_a"])
-    lines = tuned.notes(found, ["_tu_a", "_tu_b"], forget_seed=1)
+    found = tuned_records.load(tmp_path, "tiny", ["_tu_a"])
+    lines = tuned_records.notes(found, ["_tu_a", "_tu_b"], forget_seed=1)
     assert "`_tu_a` scale=0.002 (3 trials × 2 runs on forget seed 1" in lines[0]
     assert lines[1] == "**Defaults** (no search found): `_tu_b`."
     assert lines[2].startswith("**Not held out**: `_tu_a`")
-    assert len(tuned.notes(found, ["_tu_a"], forget_seed=2)) == 1
-    long = tuned.Tuned("m", ("lr=0.05176340429875833", "T=9", "proxy=none"), 1, 6, 8, 0.1, tmp_path)
+    assert len(tuned_records.notes(found, ["_tu_a"], forget_seed=2)) == 1
+    long = tuned_records.Tuned("m", ("lr=0.05176340429875833", "T=9", "proxy=none"), 1, 6, 8, 0.1, tmp_path)
     assert long.describe().startswith("`m` lr=0.05176 T=9 proxy=none (6 trials × 8 runs")
 
 
@@ -165,7 +165,7 @@ def test_a_presets_committed_record_runs_by_default_and_published_runs_the_defau
 ):
     """benchmarks/tuned/<preset>/: -m and --leaderboard run a method's record, --set goes over it, --published
     runs the published defaults; each says which values ran."""
-    monkeypatch.setattr(tuned, "RECORDS", tmp_path / "records")
+    monkeypatch.setattr(tuned_records, "RECORDS", tmp_path / "records")
     _best(tmp_path / "records", forget_seed=1)
     results = tmp_path / "results"
     common = [

@@ -3,7 +3,7 @@
 A random or class-wise forget set is `data.splits.make_splits`'s. A `mem-*` forget set (RUM's
 protocol; `eval/memorization.py`) needs the evaluator's memorization estimate first: the preset's
 splits are built with its random forget set, which fixes the training subset, the estimate is built
-or reused on that subset (`memorization.py`), and the subset is split again with the chosen
+or reused on that subset (`memorization_bank.py`), and the subset is split again with the chosen
 examples as the forget set. The new split keeps every tensor of the old one (pixels, test and
 validation halves) and only moves examples between retain and forget, in training-subset order.
 """
@@ -15,7 +15,7 @@ import torch
 
 from data.cifar10 import DataError
 from data.splits import Splits, make_splits
-from eval.harness.memorization import MemorizationBank, training_subset
+from eval.harness.memorization_bank import MemorizationBank, training_subset
 from eval.memorization import memorization_groups
 
 

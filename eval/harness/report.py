@@ -271,7 +271,7 @@ def forget_seed_header(seed: int, i: int, n: int) -> str:
 
 
 def summary(out: dict) -> str:
-    """The rankings across forget sets (`forget_seeds.write_summary`'s answer) and its files."""
+    """The rankings across forget sets (`seed_study.write_summary`'s answer) and its files."""
     return f"\n{out['markdown']}\nwrote {', '.join(str(p) for p in out['files'])}"
 
 

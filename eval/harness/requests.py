@@ -27,7 +27,7 @@ from data.splits import make_loader
 from eval.harness.bank import Bank
 from eval.harness.fingerprint import code_fingerprint
 from eval.harness.forget_sets import resplit
-from eval.harness.memorization import training_subset
+from eval.harness.memorization_bank import training_subset
 from eval.harness.row import References, summarize_runs
 from eval.harness.runs import cached_runs
 from eval.harness.seeds import run_streams

@@ -158,8 +158,8 @@ def score_method(valid_entry: bool, runs: dict, refs: References, *, metric: str
     lo, hi = summary.get("score_ci95", (np.nan, np.nan))
     row = {
         "final_score": summary["final_score"],
-        "final_ci_lo": 0.0 if summary["rejected"] else lo,
-        "final_ci_hi": 0.0 if summary["rejected"] else hi,
+        "final_ci_lo": summary["final_ci95"][0],
+        "final_ci_hi": summary["final_ci95"][1],
         "score": summary["score"],
         "score_ci_lo": lo,
         "score_ci_hi": hi,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from data.splits import make_splits
 from eval.harness.bank import Bank
 from eval.harness.forget_sets import build_splits
-from eval.harness.memorization import MemorizationBank
+from eval.harness.memorization_bank import MemorizationBank
 from eval.harness.runs import ReferenceTimer, ensure_run, missing_runs, run_dir_of, run_path
 from eval.harness.timing import RetrainClock
 from eval.harness.unlearn import run_once

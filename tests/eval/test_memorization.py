@@ -9,7 +9,7 @@ import torch
 from data.presets import get_preset
 from data.splits import Splits
 from eval.harness.forget_sets import build_splits, resplit
-from eval.harness.memorization import MemorizationBank, training_subset
+from eval.harness.memorization_bank import MemorizationBank, training_subset
 from eval.memorization import memorization_groups, memorization_scores
 from methods._training import Recipe
 

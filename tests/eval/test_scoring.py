@@ -52,6 +52,26 @@ def test_summarize_zeroes_the_final_score_of_a_rejected_method():
     assert rejected["rejected"] and rejected["final_score"] == 0.0 and rejected["score"] == ok["score"]
 
 
+def test_the_score_and_every_bootstrap_resample_use_one_formula(monkeypatch):
+    """F x RA ratio x TA ratio lives in eval.metrics.final_score alone: the summary and each resample call it,
+    and the verdict zeroes the final score and its interval together."""
+    from eval import metrics
+
+    rng = np.random.default_rng(1)
+    y = np.zeros(100, dtype=int)
+    unlearned, retrained = _outputs(rng, 8, 100, 0.3), _outputs(rng, 8, 100, 0.0)
+    original = {k: v[0] for k, v in retrained.items()}
+    kw = dict(run_times=[1.0] * 8, reference_times=[10.0] * 8, bootstrap=5)
+    real, _ = scoring.summarize(unlearned, retrained, original, y, **kw)
+    assert real["final_ci95"] == real["score_ci95"] and real["score_ci95"][0] < real["score_ci95"][1]
+    monkeypatch.setattr(metrics, "final_score", lambda f, ra_u, ra_r, ta_u, ta_r: 0.125)
+    fixed, _ = scoring.summarize(unlearned, retrained, original, y, **kw)
+    assert fixed["score"] == fixed["final_score"] == 0.125
+    assert fixed["score_ci95"] == pytest.approx([0.125, 0.125]) and fixed["score_std"] == 0
+    slow, _ = scoring.summarize(unlearned, retrained, original, y, **{**kw, "run_times": [5.0] * 8})
+    assert slow["final_score"] == 0 and slow["final_ci95"] == [0.0, 0.0] and slow["score_ci95"][1] > 0
+
+
 def test_tow_in_the_summary_is_one_for_retrain_like_accuracies():
     """ToW: each run against the retrained models' mean accuracies, then the mean over runs (RUM's)."""
     rng = np.random.default_rng(2)

@@ -28,6 +28,7 @@ def _row(folder, method, key, written, final, ratio=0.1, status="ok"):
         "ta_ratio": 0.95,
         "acc_forget": 0.5,
         "time_ratio": ratio,
+        "efficiency": "rejected" if ratio > 0.2 else "ok",  # eval.row.efficiency_label
         "run_key": key,
     }
     (folder / "rows").mkdir(parents=True, exist_ok=True)

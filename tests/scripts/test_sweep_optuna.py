@@ -170,9 +170,9 @@ def test_interrupt_fails_the_trial_and_the_rerun_finishes(space, fake, tmp_path)
     assert _db_trials(tmp_path) == [(0, "COMPLETE"), (1, "FAIL")]
     assert _run(mod, tmp_path, 3) == 0
     assert [s for _, s in _db_trials(tmp_path)] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
-    from eval.harness import tuning  # a killed process leaves its trial RUNNING: failed on resume
+    from eval.harness import optuna_search  # a killed process leaves its trial RUNNING: failed on resume
 
-    tuning.open_study(tmp_path / "tiny" / "my_method" / "optuna.db", "my_method-tiny-forget1-runs2").ask()
+    optuna_search.open_study(tmp_path / "tiny" / "my_method" / "optuna.db", "my_method-tiny-forget1-runs2").ask()
     assert _run(mod, tmp_path, 4) == 0
     assert [s for _, s in _db_trials(tmp_path)][4:] == ["FAIL", "COMPLETE"]
 
@@ -251,12 +251,12 @@ def test_first_trial_is_the_defaults(space, fake, tmp_path, capsys):
 
 
 def test_defaults_outside_a_narrowed_range_are_not_queued(monkeypatch):
-    from eval.harness import tuning
+    from eval.harness import optuna_search
 
     cls = methods.get_method("my_method")
-    dists = tuning.distributions(cls, {"lr": ("log", 0.03, 0.05), "epochs": ("int", 1, 2)})
-    assert tuning.defaults(cls, dists) is None
-    assert tuning.defaults(cls, tuning.distributions(cls, SPACE)) == {"lr": 0.001, "epochs": 1}
+    dists = optuna_search.distributions(cls, {"lr": ("log", 0.03, 0.05), "epochs": ("int", 1, 2)})
+    assert optuna_search.defaults(cls, dists) is None
+    assert optuna_search.defaults(cls, optuna_search.distributions(cls, SPACE)) == {"lr": 0.001, "epochs": 1}
 
 
 @pytest.mark.parametrize(

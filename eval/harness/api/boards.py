@@ -7,9 +7,9 @@ from pathlib import Path
 
 import methods
 from eval.harness import report
-from eval.harness.forget_seeds import summary_tag, write_summary
 from eval.harness.leaderboard import leaderboard_jobs, run_leaderboard
-from eval.harness.tuned import notes
+from eval.harness.seed_study import summary_tag, write_summary
+from eval.harness.tuned_records import notes
 
 from .errors import UsageError
 from .options import DEFAULTS, QUIET, Console, Options, check_home, check_outputs, resolve
@@ -36,7 +36,7 @@ class BoardJob:
 @dataclass
 class Study:
     """A forget-seed study: one leaderboard per seed (`leaderboard`'s answers) and the summary across them
-    (`forget_seeds.write_summary`'s answer)."""
+    (`seed_study.write_summary`'s answer)."""
 
     boards: list
     summary: dict

@@ -3,7 +3,7 @@
 `--set` values go over either. Every token is checked against the method's Params before any work."""
 
 import methods
-from eval.harness import tuned
+from eval.harness import tuned_records
 
 from .errors import UsageError
 
@@ -30,11 +30,11 @@ def method_keys(names) -> list[str]:
 
 
 def committed(preset_name: str, keys) -> dict:
-    """{method: tuned.Tuned}: the preset's committed records for `keys` (empty where there are none)."""
-    if not tuned.RECORDS.is_dir():
+    """{method: tuned_records.Tuned}: the preset's committed records for `keys` (empty where there are none)."""
+    if not tuned_records.RECORDS.is_dir():
         return {}
     try:
-        found = tuned.load(tuned.RECORDS, preset_name, keys)
+        found = tuned_records.load(tuned_records.RECORDS, preset_name, keys)
         for key, t in found.items():
             methods.parse_overrides(methods.get_method(key), list(t.tokens))
     except ValueError as exc:
@@ -43,9 +43,9 @@ def committed(preset_name: str, keys) -> dict:
 
 
 def searched(folder, preset_name: str, keys) -> dict:
-    """{method: tuned.Tuned}: the best values of the searches under `folder` (scripts/sweep.py --optuna)."""
+    """{method: tuned_records.Tuned}: the best values of the searches under `folder` (scripts/sweep.py --optuna)."""
     try:
-        found = tuned.load(folder, preset_name, keys)
+        found = tuned_records.load(folder, preset_name, keys)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     for key, t in found.items():
@@ -67,7 +67,7 @@ def method_values(cls, overrides, preset_name: str, published: bool):
 
 
 def board_values(names, preset_name: str, tuned_dir, published: bool) -> dict | None:
-    """{method: tuned.Tuned} a leaderboard of `names` runs: the searches under `tuned_dir`, else the committed
+    """{method: tuned_records.Tuned} a leaderboard of `names` runs: the searches under `tuned_dir`, else the committed
     records (none with `published`); None when no method has any."""
     keys = method_keys(names)
     if tuned_dir is not None:

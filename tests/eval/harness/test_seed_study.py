@@ -1,4 +1,4 @@
-"""The summary across forget sets (eval.harness.forget_seeds) from hand-made leaderboard tables: no training."""
+"""The summary across forget sets (eval.harness.seed_study) from hand-made leaderboard tables: no training."""
 
 import math
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from data.presets import get_preset
-from eval.harness import forget_seeds
+from eval.harness import seed_study
 from eval.harness.row import COLUMNS
 
 
@@ -44,11 +44,11 @@ def test_summary_files_and_contents(tmp_path):
         _board(tmp_path, 2, {"retrain": 0.3, "b": 0.12, "a": 0.11, "none": 0.0}, failed=["c"]),
         _board(tmp_path, 3, {"retrain": 0.25, "a": 0.1, "b": 0.05, "c": 0.02, "none": 0.0}),
     ]
-    tag = forget_seeds.summary_tag(get_preset("tiny"), [1, 2, 3])
+    tag = seed_study.summary_tag(get_preset("tiny"), [1, 2, 3])
     assert tag == "tiny-forget-seeds-1-2-3"
-    assert forget_seeds.summary_tag(get_preset("tiny").with_forget(size=20), [4, 5]) == "tiny-forget-n20-seeds-4-5"
-    out = forget_seeds.write_summary(boards, tmp_path / "results" / tag, preset=get_preset("tiny"))
-    assert sorted(p.name for p in out["files"]) == sorted(forget_seeds.FILES)
+    assert seed_study.summary_tag(get_preset("tiny").with_forget(size=20), [4, 5]) == "tiny-forget-n20-seeds-4-5"
+    out = seed_study.write_summary(boards, tmp_path / "results" / tag, preset=get_preset("tiny"))
+    assert sorted(p.name for p in out["files"]) == sorted(seed_study.FILES)
     assert (out["dir"] / "kendall_tau.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     t = pd.read_csv(out["dir"] / "summary.csv").set_index("method")
@@ -76,13 +76,13 @@ def test_summary_files_and_contents(tmp_path):
 def test_score_table_marks_failed_and_absent_methods_nan():
     t1 = _table({"retrain": 0.2, "a": 0.1, "none": 0.0}, failed=["b"])
     t2 = _table({"retrain": 0.2, "b": 0.1, "none": 0.0})
-    s = forget_seeds.score_table({"s1": t1, "s2": t2})
+    s = seed_study.score_table({"s1": t1, "s2": t2})
     assert list(s.columns) == ["s1", "s2"] and list(s.index) == ["retrain", "a", "none", "b"]
     assert np.isnan(s.loc["b", "s1"]) and np.isnan(s.loc["a", "s2"]) and s.loc["b", "s2"] == 0.1
 
 
 def test_one_board_is_refused(tmp_path):
     with pytest.raises(ValueError, match="at least two"):
-        forget_seeds.write_summary(
+        seed_study.write_summary(
             [_board(tmp_path, 1, {"retrain": 0.2, "none": 0.0})], tmp_path, preset=get_preset("tiny")
         )
