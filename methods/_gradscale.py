@@ -8,13 +8,15 @@ step cap of `_trust.StepCap` then bounds the step that results; wrap the optimiz
 returns. Weight decay, added by the base optimizer, is not scaled (the NeurIPS 2023 `kookmin` entry
 scales the gradient in the backward pass, before SGD adds its decay). Parameters without an entry keep
 their gradient. Param groups, state and defaults are shared with the base (the davda54/sam pattern of
-`_sam` and `_masked`), so LR schedulers can be built on the wrapper. Imports only torch.
+`_sam` and `_masked_optimizer`), so LR schedulers can be built on the wrapper. Imports only torch.
 """
 
 import torch
 
+from methods._wrapped import OptimizerWrapper
 
-class GradScaleOptimizer(torch.optim.Optimizer):
+
+class GradScaleOptimizer(OptimizerWrapper):
     """`GradScaleOptimizer(base_optimizer, net, scales)`; scales = {parameter name: float or tensor}."""
 
     def __init__(self, base_optimizer: torch.optim.Optimizer, net: torch.nn.Module, scales: dict):
@@ -22,7 +24,7 @@ class GradScaleOptimizer(torch.optim.Optimizer):
         unknown = [n for n in scales if n not in named]
         if unknown:
             raise ValueError(f"scales name unknown parameters: {unknown[:5]}")
-        self.base_optimizer = base_optimizer
+        super().__init__(base_optimizer)
         self.scales = []  # (parameter, scale as a tensor on its device)
         for n, s in scales.items():
             s = torch.as_tensor(s, dtype=named[n].dtype, device=named[n].device)
@@ -33,10 +35,6 @@ class GradScaleOptimizer(torch.optim.Optimizer):
             if not fits:
                 raise ValueError(f"scale {n!r} of shape {tuple(s.shape)} does not broadcast to {tuple(named[n].shape)}")
             self.scales.append((named[n], s))
-        super().__init__(base_optimizer.param_groups, base_optimizer.defaults)
-        self.param_groups = base_optimizer.param_groups
-        self.state = base_optimizer.state
-        self.defaults = base_optimizer.defaults
 
     @torch.no_grad()
     def scale_grads_(self) -> None:
@@ -59,6 +57,3 @@ class GradScaleOptimizer(torch.optim.Optimizer):
             return out
 
         return self.base_optimizer.step(scaled_closure)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.base_optimizer.zero_grad(set_to_none=set_to_none)

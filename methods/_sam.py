@@ -14,10 +14,12 @@ closure masks the gradients of both passes. Imports only torch.
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from methods._wrapped import OptimizerWrapper
+
 SAM_MODES = ("min", "max")
 
 
-class SAM(torch.optim.Optimizer):
+class SAM(OptimizerWrapper):
     """`SAM(base_optimizer, net, rho, adaptive, mode, lam)`; `step(closure)` needs a closure that zeroes
     the gradients, computes the loss, calls backward and returns the loss."""
 
@@ -34,12 +36,9 @@ class SAM(torch.optim.Optimizer):
             raise ValueError(f"SAM mode must be 'min' or 'max', got {mode!r}")
         if rho < 0:
             raise ValueError(f"SAM rho must be >= 0, got {rho}")
-        self.base_optimizer, self.net = base_optimizer, net
+        super().__init__(base_optimizer)
+        self.net = net
         self.rho, self.adaptive, self.mode, self.lam = float(rho), bool(adaptive), mode, float(lam)
-        super().__init__(base_optimizer.param_groups, base_optimizer.defaults)
-        self.param_groups = base_optimizer.param_groups
-        self.state = base_optimizer.state
-        self.defaults = base_optimizer.defaults
 
     def _sam_bn_buffers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(buffer, copy) for every BatchNorm running statistic of `net`."""
@@ -84,9 +83,6 @@ class SAM(torch.optim.Optimizer):
                 p.grad = g + (sign * self.lam) * (g1 - g)
         self.base_optimizer.step()
         return loss
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.base_optimizer.zero_grad(set_to_none=set_to_none)
 
 
 def with_sam(

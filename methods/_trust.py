@@ -15,6 +15,8 @@ update a method computes by hand (`sibl`'s outer step). Imports only torch.
 
 import torch
 
+from methods._wrapped import OptimizerWrapper
+
 
 def step_reference(w: torch.Tensor) -> float:
     """The norm a tensor's step is measured against: ‖w‖, at least √numel for a vector (a bias or BN
@@ -44,7 +46,7 @@ def cap_update_(params, before, max_update: float) -> int:
     return len(over)
 
 
-class SplitStepCap(torch.optim.Optimizer):
+class SplitStepCap(OptimizerWrapper):
     """`SplitStepCap(base_optimizer, caps)`, caps = [(parameters, max_update)]: after every base step each
     subset's tensors are capped at their own max_update of their norm (0: no cap; `cap_update_`).
 
@@ -54,12 +56,8 @@ class SplitStepCap(torch.optim.Optimizer):
     """
 
     def __init__(self, base_optimizer: torch.optim.Optimizer, caps):
-        self.base_optimizer = base_optimizer
+        super().__init__(base_optimizer)
         self.caps = [(list(params), float(cap)) for params, cap in caps if cap and len(list(params))]
-        super().__init__(base_optimizer.param_groups, base_optimizer.defaults)
-        self.param_groups = base_optimizer.param_groups
-        self.state = base_optimizer.state
-        self.defaults = base_optimizer.defaults
         self.steps = self.capped_steps = 0
 
     def step(self, closure=None):
@@ -70,9 +68,6 @@ class SplitStepCap(torch.optim.Optimizer):
         capped = sum(cap_update_(params, saved, cap) for (params, cap), saved in zip(self.caps, before))
         self.capped_steps += capped > 0
         return loss
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.base_optimizer.zero_grad(set_to_none=set_to_none)
 
 
 class StepCap(SplitStepCap):

@@ -5,7 +5,7 @@ tied to the forgotten data (SalUn's gradient saliency, Fan et al., ICLR 2024, ar
 update it gradually with each new request instead of recomputing it; fine-tune only the selected
 weights; after each step check the outputs to confirm the request's data no longer shows. Every choice
 below is ours. Blocks: `_saliency` (SalUn's per-request score),
-`_requests` (request streams, `RunningSaliency`, `accuracy_gap`), `_masked.MaskedOptimizer`,
+`_requests` (request streams, `RunningSaliency`, `accuracy_gap`), `_masked_optimizer.MaskedOptimizer`,
 `_paired` (NegGrad+), `_loop.train_steps`, `_noise.entry_noise_`.
 
 Interface. `run_requests(net, retain_loaders, forget_loaders, val_loader)` is a generator that processes
@@ -66,7 +66,7 @@ import torch.nn.functional as F
 from methods._common import cycle, reshuffled
 from methods._iterative import TrainParams, build_optimizer
 from methods._loop import batch_cross_entropy, train_steps
-from methods._masked import MaskedOptimizer
+from methods._masked_optimizer import MaskedOptimizer
 from methods._noise import entry_noise_
 from methods._paired import PairedBatches, neggrad_plus_loss, train_paired
 from methods._requests import RunningSaliency, accuracy_gap, request_seeds, seeded_generator

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from methods._iterative import TrainParams, build_optimizer
-from methods._kaggle_budget import BudgetParams, ReleasedEntry
 from methods._loop import batch_cross_entropy, train_steps
+from methods._released import BudgetParams, ReleasedEntry
 from methods.BaseMethod import register
 
 

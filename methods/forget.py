@@ -37,10 +37,10 @@ from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from methods._iterative import TrainParams, build_optimizer
-from methods._kaggle_budget import BudgetParams, ReleasedEntry
 from methods._loop import train_steps
 from methods._partial import last_linear, weight_layers
 from methods._reinit import reinit_modules
+from methods._released import BudgetParams, ReleasedEntry
 from methods._teacher import Teacher
 from methods.BaseMethod import register
 

@@ -18,7 +18,7 @@ has none; `--set max_update=...` adds the kit's, off by default);
 
 Released values (RUM README): lr 0.01, E 10, on the reference loaders' crop/flip views (`augment`).
 Budget: RUM retrains for 30 epochs, so E 10 is a third of a retraining; as for the Kaggle entries
-(`_kaggle_budget`), each released epoch is scaled to the preset's retraining (E_preset/30 of a pass)
+(`_released`), each released epoch is scaled to the preset's retraining (E_preset/30 of a pass)
 and `time_factor` 0.5 cuts every epoch by one factor to fit the 20% rule (`--set time_factor=1` is
 the release). Per-preset tuned values: benchmarks/tuned/.
 """
@@ -26,9 +26,8 @@ the release). Per-preset tuned values: benchmarks/tuned/.
 from dataclasses import dataclass
 
 from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._kaggle_budget import ReleasedEntry
 from methods._loop import batch_cross_entropy, train_steps
-from methods._views import views
+from methods._released import ReleasedEntry
 from methods.BaseMethod import register
 
 
@@ -54,6 +53,10 @@ class FT(ReleasedEntry):
         """Small settings for the contract test."""
         return {"epochs": 1}
 
+    def epoch_loss(self, epoch: int):
+        """The loss of epoch `epoch`, `loss(model, x, y)`: cross-entropy (a subclass adds a term, `ft_l1`)."""
+        return batch_cross_entropy
+
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
         g = self.generator("cpu")  # data order and views
@@ -61,8 +64,8 @@ class FT(ReleasedEntry):
         opt = build_optimizer(p, net)
         sched = build_scheduler(p, opt, p.epochs * steps)
         self.log_["retain_loss"] = [
-            train_steps(net, views(self.take(stream, steps), g, p.augment), batch_cross_entropy, opt, sched)
-            for _ in range(p.epochs)
+            train_steps(net, self.view_batches(stream, steps, g), self.epoch_loss(e), opt, sched)
+            for e in range(p.epochs)
         ]
         self.log_["capped_steps"] = getattr(opt, "capped_steps", 0)
         net.eval()

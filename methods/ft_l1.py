@@ -40,11 +40,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._kaggle_budget import ReleasedEntry
-from methods._loop import train_steps
-from methods._views import views
+from methods._iterative import TrainParams
 from methods.BaseMethod import register
+from methods.ft import FT
 
 
 def l1_weight(alpha: float, epoch: int, epochs: int, no_l1_epochs: int = 0) -> float:
@@ -61,7 +59,7 @@ def l1_norm(net: torch.nn.Module) -> torch.Tensor:
 
 
 @register("ft_l1", aliases=("FT_prune",))
-class FTL1(ReleasedEntry):
+class FTL1(FT):
     """Fine-tune on the retain set with CE + a linearly decaying L1 penalty on all weights (L1-sparse)."""
 
     origin = "published"
@@ -90,28 +88,22 @@ class FTL1(ReleasedEntry):
         """Small settings for the contract test."""
         return {"epochs": 1}
 
-    def run(self, net, retain_loader, forget_loader, val_loader):
+    def epoch_loss(self, epoch: int):
+        """CE + α_e·‖θ‖₁, α_e logged; under SAM the L1 term enters the second pass of each step only (docstring)."""
         p = self.params
-        g = self.generator("cpu")  # data order and views
-        stream, steps = self.stream(retain_loader, g), self.steps(1, retain_loader)
-        opt = build_optimizer(p, net)
-        sched = build_scheduler(p, opt, p.epochs * steps)
-        alpha = {"e": 0.0}  # this epoch's α_e, set before each epoch
+        alpha = l1_weight(p.alpha, epoch, p.epochs, p.no_l1_epochs)
+        self.log_["alpha"].append(alpha)
         calls = itertools.count()  # SAM evaluates the loss twice per step: L1 in the second only
 
         def loss_fn(model, x, y):
             ce = F.cross_entropy(model(x), y)
             if p.sam is not None and next(calls) % 2 == 0:
                 return ce
-            return ce + alpha["e"] * l1_norm(model)
+            return ce + alpha * l1_norm(model)
 
-        self.log_["loss"], self.log_["alpha"] = [], []
-        for e in range(p.epochs):
-            alpha["e"] = l1_weight(p.alpha, e, p.epochs, p.no_l1_epochs)
-            self.log_["alpha"].append(alpha["e"])
-            self.log_["loss"].append(
-                train_steps(net, views(self.take(stream, steps), g, p.augment), loss_fn, opt, sched)
-            )
+        return loss_fn
+
+    def run(self, net, retain_loader, forget_loader, val_loader):
+        self.log_["alpha"] = []
+        super().run(net, retain_loader, forget_loader, val_loader)
         self.log_["l1_final"] = float(l1_norm(net).detach())
-        self.log_["capped_steps"] = getattr(opt, "capped_steps", 0)
-        net.eval()

@@ -26,10 +26,9 @@ Deviations and choices:
 from dataclasses import dataclass
 
 from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._kaggle_budget import ReleasedEntry
 from methods._loop import batch_cross_entropy, train_steps
 from methods._noise import add_weight_noise_
-from methods._views import views
+from methods._released import ReleasedEntry
 from methods.BaseMethod import register
 
 
@@ -69,8 +68,7 @@ class GA(ReleasedEntry):
         opt = build_optimizer(p, net)
         sched = build_scheduler(p, opt, p.epochs * steps)
         self.log_["forget_loss"] = [
-            -train_steps(net, views(self.take(stream, steps), g, p.augment), ascent_loss, opt, sched)
-            for _ in range(p.epochs)
+            -train_steps(net, self.view_batches(stream, steps, g), ascent_loss, opt, sched) for _ in range(p.epochs)
         ]
         self.log_["capped_steps"] = getattr(opt, "capped_steps", 0)
         net.eval()

@@ -15,7 +15,7 @@ Algorithm (released values).
    for other `epochs` the same ramp over epochs + 1 points). The loss gradient of every conv weight is
    multiplied by 1.0 on re-initialised entries and by 0.1 on kept ones (weight decay unscaled); BN and
    fc gradients are not scaled.
-Epochs scale by E/30 of the preset's retraining (`_kaggle_budget`): epoch k is a segment of
+Epochs scale by E/30 of the preset's retraining (`_released`): epoch k is a segment of
 `steps(1, retain)` steps at its multiplier; the ranking pass is a pass over the data, not scaled.
 Deviations: the data order comes from the method's seed; conv biases (none in ResNet-18) are kept, where
 the port's module swap would redraw them.
@@ -32,9 +32,9 @@ from torch.utils.data import DataLoader, Subset
 from methods._common import device_of, unpack
 from methods._gradscale import GradScaleOptimizer
 from methods._iterative import SAMParams, build_optimizer
-from methods._kaggle_budget import BudgetParams, ReleasedEntry
 from methods._loop import batch_cross_entropy, train_steps
 from methods._masks import top_k_mask
+from methods._released import BudgetParams, ReleasedEntry
 from methods.BaseMethod import register
 
 

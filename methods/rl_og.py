@@ -26,10 +26,9 @@ from dataclasses import dataclass
 
 from methods._common import num_classes
 from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._kaggle_budget import ReleasedEntry
 from methods._loop import batch_cross_entropy, train_steps
 from methods._relabel import RandomLabels, relabelled_union
-from methods._views import views
+from methods._released import ReleasedEntry
 from methods.BaseMethod import register
 
 
@@ -68,7 +67,7 @@ class RLOriginal(ReleasedEntry):
             if e > 0:
                 relabelled.redraw(g)  # new labels every epoch
             self.log_["loss"].append(
-                train_steps(net, views(self.take(stream, steps), g, p.augment), batch_cross_entropy, opt, sched)
+                train_steps(net, self.view_batches(stream, steps, g), batch_cross_entropy, opt, sched)
             )
         self.log_["capped_steps"] = getattr(opt, "capped_steps", 0)
         net.eval()

@@ -44,12 +44,11 @@ import torch.nn.functional as F
 
 from methods._common import num_classes
 from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._kaggle_budget import ReleasedEntry
 from methods._loop import batch_cross_entropy, train_steps
-from methods._masked import MaskedOptimizer
+from methods._masked_optimizer import MaskedOptimizer
 from methods._relabel import RandomLabels, loader_over, relabelled_union
+from methods._released import ReleasedEntry
 from methods._saliency import gradient_saliency, saliency_mask
-from methods._views import views
 from methods.BaseMethod import register
 
 PASSES = ("sequential", "union")
@@ -108,7 +107,7 @@ class SalUn(ReleasedEntry):
                 relabelled.redraw(g)  # new labels every epoch
             losses.append(
                 [
-                    train_steps(net, views(self.take(stream, steps), g, p.augment), batch_cross_entropy, opt, sched)
+                    train_steps(net, self.view_batches(stream, steps, g), batch_cross_entropy, opt, sched)
                     for stream, steps in passes
                 ]
             )

@@ -18,7 +18,7 @@ The release fixes the weights as [1, w, …, w], so class 0 (the faces data's ma
 on balanced CIFAR-10 that is just the first class. The module selection is the release's, literally: on a
 network without a top-level child named "...conv..." (the cpu preset's SmallResNet, whose stem is
 `stem.0`; TinyCNN) neither noise touches anything and the entry is plain weighted fine-tuning.
-Epochs scale by E/30 of the preset's retraining (`_kaggle_budget`): epoch k is a segment of
+Epochs scale by E/30 of the preset's retraining (`_released`): epoch k is a segment of
 `steps(1, retain)` steps at its lr. Deviation: the data order comes from the method's seed.
 The one-paragraph summary reads otherwise: noise on all conv weights, and a per-example weighted CE.
 """
@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from methods._iterative import SAMParams, build_optimizer
-from methods._kaggle_budget import BudgetParams, ReleasedEntry
 from methods._loop import train_steps
+from methods._released import BudgetParams, ReleasedEntry
 from methods.BaseMethod import register
 
 

@@ -110,7 +110,7 @@ Additions (not in the released code):
 Defaults are retuned for CNNs (the LLM ones, lr 1e-4 for 20 steps, do not move a CNN); T=8 K=6 fits
 the test phase's budget. Scores and tuning logs: benchmarks/history/sibl.md and scripts/tune_sibl.md
 (earlier banks), benchmarks/results/ and benchmarks/tuned/ (current). The inner steps use the shared loop
-(`_loop.train_steps`) with a masked optimizer (`_masked.MaskedOptimizer` over heavy-ball SGD), so
+(`_loop.train_steps`) with a masked optimizer (`_masked_optimizer.MaskedOptimizer` over heavy-ball SGD), so
 `--set sam=min rho=...` makes them masked SAM steps. Cost per run: about
 T·(K + 2.5) forward-backward passes of a batch, plus cg_iters HVPs (about 2-3 passes each) per outer
 step when `use_implicit` is on.
@@ -129,7 +129,7 @@ from methods._hvp import conjugate_gradient, flatten, gradient_and_hvp, make_hvp
 from methods._iterative import SAMParams, build_optimizer
 from methods._loop import batch_cross_entropy, train_steps
 from methods._losses import logit_margin, quantile_hinge, true_label_margin
-from methods._masked import MaskedOptimizer
+from methods._masked_optimizer import MaskedOptimizer
 from methods._masks import METHODS as MASK_METHODS
 from methods._masks import changed_fraction, make_mask, mask_density, restore_masked_
 from methods._noise import entry_noise_
@@ -287,7 +287,7 @@ class SIBL(BaseMethod):
             prev_mask=prev,
         )
 
-    def _outer_direction(self, net, names, params, lf, lr_, mu, xr, yr, flat_mask, beta, log):
+    def _outer_direction(self, net, names, params, lf, loss_r, mu, xr, yr, flat_mask, beta, log):
         """The masked outer step h: first order m ⊙ (∇L_f + μ∇c), or the implicit (I + β·MHM)⁻¹ of it."""
         p = self.params
         gf = torch.autograd.grad(lf, params, allow_unused=True)
@@ -297,15 +297,15 @@ class SIBL(BaseMethod):
                 gr = flatten(
                     [
                         torch.zeros_like(q) if gg is None else gg
-                        for gg, q in zip(torch.autograd.grad(lr_, params, allow_unused=True), params)
+                        for gg, q in zip(torch.autograd.grad(loss_r, params, allow_unused=True), params)
                     ]
                 )
                 gf = gf + mu * gr
             return gf * flat_mask
         if p.hvp_mode == "double":
-            gr, hvp = gradient_and_hvp(lr_, params)
+            gr, hvp = gradient_and_hvp(loss_r, params)
         else:
-            gr = flatten(torch.autograd.grad(lr_, params))
+            gr = flatten(torch.autograd.grad(loss_r, params))
             hvp = make_hvp(net, lambda m: F.cross_entropy(m(xr), yr), names, mode="jvp")
         g = (gf + mu * gr) * flat_mask
         h, info = conjugate_gradient(
@@ -384,9 +384,9 @@ class SIBL(BaseMethod):
             xf, yf = unpack(next(forget_it), device)
             xr, yr = unpack(next(retain_it), device)
             lf = self._forget_loss(net(xf), yf, val_margins)
-            lr_ = F.cross_entropy(net(xr), yr)
-            mu = max(0.0, lam + p.al_rho * (lr_.item() - eps))  # HPR: ∇L_ρ = ∇L_f + max(0, λ + ρc)∇c
-            h = self._outer_direction(net, names, params, lf, lr_, mu, xr, yr, flat_mask, beta, log)
+            loss_r = F.cross_entropy(net(xr), yr)
+            mu = max(0.0, lam + p.al_rho * (loss_r.item() - eps))  # HPR: ∇L_ρ = ∇L_f + max(0, λ + ρc)∇c
+            h = self._outer_direction(net, names, params, lf, loss_r, mu, xr, yr, flat_mask, beta, log)
             h_norm = float(h.norm())
             log["step_norm"].append(h_norm)
             if p.clip_norm > 0 and h_norm > p.clip_norm:

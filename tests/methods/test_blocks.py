@@ -21,7 +21,7 @@ from methods._losses import (
     true_label_confidence,
     true_label_margin,
 )
-from methods._masked import MaskedOptimizer
+from methods._masked_optimizer import MaskedOptimizer
 from methods._reinit import reinit_entries, reinit_modules, reset_all
 from methods._saliency import gradient_saliency, saliency_mask
 from methods._sam import SAM, with_sam

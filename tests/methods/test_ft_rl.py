@@ -120,10 +120,10 @@ def test_ft_l1_logs_its_schedule_and_adds_the_penalty_only_to_the_second_sam_pas
     plain.run(copy.deepcopy(net), *loaders)
     assert plain.log_["alpha"] == pytest.approx([1.0, 2 / 3, 1 / 3])
     norm = float(l1_norm(net).detach())
-    assert plain.log_["loss"][0] > 0.5 * norm  # the logged loss holds α·‖θ‖₁
+    assert plain.log_["retain_loss"][0] > 0.5 * norm  # the logged loss holds α·‖θ‖₁
     sam = methods.get_method("ft_l1")(seed=0, epochs=1, alpha=1.0, sam="min")
     sam.run(copy.deepcopy(net), *loaders)
-    assert sam.log_["loss"][0] < 0.1 * norm  # the first SAM pass is CE alone
+    assert sam.log_["retain_loss"][0] < 0.1 * norm  # the first SAM pass is CE alone
 
 
 def test_ft_l1_penalty_shrinks_the_weights():

@@ -1,5 +1,5 @@
 """The literature's baselines as released: epochs scaled to the preset's retraining and cut by one
-`time_factor` (as the Kaggle entries, `_kaggle_budget`), the released learning rates, and the reference
+`time_factor` (as the Kaggle entries, `_released`), the released learning rates, and the reference
 loaders' crop/flip views drawn from the run's seed.
 
 Each released epoch over a loader of n batches takes round(E/30 · time_factor · n) steps (RUM and the

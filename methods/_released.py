@@ -1,4 +1,5 @@
-"""The NeurIPS 2023 entries' epoch counts, kept in proportion to the preset's retraining.
+"""Released epoch counts (the NeurIPS 2023 entries' and the literature's baselines'), kept in proportion to the
+preset's retraining.
 
 Every entry was released for the test phase, whose retraining runs 30 epochs (the organizers'
 `train_lib.py`); its epoch counts are fractions of that budget. A preset whose retraining has E
@@ -14,6 +15,7 @@ import itertools
 from dataclasses import dataclass
 
 from methods._common import cycle, reshuffled
+from methods._views import views
 from methods.BaseMethod import BaseMethod
 
 RELEASED_RETRAIN_EPOCHS = 30  # the test phase's retraining, for which the entries' epochs were written
@@ -47,3 +49,8 @@ class ReleasedEntry(BaseMethod):
     def take(stream, n: int):
         """The next `n` batches of `stream`."""
         return itertools.islice(stream, n)
+
+    def view_batches(self, stream, n: int, generator):
+        """The next `n` batches of `stream`, each as the crop/flip views of `generator` when `params.augment` is
+        on (the released loaders carry the training transform, `_views.views`)."""
+        return views(self.take(stream, n), generator, self.params.augment)

@@ -17,9 +17,10 @@ Imports only torch and project method modules.
 import torch
 
 from methods._masks import restore_masked_
+from methods._wrapped import OptimizerWrapper
 
 
-class MaskedOptimizer(torch.optim.Optimizer):
+class MaskedOptimizer(OptimizerWrapper):
     """`MaskedOptimizer(base_optimizer, net, masks)`; masks = {parameter name: bool, True = may change}.
 
     Parameters without an entry are free. The masked-out entries keep their values at construction.
@@ -30,7 +31,7 @@ class MaskedOptimizer(torch.optim.Optimizer):
         unknown = [n for n in masks if n not in named]
         if unknown:
             raise ValueError(f"masks name unknown parameters: {unknown[:5]}")
-        self.base_optimizer = base_optimizer
+        super().__init__(base_optimizer)
         self.net = net
         self.masks = {}
         for n, m in masks.items():
@@ -41,10 +42,6 @@ class MaskedOptimizer(torch.optim.Optimizer):
                 self.masks[n] = m
         self._frozen = [(named[n], ~m) for n, m in self.masks.items()]  # (parameter, masked-out entries)
         self.reference = {n: named[n].detach().clone() for n in self.masks}
-        super().__init__(base_optimizer.param_groups, base_optimizer.defaults)
-        self.param_groups = base_optimizer.param_groups
-        self.state = base_optimizer.state
-        self.defaults = base_optimizer.defaults
 
     @torch.no_grad()
     def _mask_grads(self) -> None:
@@ -74,6 +71,3 @@ class MaskedOptimizer(torch.optim.Optimizer):
                     if key != "step" and torch.is_tensor(value) and value.shape == p.shape:
                         value.masked_fill_(out, 0)
         return loss
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.base_optimizer.zero_grad(set_to_none=set_to_none)
