@@ -85,7 +85,7 @@ class FTSU(BaseMethod):
         history_batches: int = 16  # retain batches whose gradients the clients send (more than clients·buffer)
         mask_ratio: float = 0.3  # fraction of all parameter entries that may change
         mask_batches: int = 4  # forget batches of g_F
-        linear_rise: float = 2.0  # first-order forget-loss rise of the linear removal step (nats)
+        linear_rise: float = 1.5  # first-order forget-loss rise of the linear removal step (nats; history: ftsu.md)
         linear_cap: float = 0.05  # per-tensor cap of that step, fraction of the tensor's norm (0: none)
         impair_steps: int = 20  # masked random-label steps on the forget set
         repair_steps: int = 50  # masked CE steps on the retain set

@@ -1,5 +1,6 @@
 """Shared fixtures: the tiny preset's data and a session-wide artifacts folder (its bank built once)."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-torch.set_num_threads(2)
+# CI has 2 cores. One pytest process takes both; under pytest-xdist (`-n 2`) each worker takes one, and the
+# processes the tests start inherit that, so no core runs two busy-waiting thread pools.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(2)
 
 
 def _data_root() -> Path:
