@@ -1,6 +1,7 @@
 """Shared fixtures: the tiny preset's data and a session-wide artifacts folder (its bank built once)."""
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,22 @@ def refused(monkeypatch, capsys):
         return err
 
     return _refused
+
+
+@contextmanager
+def one_torch_thread():
+    """One torch thread inside, the count restored after: tiny models gain nothing from a second thread, a busy
+    2-core machine makes its barriers cost 10-50x, and float reductions depend on the thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """The test runs with one torch thread (`one_torch_thread`)."""
+    with one_torch_thread():
+        yield

@@ -16,6 +16,7 @@ import torch
 
 import main as cli
 from eval.harness.tasks import parse_shard, shard
+from tests.conftest import one_torch_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = {"time_s", "reference_retrain_s", "log"}  # the only fields that differ between two runs of a task
@@ -23,13 +24,11 @@ COUNTS = ["--runs", "3", "--retrained", "3"]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
+def one_thread_here():
     """Each worker and Ray task here gets one thread (2 workers on 2 cores, 1 CPU per task); so does the in-process
     reference: float reductions depend on the thread count, and "the same files" means bit for bit."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 def _cli(home, results, data_root, *args):

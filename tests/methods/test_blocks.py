@@ -26,6 +26,7 @@ from methods._reinit import reinit_entries, reinit_modules, reset_all
 from methods._saliency import gradient_saliency, saliency_mask
 from methods._sam import SAM, with_sam
 from methods._teacher import Teacher, frozen_copy
+from tests.methods.toy import snapshot
 
 
 def _gen(seed=0):
@@ -254,7 +255,7 @@ def test_masked_optimizer_bit_for_bit(make, use_closure):
     net = _cnn()
     x, y = _batch()
     masks = _random_masks(net)
-    init = {n: p.detach().clone() for n, p in net.named_parameters()}
+    init = snapshot(net)
     opt = MaskedOptimizer(make(net.parameters()), net, masks)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
     lr0 = opt.base_optimizer.param_groups[0]["lr"]
@@ -483,7 +484,7 @@ def test_masked_sam_composition(mode):
     net = _cnn()
     x, y = _batch()
     masks = _random_masks(net, seed=5)
-    init = {n: p.detach().clone() for n, p in net.named_parameters()}
+    init = snapshot(net)
     base = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=0.1)
     opt = MaskedOptimizer(SAM(base, net, rho=0.5, adaptive=True, mode=mode, lam=0.5), net, masks)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5**k)

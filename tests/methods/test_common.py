@@ -8,7 +8,7 @@ from methods._common import num_classes, reshuffled, unpack
 from methods._entry import entry_retain_loss, epsilon_budget, loader_statistics, quantile_targets
 from methods._losses import logit_margin
 from methods._noise import add_weight_noise_
-from tests.methods.toy import random_loaders
+from tests.methods.toy import random_loaders, snapshot
 
 
 def test_unpack_tuple_and_dict_agree():
@@ -27,7 +27,7 @@ def test_logit_margin_by_hand():
 def test_weight_noise_scale_mask_and_generator():
     torch.manual_seed(0)
     net = TinyCNN()
-    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    before = snapshot(net)
     masks = {n: torch.rand(p.shape) < 0.5 for n, p in net.named_parameters()}
     add_weight_noise_(net, 0.5, torch.Generator().manual_seed(1), masks)
     for n, p in net.named_parameters():

@@ -13,7 +13,7 @@ from methods._relabel import RandomLabels, loader_over, relabelled_union
 from methods._saliency import gradient_saliency
 from methods.ft_l1 import l1_norm, l1_weight
 from methods.salun import negative_cross_entropy
-from tests.methods.toy import fitted_tiny_cnn, random_loaders
+from tests.methods.toy import fitted_tiny_cnn, random_loaders, snapshot
 
 
 def _data(n=200, seed=0):
@@ -152,7 +152,7 @@ def test_ft_is_retain_only_fine_tuning_at_a_constant_rate():
 def test_salun_leaves_masked_weights_bit_for_bit_unchanged(overrides):
     net, loaders = _toy()
     method = methods.get_method("RL")(seed=0, epochs=2, lr=0.1, mask_ratio=0.3, max_update=0.0, **overrides)
-    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    before = snapshot(net)
     buffers = {n: b.clone() for n, b in net.named_buffers() if b.is_floating_point()}
     out = copy.deepcopy(net)
     method.run(out, *loaders)

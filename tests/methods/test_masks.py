@@ -8,6 +8,7 @@ import torch
 from data.archs.small_resnet import SmallResNet
 from data.archs.tiny_cnn import TinyCNN
 from methods._masks import METHODS, changed_fraction, cubic_sparsity, make_mask, mask_density, restore_masked_
+from tests.methods.toy import snapshot
 
 
 def _net():
@@ -165,7 +166,7 @@ def test_bad_arguments():
 
 def test_restore_and_changed_fraction():
     net = _net()
-    ref = {n: p.detach().clone() for n, p in net.named_parameters()}
+    ref = snapshot(net)
     masks = _mask(net, "layerwise_magnitude", 0.9)
     with torch.no_grad():
         for p in net.parameters():

@@ -14,7 +14,7 @@ from methods.ga import GA
 from methods.ng import NG
 from methods.scrub import SCRUB, decay_milestones
 from methods.sharp_minmax import SharpMinMax, masked_optimizer, masked_step, minmax_iteration
-from tests.methods.toy import fitted_tiny_cnn, random_loaders
+from tests.methods.toy import fitted_tiny_cnn, random_loaders, snapshot
 
 
 def _loaders(sizes=(96, 32, 32), batch_size=32, dict_batches=False):
@@ -24,10 +24,6 @@ def _loaders(sizes=(96, 32, 32), batch_size=32, dict_batches=False):
 @pytest.fixture(scope="module")
 def net():
     return fitted_tiny_cnn(_loaders()[0], epochs=2)
-
-
-def _weights(net):
-    return {n: p.detach().clone() for n, p in net.named_parameters()}
 
 
 def _forget_ce(net, loader):
@@ -50,7 +46,7 @@ def test_ga_increases_the_forget_loss(net):
     assert method.log_["forget_loss"][-1] > method.log_["forget_loss"][0]
     plain = copy.deepcopy(net)
     GA(seed=0, epochs=5, lr=0.5, max_update=0.0, augment=False).run(plain, *loaders)
-    assert not torch.allclose(_weights(plain)["fc.weight"], _weights(m)["fc.weight"]), "augment does something"
+    assert not torch.allclose(snapshot(plain)["fc.weight"], snapshot(m)["fc.weight"]), "augment does something"
 
 
 # ---------------------------------------------------------------------------------------------- pairing, ng
@@ -214,11 +210,11 @@ def test_sharp_minmax_steps_change_only_their_own_weights(net):
     )
     (xr, yr), (xf, yf) = _batches(loaders)
     for _ in range(2):  # the second iteration starts from weights the first one moved
-        w0 = _weights(m)
+        w0 = snapshot(m)
         masked_step(retain_opt, lambda: 0.99 * F.cross_entropy(m(xr), yr))
-        w1 = _weights(m)
+        w1 = snapshot(m)
         masked_step(forget_opt, lambda: -0.01 * F.cross_entropy(m(xf), yf))
-        w2 = _weights(m)
+        w2 = snapshot(m)
         for n, k in mask.items():
             assert torch.equal(w1[n][k], w0[n][k]), f"the retain step moved forget weights of {n}"
             assert torch.equal(w2[n][~k], w1[n][~k]), f"the forget step moved retain weights of {n}"
@@ -270,7 +266,7 @@ def test_sharp_minmax_iteration_is_a_masked_sam_min_step_then_a_masked_sam_max_s
             q.sub_(lr * d)
     for (n, q), e in zip(m.named_parameters(), hand.parameters()):
         assert torch.allclose(q, e, atol=1e-6), n
-    assert not torch.allclose(_weights(m)["fc.weight"], dict(net.named_parameters())["fc.weight"])
+    assert not torch.allclose(snapshot(m)["fc.weight"], dict(net.named_parameters())["fc.weight"])
 
 
 def test_sharp_minmax_run_logs_its_mask_and_checks(net):

@@ -62,3 +62,8 @@ def count_steps(monkeypatch, module) -> list[int]:
 
     monkeypatch.setattr(module, "train_steps", spy)
     return steps
+
+
+def snapshot(net) -> dict:
+    """{name: a copy of the parameter}: the weights before a run, to compare with after."""
+    return {n: p.detach().clone() for n, p in net.named_parameters()}

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 import methods
 from eval.harness import api
@@ -195,15 +194,6 @@ def test_refusals(space, fake, tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         mod.main(["-m", "none", "--optuna", "2", "--out", str(tmp_path)])
     assert "declares no search_space" in capsys.readouterr().err
-
-
-@pytest.fixture
-def one_thread():
-    """One torch thread for the real trial (2 threads on a busy 2-core machine run 10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_one_real_trial(space, one_thread, home, data_root, tmp_path):

@@ -88,17 +88,6 @@ def noisy_methods():
         unregister(key)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine its barriers cost 50x."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_one_leaderboard_per_forget_seed_then_a_resumable_summary(
     noisy_methods, one_thread, home, data_root, tmp_path, monkeypatch, capsys
 ):

@@ -14,7 +14,7 @@ import torch
 
 import methods.hirs as hirs_mod
 import methods.psgu as psgu_mod
-from tests.methods.toy import fitted_tiny_cnn, random_loaders
+from tests.methods.toy import fitted_tiny_cnn, random_loaders, snapshot
 
 FAST = dict(impair_steps=2, repair_steps=2, mask_batches=1, signal_batches=1, entry_batches=1)
 
@@ -26,10 +26,6 @@ def _loaders(dict_batches=False):
 @pytest.fixture(scope="module")
 def net():
     return fitted_tiny_cnn(_loaders()[0], epochs=2)
-
-
-def _params(net):
-    return {n: p.detach().clone() for n, p in net.named_parameters()}
 
 
 def _changed(before, after):
@@ -52,9 +48,9 @@ def _spy(monkeypatch, module, name, record, what):
 
 def test_psgu_round_changes_only_its_salient_weights_and_recomputes_the_map(net, monkeypatch):
     starts, masks, ends = [], [], []
-    _spy(monkeypatch, psgu_mod, "gradient_saliency", starts, lambda a, out: _params(a[0]))
+    _spy(monkeypatch, psgu_mod, "gradient_saliency", starts, lambda a, out: snapshot(a[0]))
     _spy(monkeypatch, psgu_mod, "saliency_mask", masks, lambda a, out: out)
-    _spy(monkeypatch, psgu_mod, "unseen_gap", ends, lambda a, out: _params(a[0]))
+    _spy(monkeypatch, psgu_mod, "unseen_gap", ends, lambda a, out: snapshot(a[0]))
     model = copy.deepcopy(net)
     method = psgu_mod.PSGU(seed=3, rounds=3, tol=-1e9, min_drop=-1e9, mask_ratio=0.3, **FAST)
     method.run(model, *_loaders())
@@ -177,12 +173,12 @@ def test_hirs_filtration_on_a_linear_classifier_keeps_the_validation_means_fixed
 def test_hirs_repair_changes_only_masked_in_weights_and_never_the_filtered_layer(net, monkeypatch):
     masks, after_impair = [], []
     _spy(monkeypatch, hirs_mod, "saliency_mask", masks, lambda a, out: out)
-    _spy(monkeypatch, hirs_mod, "logit_filtration_", after_impair, lambda a, out: _params(a[0]))
+    _spy(monkeypatch, hirs_mod, "logit_filtration_", after_impair, lambda a, out: snapshot(a[0]))
     model = copy.deepcopy(net)
     method = hirs_mod.HIRS(seed=1, mask_ratio=0.2, mask_batches=1, entry_batches=1, epoch_fraction=0.7)
     method.run(model, *_loaders(dict_batches=True))
     assert len(masks) == len(after_impair) == 1
-    final = _params(model)
+    final = snapshot(model)
     changed = _changed(after_impair[0], final)
     assert any(c.any() for c in changed.values())
     for n, c in changed.items():

@@ -18,7 +18,7 @@ import methods.ftsu as ftsu_mod
 from methods._federated import ServerBuffer, client_split
 from methods._requests import normalised, request_seeds
 from methods._saliency import saliency_mask
-from tests.methods.toy import fitted_tiny_cnn, random_loaders
+from tests.methods.toy import fitted_tiny_cnn, random_loaders, snapshot
 
 FAST = dict(impair_steps=2, repair_steps=2, max_extra=1, mask_batches=1, signal_batches=1, entry_batches=1)
 FTSU_FAST = dict(impair_steps=2, repair_steps=3, mask_batches=1, entry_batches=1, clients=3, buffer=1)
@@ -37,10 +37,6 @@ def net():
     return fitted_tiny_cnn(_loaders()[0], epochs=2)
 
 
-def _params(net):
-    return {n: p.detach().clone() for n, p in net.named_parameters()}
-
-
 def _same(a, b):
     return all(torch.equal(a[n], b[n]) for n in a)
 
@@ -53,15 +49,15 @@ def test_ams_two_requests_update_the_map_incrementally_and_change_only_masked_we
     model = copy.deepcopy(net)
     method = ams_mod.AMS(seed=3, decay=0.5, mask_ratio=0.3, **FAST)
     steps = method.run_requests(model, [retain, retain], [forget, _second_forget()], val)
-    start = _params(model)
+    start = snapshot(model)
     assert next(steps) == 0
-    s1, m1, after1 = {n: s.clone() for n, s in method.saliency_.items()}, method.mask_, _params(model)
+    s1, m1, after1 = {n: s.clone() for n, s in method.saliency_.items()}, method.mask_, snapshot(model)
     assert all(torch.allclose(s1[n], v) for n, v in normalised(method.last_score_).items())  # S_1 = ŝ_1
     assert next(steps) == 1
     with pytest.raises(StopIteration):
         next(steps)
     fresh = normalised(method.last_score_)
-    s2, m2, after2 = method.saliency_, method.mask_, _params(model)
+    s2, m2, after2 = method.saliency_, method.mask_, snapshot(model)
     for n in s2:  # S_2 = decay·S_1 + ŝ_2, not ŝ_2 recomputed alone
         assert torch.allclose(s2[n], 0.5 * s1[n] + fresh[n], rtol=1e-6, atol=1e-12)
     assert any(not torch.allclose(s2[n], fresh[n]) for n in s2)
@@ -81,13 +77,13 @@ def test_ams_run_with_a_list_equals_consuming_run_requests_and_one_loader_is_one
     a, b = copy.deepcopy(net), copy.deepcopy(net)
     ams_mod.AMS(seed=5, **FAST).run(a, retain, [forget, f2], val)
     assert list(ams_mod.AMS(seed=5, **FAST).run_requests(b, [retain, retain], [forget, f2], val)) == [0, 1]
-    assert _same(_params(a), _params(b))
+    assert _same(snapshot(a), snapshot(b))
     one, listed, gen = copy.deepcopy(net), copy.deepcopy(net), copy.deepcopy(net)
     ams_mod.AMS(seed=5, **FAST).run(one, retain, forget, val)
     ams_mod.AMS(seed=5, **FAST).run(listed, retain, (forget,), val)
     list(ams_mod.AMS(seed=5, **FAST).run_requests(gen, [retain], [forget], val))
-    assert _same(_params(one), _params(listed)) and _same(_params(one), _params(gen))
-    assert not _same(_params(one), _params(a))  # the second request did something
+    assert _same(snapshot(one), snapshot(listed)) and _same(snapshot(one), snapshot(gen))
+    assert not _same(snapshot(one), snapshot(a))  # the second request did something
 
 
 def test_ams_check_is_bounded_and_dict_batches_work(net):
@@ -211,14 +207,14 @@ def test_ftsu_repair_changes_only_masked_weights_and_never_sees_forget_data(net,
 
     def spy(model, batches, *args, **kwargs):
         batches = list(batches)
-        before = _params(model)
+        before = snapshot(model)
         out = real(model, batches, *args, **kwargs)
-        calls.append((batches, before, _params(model)))
+        calls.append((batches, before, snapshot(model)))
         return out
 
     monkeypatch.setattr(ftsu_mod, "train_steps", spy)
     model = copy.deepcopy(net)
-    start = _params(model)
+    start = snapshot(model)
     method = ftsu_mod.FTSU(seed=2, **FTSU_FAST)
     method.run(model, retain, forget, val)
     assert len(calls) == 2  # impair, then repair
@@ -229,7 +225,7 @@ def test_ftsu_repair_changes_only_masked_weights_and_never_sees_forget_data(net,
             key = x.numpy().tobytes()
             assert key not in forget_images and key in retain_images, "non-retain data in the repair"
     assert all(x.numpy().tobytes() in forget_images for xb, _ in impair for x in xb)
-    for b, a in ((before, after), (start, _params(model))):
+    for b, a in ((before, after), (start, snapshot(model))):
         changed = {n: b[n] != a[n] for n in b}
         assert any(c.any() for c in changed.values())
         assert not any((c & ~method.mask_[n]).any() for n, c in changed.items()), "a masked-out weight moved"
