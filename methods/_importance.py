@@ -1,0 +1,37 @@
+"""Parameter importance as the mean squared mini-batch gradient (a diagonal Fisher estimate).
+
+SSD (Foster et al. 2024) measures how much each parameter matters to a dataset by the squared gradient of
+the mean cross-entropy of each mini-batch, summed over the batches and divided by their number (its
+release adapts Avalanche's EWC importance). The network runs in eval mode (BN statistics read, never
+updated) and its train/eval flags are restored; gradients come from torch.autograd.grad, so `.grad`
+and the weights are left as they were.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from methods._common import device_of, unpack
+
+
+def batch_gradient_importance(net: torch.nn.Module, loader, loss_fn=None) -> dict[str, torch.Tensor]:
+    """{parameter name: mean over the batches of (∇ loss(batch))²} for the parameters that require grad;
+    `loss_fn(net, x, y)` defaults to the batch-mean cross-entropy."""
+    loss_fn = loss_fn or (lambda m, x, y: F.cross_entropy(m(x), y))
+    named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
+    acc = {n: torch.zeros_like(p, dtype=torch.promote_types(p.dtype, torch.float32)) for n, p in named}
+    device, batches = device_of(net), 0
+    flags = [(m, m.training) for m in net.modules()]
+    net.eval()
+    try:
+        with torch.enable_grad():
+            for batch in loader:
+                x, y = unpack(batch, device)
+                grads = torch.autograd.grad(loss_fn(net, x, y), [p for _, p in named], allow_unused=True)
+                for (n, _), g in zip(named, grads):
+                    if g is not None:
+                        acc[n] += g.square()
+                batches += 1
+    finally:
+        for m, flag in flags:
+            m.training = flag
+    return {n: a / max(batches, 1) for n, a in acc.items()}
