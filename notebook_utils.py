@@ -61,7 +61,7 @@ ALLOWED_THIRD_PARTY = frozenset({"torch", "torchvision", "numpy", "scipy", "skle
 PROJECT_MODULES = frozenset({"methods", "data", "eval", "main", "notebook_utils", "tests"})
 KAGGLE_PYTHON = (3, 10)  # the competition's image ran Python 3.10
 BASE_MODULE = "methods.BaseMethod"
-TRAINING_MODULE = "methods._training"  # holds `Recipe`, for methods that override `configure`
+TRAINING_MODULE = "methods._train_recipe"  # holds `Recipe`, for methods that override `configure`
 RECIPE_PRESET = "kaggle"  # the test-phase preset whose recipe `configure` receives in a notebook
 PARAMETER_NAMES = ("N_CHECKPOINTS", "DATA_DIR", "OUTPUT_DIR", "REQUIRE_GPU")
 #: names the generated unlearning cell itself binds.

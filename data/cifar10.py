@@ -36,9 +36,9 @@ def _how_to_provide(root: Path) -> str:
     return (
         f"CIFAR-10 not found under {root / FOLDER} and the download failed.\n"
         f"Provide a local copy in the official python layout, e.g.:\n"
-        f"  * download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and extract it in {root}, or\n"
-        f"  * from the offline copy: python ../shared/cifar10/materialize.py {root}\n"
-        f"or point --data-root / $UNLEARN_DATA at a folder that holds {FOLDER}/."
+        f"  * download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz on a machine with internet\n"
+        f"    and extract it in {root} (the archive holds {FOLDER}/),\n"
+        f"  * or point --data-root / $UNLEARN_DATA at a folder that holds {FOLDER}/."
     )
 
 

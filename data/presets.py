@@ -34,7 +34,7 @@ the `forget_frac` (or `forget_size`) most, least, or closest-to-0.5 memorized (k
 
 from dataclasses import dataclass, replace
 
-from methods._training import Recipe
+from methods._train_recipe import Recipe
 
 
 @dataclass(frozen=True)

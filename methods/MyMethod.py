@@ -15,8 +15,8 @@ steps and `--set max_update=...` caps them; both are off.
 from dataclasses import dataclass
 
 from methods._common import reshuffled
-from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._loop import batch_cross_entropy, train_epochs
+from methods._train_loop import batch_cross_entropy, train_epochs
+from methods._train_params import TrainParams, build_optimizer, build_scheduler
 from methods.BaseMethod import BaseMethod, register
 
 

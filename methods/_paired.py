@@ -8,7 +8,7 @@ same order; `PairedBatches` instead re-iterates the forget loader (`_common.cycl
 the method's generator on every pass, and draws the retain order from it too (`reshuffled`).
 `neggrad_plus_loss` is L = α·CE(B_r) − (1−α)·CE(B_f), two forwards (each batch its own BN
 statistics, as released); `retain_term` and `forget_term` are its two halves, which Sharp MinMax
-steps on separately. `train_paired` is `_loop.train_steps` for pair losses. Imports only torch and
+steps on separately. `train_paired` is `_train_loop.train_steps` for pair losses. Imports only torch and
 project method modules.
 """
 
@@ -16,7 +16,7 @@ import torch
 
 from methods._augment import crop_flip
 from methods._common import cycle, device_of, reshuffled, unpack
-from methods._loop import batch_cross_entropy, take_step
+from methods._train_loop import batch_cross_entropy, take_step
 
 
 class PairedBatches:

@@ -24,7 +24,7 @@ runs on the cpu preset's SmallResNet (`stem.0`, `layer1.conv1`, ..., `fc`), the 
   layers, which must travel far from their random draw), optional other caps on other groups, and
   `p.max_update` on the rest, so a learning rate that is safe for the trained layers of one network does
   not freeze the fresh ones.
-Imports the standard library, torch and `_common` / `_iterative` / `_trust`.
+Imports the standard library, torch and `_common` / `_train_params` / `_trust`.
 """
 
 import contextlib
@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from methods._common import cycle
-from methods._iterative import build_optimizer
+from methods._train_params import build_optimizer
 from methods._trust import SplitStepCap
 
 

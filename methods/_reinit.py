@@ -1,6 +1,6 @@
 """Re-initialisation from the architecture's own initialisers (each module's `reset_parameters`).
 
-- `reset_all(net, seed)`: the whole network, as `reset_weights` in methods/_training.py did (retrain).
+- `reset_all(net, seed)`: the whole network, as `reset_weights` in methods/_train_recipe.py did (retrain).
 - `reinit_modules(net, select, generator)`: chosen layers, every module inside a chosen container
   included (entries to the NeurIPS 2023 Machine Unlearning Challenge on Kaggle reset the first conv and
   the fc layer (Amnesiacs), the fc layer alone (Sun), or random layers (Kyungpook/LG's "Forget")).

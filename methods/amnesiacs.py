@@ -29,12 +29,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 from methods._common import unpack
-from methods._iterative import TrainParams, build_optimizer
-from methods._loop import train_steps
 from methods._partial import first_conv, last_linear
 from methods._reinit import reinit_modules
 from methods._released import BudgetParams, ReleasedEntry
 from methods._teacher import Teacher
+from methods._train_loop import train_steps
+from methods._train_params import TrainParams, build_optimizer
 from methods.BaseMethod import register
 
 WARMUP_CLASSES = ("all", "forget")

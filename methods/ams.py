@@ -6,7 +6,7 @@ update it gradually with each new request instead of recomputing it; fine-tune o
 weights; after each step check the outputs to confirm the request's data no longer shows. Every choice
 below is ours. Blocks: `_saliency` (SalUn's per-request score),
 `_requests` (request streams, `RunningSaliency`, `accuracy_gap`), `_masked_optimizer.MaskedOptimizer`,
-`_paired` (NegGrad+), `_loop.train_steps`, `_noise.entry_noise_`.
+`_paired` (NegGrad+), `_train_loop.train_steps`, `_noise.entry_noise_`.
 
 Interface. `run_requests(net, retain_loaders, forget_loaders, val_loader)` is a generator that processes
 the requests in turn on one network and yields j after request j; the running saliency map lives across
@@ -64,13 +64,13 @@ import torch
 import torch.nn.functional as F
 
 from methods._common import cycle, reshuffled
-from methods._iterative import TrainParams, build_optimizer
-from methods._loop import batch_cross_entropy, train_steps
 from methods._masked_optimizer import MaskedOptimizer
 from methods._noise import entry_noise_
 from methods._paired import PairedBatches, neggrad_plus_loss, train_paired
 from methods._requests import RunningSaliency, accuracy_gap, request_seeds, seeded_generator
 from methods._saliency import gradient_saliency, saliency_mask
+from methods._train_loop import batch_cross_entropy, train_steps
+from methods._train_params import TrainParams, build_optimizer
 from methods.BaseMethod import BaseMethod, register
 
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from methods._iterative import TrainParams, build_optimizer
-from methods._loop import batch_cross_entropy, train_steps
 from methods._released import BudgetParams, ReleasedEntry
+from methods._train_loop import batch_cross_entropy, train_steps
+from methods._train_params import TrainParams, build_optimizer
 from methods.BaseMethod import register
 
 

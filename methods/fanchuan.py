@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from methods._common import device_of, unpack
-from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._loop import batch_cross_entropy, take_step, train_steps
 from methods._losses import dot_contrastive
 from methods._released import BudgetParams, ReleasedEntry
+from methods._train_loop import batch_cross_entropy, take_step, train_steps
+from methods._train_params import TrainParams, build_optimizer, build_scheduler
 from methods.BaseMethod import register
 
 

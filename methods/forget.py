@@ -36,12 +36,12 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from methods._iterative import TrainParams, build_optimizer
-from methods._loop import train_steps
 from methods._partial import last_linear, weight_layers
 from methods._reinit import reinit_modules
 from methods._released import BudgetParams, ReleasedEntry
 from methods._teacher import Teacher
+from methods._train_loop import train_steps
+from methods._train_params import TrainParams, build_optimizer
 from methods.BaseMethod import register
 
 _ADDS = (operator.add, operator.iadd, torch.add)

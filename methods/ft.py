@@ -25,9 +25,9 @@ the release). Per-preset tuned values: benchmarks/tuned/.
 
 from dataclasses import dataclass
 
-from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._loop import batch_cross_entropy, train_steps
 from methods._released import ReleasedEntry
+from methods._train_loop import batch_cross_entropy, train_steps
+from methods._train_params import TrainParams, build_optimizer, build_scheduler
 from methods.BaseMethod import register
 
 

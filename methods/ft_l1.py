@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods._iterative import TrainParams
+from methods._train_params import TrainParams
 from methods.BaseMethod import register
 from methods.ft import FT
 

@@ -8,7 +8,7 @@ forget data's contribution, in the spirit of "Forgettable Federated Linear Learn
 impair-repair: Tarun, Chundawat, Mandal, Kankanhalli, "Fast Yet Effective Machine Unlearning", IEEE
 TNNLS 2023, arXiv 2111.08947), with no further client interaction. Every choice below is ours.
 Blocks: `_federated` (client split, server buffer, orthogonal direction), `_saliency.saliency_mask`,
-`_masked_optimizer.MaskedOptimizer`, `_relabel` (random labels), `_loop.train_steps`, `_noise.entry_noise_`,
+`_masked_optimizer.MaskedOptimizer`, `_relabel` (random labels), `_train_loop.train_steps`, `_noise.entry_noise_`,
 `_trust.step_reference`.
 
 Simulation. The retain batches, in an order drawn from the method's seed, are split among `clients`
@@ -61,12 +61,12 @@ import torch.nn.functional as F
 
 from methods._common import cycle, device_of, eval_mode, num_classes, reshuffled, unpack
 from methods._federated import ServerBuffer, client_split, flat_gradient, orthogonal_direction
-from methods._iterative import TrainParams, build_optimizer
-from methods._loop import batch_cross_entropy, train_steps
 from methods._masked_optimizer import MaskedOptimizer
 from methods._noise import entry_noise_
 from methods._relabel import RandomLabels, loader_over
 from methods._saliency import saliency_mask
+from methods._train_loop import batch_cross_entropy, train_steps
+from methods._train_params import TrainParams, build_optimizer
 from methods._trust import step_reference
 from methods.BaseMethod import BaseMethod, register
 

@@ -25,10 +25,10 @@ Deviations and choices:
 
 from dataclasses import dataclass
 
-from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._loop import batch_cross_entropy, train_steps
 from methods._noise import add_weight_noise_
 from methods._released import ReleasedEntry
+from methods._train_loop import batch_cross_entropy, train_steps
+from methods._train_params import TrainParams, build_optimizer, build_scheduler
 from methods.BaseMethod import register
 
 

@@ -8,7 +8,7 @@ logit layer that removes the forget set's pattern, in the spirit of Baumhauer, S
 UNSIR (Tarun, Chundawat, Mandal, Kankanhalli, "Fast Yet Effective Machine Unlearning", IEEE TNNLS 2023,
 arXiv 2111.08947). Every choice below is ours.
 Blocks: `_saliency` (SalUn's map), `_masked_optimizer`,
-`_loop.train_steps`, `_noise.entry_noise_`, `_entry.loader_statistics`.
+`_train_loop.train_steps`, `_noise.entry_noise_`, `_entry.loader_statistics`.
 
 Algorithm.
 0. saliency (on the entry model, SalUn's definition of "linked to the forget set"): |Σ ∇(−CE)| over
@@ -61,11 +61,11 @@ import torch
 import torch.nn.functional as F
 
 from methods._common import cycle, device_of, eval_mode, reshuffled, unpack
-from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._loop import batch_cross_entropy, train_steps
 from methods._masked_optimizer import MaskedOptimizer
 from methods._noise import entry_noise_
 from methods._saliency import gradient_saliency, saliency_mask
+from methods._train_loop import batch_cross_entropy, train_steps
+from methods._train_params import TrainParams, build_optimizer, build_scheduler
 from methods.BaseMethod import BaseMethod, register
 
 

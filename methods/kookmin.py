@@ -31,10 +31,10 @@ from torch.utils.data import DataLoader, Subset
 
 from methods._common import device_of, unpack
 from methods._gradscale import GradScaleOptimizer
-from methods._iterative import SAMParams, build_optimizer
-from methods._loop import batch_cross_entropy, train_steps
 from methods._masks import top_k_mask
 from methods._released import BudgetParams, ReleasedEntry
+from methods._train_loop import batch_cross_entropy, train_steps
+from methods._train_params import SAMParams, build_optimizer
 from methods.BaseMethod import register
 
 

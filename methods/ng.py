@@ -22,9 +22,9 @@ Deviations and choices:
 
 from dataclasses import dataclass
 
-from methods._iterative import TrainParams, build_optimizer, build_scheduler
 from methods._paired import PairedBatches, neggrad_plus_loss, train_paired
 from methods._released import ReleasedEntry
+from methods._train_params import TrainParams, build_optimizer, build_scheduler
 from methods.BaseMethod import register
 
 

@@ -44,7 +44,7 @@ Port to image classifiers and deviations from the paper/code:
   so the flattening loss acts on exactly the function the scorer evaluates and the running statistics
   only ever see retain data, as in a retrained model. Retain forwards run in train mode.
 - One global λ, a Python float; no LR warm-up; per-step `schedule` (cosine by default) over all steps.
-  Each primal step goes through the shared step (`_loop.take_step`), so `--set sam=min rho=...`
+  Each primal step goes through the shared step (`_train_loop.take_step`), so `--set sam=min rho=...`
   makes it a SAM step on the Lagrangian (both passes; the logged losses are the first pass's).
 - `self.log_`: L₀, ε, the targets' quantiles, and per epoch λ at epoch end, the mean batch retain loss,
   whether the constraint held (mean ≤ ε), the fraction of steps within ε, the forget loss and the
@@ -82,10 +82,10 @@ import torch.nn.functional as F
 
 from methods._common import cycle, device_of, unpack
 from methods._entry import epsilon_budget, loader_statistics, quantile_targets
-from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._loop import take_step
 from methods._losses import logit_margin, true_label_confidence
 from methods._noise import entry_noise_
+from methods._train_loop import take_step
+from methods._train_params import TrainParams, build_optimizer, build_scheduler
 from methods.BaseMethod import BaseMethod, register
 
 CAPS = ("confidence", "margin", "none")

@@ -7,7 +7,7 @@ with the same selective gradients (impair and repair as in UNSIR: Tarun, Chundaw
 "Fast Yet Effective Machine Unlearning", IEEE TNNLS 2023, arXiv 2111.08947); an adaptive policy stops as
 soon as the forget set looks unseen, or at a round budget. Every choice below is ours.
 Blocks: `_saliency` (SalUn's map), `_masked_optimizer.MaskedOptimizer`, `_paired` (NegGrad+),
-`_loop.train_steps`, `_noise.entry_noise_`, `_entry.loader_statistics`.
+`_train_loop.train_steps`, `_noise.entry_noise_`, `_entry.loader_statistics`.
 
 Algorithm. At entry, `signal_batches` forget and validation batches (drawn from the method's seed) are
 kept in memory as fixed probes. Then for round t = 1..`rounds`:
@@ -60,12 +60,12 @@ import torch.nn.functional as F
 
 from methods._common import cycle, device_of, reshuffled, unpack
 from methods._entry import loader_statistics
-from methods._iterative import TrainParams, build_optimizer
-from methods._loop import batch_cross_entropy, train_steps
 from methods._masked_optimizer import MaskedOptimizer
 from methods._noise import entry_noise_
 from methods._paired import PairedBatches, neggrad_plus_loss, train_paired
 from methods._saliency import gradient_saliency, saliency_mask
+from methods._train_loop import batch_cross_entropy, train_steps
+from methods._train_params import TrainParams, build_optimizer
 from methods.BaseMethod import BaseMethod, register
 
 

@@ -10,7 +10,7 @@ further: on every `forget_every`-th step, a forget batch's logit-scaled confiden
 c = log p_y − log Σ_{j≠y} p_j (the scorer's statistic, `_losses.true_label_confidence`) are pushed down
 to the distribution of f0's confidences on validation images (`_losses.quantile_hinge`: the batch's
 sorted values against the reference quantiles, only values above their quantile move). Blocks:
-`_teacher`, `_reinit`, `_partial`, `_entry.loader_statistics`, `_losses`, `_loop.train_steps`.
+`_teacher`, `_reinit`, `_partial`, `_entry.loader_statistics`, `_losses`, `_train_loop.train_steps`.
 
 Algorithm (f the network, f0 its frozen copy at entry):
   0. reference r = f0's confidences on `val_batches` validation batches (eval mode).
@@ -42,12 +42,12 @@ import torch.nn.functional as F
 
 from methods._common import cycle, device_of, eval_mode, reshuffled, unpack
 from methods._entry import loader_statistics
-from methods._iterative import TrainParams, build_scheduler
-from methods._loop import train_steps
 from methods._losses import quantile_hinge, true_label_confidence
 from methods._partial import PartialEpochs, fresh_layer_optimizer, layer_parameters, random_layers, weight_layers
 from methods._reinit import reinit_modules
 from methods._teacher import Teacher
+from methods._train_loop import train_steps
+from methods._train_params import TrainParams, build_scheduler
 from methods.BaseMethod import BaseMethod, register
 
 

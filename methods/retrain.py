@@ -8,7 +8,7 @@ keeps the best-validation checkpoint (the Kaggle presets) selects it on `val_loa
 
 from dataclasses import dataclass, replace
 
-from methods._training import train_from_scratch
+from methods._train_recipe import train_from_scratch
 from methods.BaseMethod import BaseMethod, register
 
 

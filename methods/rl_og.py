@@ -25,10 +25,10 @@ redrawn every released epoch. Per-preset tuned values: benchmarks/tuned/.
 from dataclasses import dataclass
 
 from methods._common import num_classes
-from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._loop import batch_cross_entropy, train_steps
 from methods._relabel import RandomLabels, relabelled_union
 from methods._released import ReleasedEntry
+from methods._train_loop import batch_cross_entropy, train_steps
+from methods._train_params import TrainParams, build_optimizer, build_scheduler
 from methods.BaseMethod import register
 
 

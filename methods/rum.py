@@ -45,10 +45,10 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 
 from methods._entry import loader_statistics
-from methods._loop import batch_cross_entropy, train_epochs
 from methods._losses import symmetric_kl, true_label_confidence
-from methods._optim import make_optimizer
+from methods._optimizers import make_optimizer
 from methods._relabel import loader_over
+from methods._train_loop import batch_cross_entropy, train_epochs
 from methods.BaseMethod import BaseMethod, get_method, parse_overrides, register
 
 # imported so they are registered (and pasted into a generated notebook) as per-group methods

@@ -43,12 +43,12 @@ import torch
 import torch.nn.functional as F
 
 from methods._common import num_classes
-from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._loop import batch_cross_entropy, train_steps
 from methods._masked_optimizer import MaskedOptimizer
 from methods._relabel import RandomLabels, loader_over, relabelled_union
 from methods._released import ReleasedEntry
 from methods._saliency import gradient_saliency, saliency_mask
+from methods._train_loop import batch_cross_entropy, train_steps
+from methods._train_params import TrainParams, build_optimizer, build_scheduler
 from methods.BaseMethod import register
 
 PASSES = ("sequential", "union")

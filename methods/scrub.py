@@ -25,11 +25,11 @@ from dataclasses import dataclass
 
 from torch.utils.data import DataLoader
 
-from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._loop import train_steps
 from methods._losses import cross_entropy, kl_to_teacher
 from methods._released import ReleasedEntry
 from methods._teacher import Teacher
+from methods._train_loop import train_steps
+from methods._train_params import TrainParams, build_optimizer, build_scheduler
 from methods.BaseMethod import register
 
 

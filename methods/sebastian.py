@@ -26,12 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from methods._common import device_of, num_classes, unpack
-from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._loop import train_steps
 from methods._losses import entropy_matching
 from methods._reinit import reinit_entries
 from methods._released import BudgetParams, ReleasedEntry
 from methods._teacher import Teacher
+from methods._train_loop import train_steps
+from methods._train_params import TrainParams, build_optimizer, build_scheduler
 from methods.BaseMethod import register
 
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods._iterative import SAMParams, build_optimizer
-from methods._loop import train_steps
 from methods._released import BudgetParams, ReleasedEntry
+from methods._train_loop import train_steps
+from methods._train_params import SAMParams, build_optimizer
 from methods.BaseMethod import register
 
 

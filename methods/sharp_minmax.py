@@ -47,11 +47,11 @@ from dataclasses import dataclass
 import torch
 
 from methods._common import device_of
-from methods._iterative import TrainParams, build_optimizer, build_scheduler
-from methods._loop import batch_cross_entropy, take_step
 from methods._masked_optimizer import MaskedOptimizer
 from methods._paired import PairedBatches, forget_term, retain_term
 from methods._saliency import gradient_saliency, saliency_mask
+from methods._train_loop import batch_cross_entropy, take_step
+from methods._train_params import TrainParams, build_optimizer, build_scheduler
 from methods.BaseMethod import BaseMethod, register
 
 

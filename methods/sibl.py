@@ -110,7 +110,7 @@ Additions (not in the released code):
 Defaults are retuned for CNNs (the LLM ones, lr 1e-4 for 20 steps, do not move a CNN); T=8 K=6 fits
 the test phase's budget. Scores and tuning logs: benchmarks/history/sibl.md and scripts/tune_sibl.md
 (earlier banks), benchmarks/results/ and benchmarks/tuned/ (current). The inner steps use the shared loop
-(`_loop.train_steps`) with a masked optimizer (`_masked_optimizer.MaskedOptimizer` over heavy-ball SGD), so
+(`_train_loop.train_steps`) with a masked optimizer (`_masked_optimizer.MaskedOptimizer` over heavy-ball SGD), so
 `--set sam=min rho=...` makes them masked SAM steps. Cost per run: about
 T·(K + 2.5) forward-backward passes of a batch, plus cg_iters HVPs (about 2-3 passes each) per outer
 step when `use_implicit` is on.
@@ -126,13 +126,13 @@ import torch.nn.functional as F
 from methods._common import cycle, device_of, unpack
 from methods._entry import EPSILON_MODES, entry_retain_loss, epsilon_budget, loader_statistics
 from methods._hvp import conjugate_gradient, flatten, gradient_and_hvp, make_hvp, unflatten
-from methods._iterative import SAMParams, build_optimizer
-from methods._loop import batch_cross_entropy, train_steps
 from methods._losses import logit_margin, quantile_hinge, true_label_margin
 from methods._masked_optimizer import MaskedOptimizer
 from methods._masks import METHODS as MASK_METHODS
 from methods._masks import changed_fraction, make_mask, mask_density, restore_masked_
 from methods._noise import entry_noise_
+from methods._train_loop import batch_cross_entropy, train_steps
+from methods._train_params import SAMParams, build_optimizer
 from methods._trust import cap_update_
 from methods.BaseMethod import BaseMethod, register
 

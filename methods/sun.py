@@ -34,12 +34,12 @@ from dataclasses import dataclass
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from methods._iterative import TrainParams, build_optimizer
-from methods._loop import batch_cross_entropy, train_steps
-from methods._optim import make_scheduler
+from methods._optimizers import make_scheduler
 from methods._partial import last_linear, only_trainable, random_layers
 from methods._reinit import reinit_modules
 from methods._released import BudgetParams, ReleasedEntry
+from methods._train_loop import batch_cross_entropy, train_steps
+from methods._train_params import TrainParams, build_optimizer
 from methods.BaseMethod import register
 
 

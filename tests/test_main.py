@@ -119,7 +119,7 @@ def test_missing_data_message(tmp_path, home, monkeypatch, capsys):
         ["-m", "none", "--preset", "tiny", "--quiet", "--data-root", str(tmp_path / "empty"), "--home", str(home)]
     )
     assert code == 1
-    assert "materialize.py" in capsys.readouterr().err
+    assert "cifar-10-python.tar.gz" in capsys.readouterr().err
 
 
 @dataclass

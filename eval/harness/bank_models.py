@@ -17,7 +17,7 @@ from data.models import build_model
 from data.splits import make_loader
 from eval.harness.seeds import bank_streams
 from eval.outputs import model_outputs
-from methods._training import train_from_scratch
+from methods._train_recipe import train_from_scratch
 
 
 def model_index(name: str) -> int:

@@ -4,7 +4,7 @@
 modules import, transitively, found by reading their `import` statements (nothing is listed by
 hand; imports under `if TYPE_CHECKING:` never run and do not count). A package's `__init__` counts
 only where it is imported itself (`import methods`): the `__init__` that Python runs on the way to
-`methods._training` imports every method file, none of which changes how a bank model trains.
+`methods._train_recipe` imports every method file, none of which changes how a bank model trains.
 Each module enters as its syntax tree with docstrings removed (`ast.dump`), so comments,
 docstrings and formatting do not invalidate a bank that took an hour, while any change to code
 does, a model definition included. Imports made at run time (`importlib.import_module`, as

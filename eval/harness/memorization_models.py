@@ -16,7 +16,7 @@ from data.splits import make_loader
 from eval.harness.bank_models import prepare
 from eval.harness.seeds import _streams
 from eval.outputs import predict
-from methods._training import train_from_scratch
+from methods._train_recipe import train_from_scratch
 
 MEMORIZATION = 3  # spawn-key root of the memorization models (runs 1, bank 2: seeds.py)
 MEM_CONSUMERS = ("members", "init", "order")

@@ -18,9 +18,9 @@ from data.models import build_model
 from data.splits import make_loader
 from eval.harness.bank_models import prepare
 from methods._common import cycle
-from methods._loop import train_steps
-from methods._optim import make_optimizer
-from methods._training import class_weights, recipe_loss
+from methods._optimizers import make_optimizer
+from methods._train_loop import train_steps
+from methods._train_recipe import class_weights, recipe_loss
 
 SLICE_STEPS = 12  # timed optimizer steps per slice
 WARMUP_STEPS = 2  # untimed steps first (allocations, lazy init)

@@ -24,7 +24,7 @@ def test_missing_data_explains_how_to_get_it(tmp_path, monkeypatch):
         raise DataError(cifar10._how_to_provide(root) + "\n(download error: no network)")
 
     monkeypatch.setattr(cifar10, "_download", offline)
-    with pytest.raises(DataError, match="materialize.py"):
+    with pytest.raises(DataError, match="cifar-10-python.tar.gz"):
         load_cifar10(tmp_path)
     with pytest.raises(DataError, match="not found"):
         load_cifar10(tmp_path, download=False)

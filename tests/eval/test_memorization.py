@@ -11,7 +11,7 @@ from data.splits import Splits
 from eval.harness.forget_sets import build_splits, resplit
 from eval.harness.memorization_bank import MemorizationBank, training_subset
 from eval.memorization import memorization_groups, memorization_scores
-from methods._training import Recipe
+from methods._train_recipe import Recipe
 
 
 def test_scores_match_definition():

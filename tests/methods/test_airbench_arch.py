@@ -10,7 +10,7 @@ import torch
 
 import methods
 from data.archs.airbench import AirbenchNet
-from methods._training import Recipe
+from methods._train_recipe import Recipe
 from tests.families import selected
 from tests.methods.toy import random_loaders
 

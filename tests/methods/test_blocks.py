@@ -514,7 +514,7 @@ def test_masked_sam_composition(mode):
 def test_every_schedule_works_for_any_positive_step_count(name):
     """A phase scaled down to a few steps (kookmin's notebook once died in OneCycleLR at 4): every step's
     rate is finite, the first is positive, and none exceeds the peak."""
-    from methods._optim import make_scheduler
+    from methods._optimizers import make_scheduler
 
     for steps in range(1, 12):
         q = torch.nn.Parameter(torch.zeros(1))

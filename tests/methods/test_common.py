@@ -82,7 +82,7 @@ def test_entry_state_helpers():
 
 
 def test_train_steps_after_step_and_weighted_mean():
-    from methods._loop import batch_cross_entropy, train_epochs
+    from methods._train_loop import batch_cross_entropy, train_epochs
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))  # no BN: order-free loss

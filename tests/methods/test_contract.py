@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import methods
-from methods._training import Recipe
+from methods._train_recipe import Recipe
 from tests.methods.toy import fitted_tiny_cnn, random_loaders
 
 SPREAD = 1e-4  # two seeds' runs must differ by at least this share of how far a run moves the weights

@@ -194,7 +194,7 @@ def test_salun_checks_its_options():
 def test_a_run_trains_on_forget_images_with_random_labels_and_retain_images_with_their_own(key, monkeypatch):
     """Every batch the run's loss sees, split by where each image comes from: forget images carry drawn
     labels (about 9 in 10 differ from the true one), retain images their true labels."""
-    import methods._loop as loop
+    import methods._train_loop as loop
 
     module = __import__(f"methods.{key}", fromlist=["run"])
     retain, forget, val = random_loaders((64, 64, 32), data_seed=11)

@@ -15,7 +15,6 @@ from torchvision.models import resnet18
 from data.archs.airbench import AirbenchNet
 from data.archs.small_resnet import SmallResNet
 from data.archs.tiny_cnn import TinyCNN
-from methods._iterative import TrainParams
 from methods._partial import (
     PartialEpochs,
     first_conv,
@@ -27,6 +26,7 @@ from methods._partial import (
     random_layers,
     weight_layers,
 )
+from methods._train_params import TrainParams
 from tests.methods.toy import fitted_tiny_cnn, random_loaders
 
 

@@ -16,7 +16,7 @@ from torchvision.models import resnet18
 
 import methods.amnesiacs as amn
 from data.splits import make_loader
-from methods._training import Recipe
+from methods._train_recipe import Recipe
 from tests.methods.toy import fitted_tiny_cnn
 
 

@@ -17,7 +17,7 @@ import methods.ga as ga_mod
 import methods.ng as ng_mod
 import methods.rl_og as rl_mod
 import methods.scrub as scrub_mod
-from methods._training import Recipe
+from methods._train_recipe import Recipe
 from tests.methods.toy import count_steps, fitted_tiny_cnn, random_loaders
 
 RELEASED = {

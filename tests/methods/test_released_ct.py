@@ -12,8 +12,8 @@ from torch import nn
 from torchvision.models import resnet18
 
 from methods import ct
-from methods._loop import batch_cross_entropy
-from methods._training import Recipe
+from methods._train_loop import batch_cross_entropy
+from methods._train_recipe import Recipe
 from tests.methods.toy import fitted_tiny_cnn, random_loaders
 
 

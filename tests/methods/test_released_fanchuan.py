@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import methods.fanchuan as fc
 from data.splits import make_loader
-from methods._training import Recipe
+from methods._train_recipe import Recipe
 from tests.methods.toy import fitted_tiny_cnn, random_loaders
 
 RETAIN_BATCH, FORGET_BATCH = 32, 8

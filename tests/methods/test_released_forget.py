@@ -15,7 +15,7 @@ from data.archs.small_resnet import SmallResNet
 from data.archs.tiny_cnn import TinyCNN
 from methods import forget
 from methods._teacher import Teacher
-from methods._training import Recipe
+from methods._train_recipe import Recipe
 from methods.forget import Forget, noised_mse, reinit_pool
 from tests.methods.toy import random_loaders
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods import kookmin
-from methods._training import Recipe
+from methods._train_recipe import Recipe
 from tests.methods.toy import count_steps, fitted_tiny_cnn, random_loaders
 
 

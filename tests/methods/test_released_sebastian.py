@@ -16,7 +16,7 @@ from torch import nn
 
 import methods.sebastian as seb
 from data.splits import make_loader
-from methods._training import Recipe
+from methods._train_recipe import Recipe
 from tests.methods.toy import fitted_tiny_cnn, random_loaders
 
 

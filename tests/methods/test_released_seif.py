@@ -11,7 +11,7 @@ from torchvision.models import resnet18
 
 from data.archs.small_resnet import SmallResNet
 from methods import seif
-from methods._training import Recipe
+from methods._train_recipe import Recipe
 from tests.methods.toy import count_steps, fitted_tiny_cnn, random_loaders
 
 

@@ -13,7 +13,7 @@ from torchvision.models import resnet18
 
 from data.archs.tiny_cnn import TinyCNN
 from methods import sun
-from methods._training import Recipe
+from methods._train_recipe import Recipe
 from methods.sun import Sun, add_absolute_noise_, batchnorm_split
 from tests.methods.toy import random_loaders
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from methods._iterative import TrainParams, build_optimizer
 from methods._noise import batch_statistics_loss, calibrated_weight_noise_
+from methods._train_params import TrainParams, build_optimizer
 from methods._trust import StepCap, cap_update_
 from tests.methods.toy import fitted_tiny_cnn, random_loaders
 

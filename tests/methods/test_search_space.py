@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 import methods
-from methods._iterative import TrainParams
+from methods._train_params import TrainParams
 from methods.BaseMethod import BaseMethod
 
 NOTHING_TO_TUNE = ("none", "retrain")

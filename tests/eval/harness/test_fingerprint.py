@@ -24,8 +24,8 @@ def test_bank_key_covers_the_model_definitions_and_training_code_found_from_impo
         "data.models",
         "data.archs.small_resnet",
         "data.splits",
-        "methods._training",
-        "methods._loop",
+        "methods._train_recipe",
+        "methods._train_loop",
         "eval.outputs",
     ):
         assert module in closure
@@ -61,7 +61,7 @@ def test_a_run_key_covers_its_own_method_not_the_others(kit):
     sibl = kit / "methods" / "sibl.py"
     sibl.write_text(sibl.read_text().replace("MARGIN_TARGETS = (", "MARGIN_TARGETS_X = 1\nMARGIN_TARGETS = (", 1))
     assert code_fingerprint(roots, kit) == before
-    loop = kit / "methods" / "_loop.py"
+    loop = kit / "methods" / "_train_loop.py"
     loop.write_text(loop.read_text() + "\n\nEXTRA = 1\n")
     assert code_fingerprint(roots, kit) != before, "a shared block the method imports is part of its key"
 

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from methods._augment import crop_flip
 from methods._common import num_classes, unpack
 from methods._entry import loader_statistics
-from methods._loop import train_steps
-from methods._optim import make_optimizer, make_scheduler
+from methods._optimizers import make_optimizer, make_scheduler
 from methods._reinit import reset_all
+from methods._train_loop import train_steps
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ SAM when asked, and `build_scheduler` its per-step schedule.
 
 from dataclasses import dataclass
 
-from methods._optim import make_optimizer, make_scheduler
+from methods._optimizers import make_optimizer, make_scheduler
 from methods._sam import with_sam
 from methods._trust import with_step_cap
 from methods.BaseMethod import BaseMethod
