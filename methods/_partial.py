@@ -135,3 +135,19 @@ def fresh_layer_optimizer(p, net: nn.Module, fresh, fresh_max_update: float, par
     caps.append(([q for q in params if id(q) not in taken], getattr(p, "max_update", 0.0)))
     base = build_optimizer(dataclasses.replace(p, max_update=0.0), net, parameters=params)
     return SplitStepCap(base, caps)
+
+
+def last_k_layers(net: nn.Module, k: int) -> tuple[list[str], list[str]]:
+    """The last `k` Conv2d/Linear layers counted backwards, as Goel et al. release them (shash42/Evaluating-
+    Inexact-Unlearning `getRetrainLayers`): Conv2d, BatchNorm and Linear modules in registration order,
+    reversed, walked until k Conv2d/Linear ones are passed (the classifier first, shortcut convs counted).
+    Returns (the counted Conv2d/Linear names, the BatchNorm names passed on the way: trained, never counted)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    walk = [(n, m) for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, _BatchNorm))]
+    counted, passed = [], []
+    for name, module in reversed(walk):
+        if len(counted) >= k:
+            break
+        (passed if isinstance(module, _BatchNorm) else counted).append(name)
+    return counted, passed

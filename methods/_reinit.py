@@ -108,3 +108,14 @@ def reinit_entries(net: torch.nn.Module, masks: dict, generator: torch.Generator
                 changed += int(m.sum())
                 total += p.numel()
     return changed / max(total, 1)
+
+
+def kaiming_normal_layers(net: torch.nn.Module, names, generator: torch.Generator | None = None) -> None:
+    """Weights of the modules `names` from torch.nn.init.kaiming_normal_ at its defaults (fan_in, gain √2),
+    biases 0 (Goel et al.'s `_reinit`, not the architecture's own initialisers), drawn from `generator`."""
+    modules = dict(net.named_modules())
+    with _reinit_rng(net, _reinit_seed(generator)), torch.no_grad():
+        for name in names:
+            torch.nn.init.kaiming_normal_(modules[name].weight)
+            if getattr(modules[name], "bias", None) is not None:
+                modules[name].bias.zero_()

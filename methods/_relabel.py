@@ -9,9 +9,14 @@ function can stack relabelled and retain samples together. C is read from the ne
 (`_common.num_classes`): the project relabels on any dataset (RUM's released code relabels
 only for CIFAR-10/SVHN).
 
-`loader_over(dataset, like, generator)` is a shuffled DataLoader over any dataset with `like`'s batch
-size, workers, collate function and drop_last, its order from `generator` (`_common.reshuffled` for a
-dataset the loaders do not hold). `relabelled_union(relabelled, retain_loader, generator)` is
+`FixedLabel(dataset, label)` gives every example one label (bad teacher's forget/retain flag, UNSIR's
+noise class); `made_samples(images, labels, like)` turns tensors a method made into samples of the
+loaders' kind (tuples, or Kaggle dicts).
+
+`loader_over(dataset, like, generator, batch_size=None)` is a shuffled DataLoader over any dataset with
+`like`'s batch size (or `batch_size`), workers, collate function and drop_last, its order from
+`generator` (`_common.reshuffled` for a dataset the loaders do not hold).
+`relabelled_union(relabelled, retain_loader, generator)` is
 the random-label pass of RL_original.py: the relabelled forget set concatenated with the retain set,
 shuffled together, in retain-loader batches. Imports only torch and project method modules.
 """
@@ -51,9 +56,44 @@ class RandomLabels(Dataset):
         return int(label)
 
 
-def loader_over(dataset, like: DataLoader, generator: torch.Generator) -> DataLoader:
-    """A DataLoader over `dataset` shuffled by `generator`, with `like`'s batch size, workers, collate, drop_last."""
-    batch_size = getattr(like, "batch_size", None)
+class FixedLabel(Dataset):
+    """The samples of `dataset`, each with the label `label` (in the type of the label it replaces)."""
+
+    def __init__(self, dataset, label: int):
+        self.dataset, self.label = dataset, torch.tensor(int(label))
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        sample = self.dataset[i]
+        if isinstance(sample, dict):
+            return {**sample, "age_group": RandomLabels._like(sample["age_group"], self.label)}
+        return (sample[0], RandomLabels._like(sample[1], self.label), *sample[2:])
+
+
+def made_samples(images: torch.Tensor, labels: torch.Tensor, like) -> list:
+    """`images[i]` with `labels[i]` as samples shaped like `like` (a sample of the loaders' dataset): a dict
+    {"image", "age_group"} for Kaggle dict samples, else a tuple (image, label)."""
+    made = []
+    for x, y in zip(images.detach().cpu(), labels.cpu()):
+        if isinstance(like, dict):
+            made.append(
+                {
+                    **like,
+                    "image": x.to(torch.as_tensor(like["image"]).dtype),
+                    "age_group": RandomLabels._like(like["age_group"], y),
+                }
+            )
+        else:
+            made.append((x.to(torch.as_tensor(like[0]).dtype), RandomLabels._like(like[1], y)))
+    return made
+
+
+def loader_over(dataset, like: DataLoader, generator: torch.Generator, batch_size: int | None = None) -> DataLoader:
+    """A DataLoader over `dataset` shuffled by `generator`, with `like`'s batch size (unless `batch_size`),
+    workers, collate, drop_last."""
+    batch_size = batch_size or getattr(like, "batch_size", None)
     if batch_size is None:
         raise ValueError("loader_over() needs a DataLoader built with batch_size (not a batch_sampler)")
     return DataLoader(
