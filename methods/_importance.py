@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from methods._common import device_of, unpack
+from methods._pergrad import per_example_grads, trainable
 
 
 def batch_gradient_importance(net: torch.nn.Module, loader, loss_fn=None) -> dict[str, torch.Tensor]:
@@ -35,3 +36,33 @@ def batch_gradient_importance(net: torch.nn.Module, loader, loss_fn=None) -> dic
         for m, flag in flags:
             m.training = flag
     return {n: a / max(batches, 1) for n, a in acc.items()}
+
+
+def predictive_fisher_diagonal(net: torch.nn.Module, batches, chunk_size: int | None = 64) -> tuple[dict, int]:
+    """({parameter name: mean over examples of Σ_y p_y(x)·(∇ log p_y(x))²}, number of examples): the diagonal
+    of the Fisher under the model's own predictive distribution, every class weighted by its detached
+    probability, one example at a time (Golatkar et al.'s `hessian`, with per-example gradients from
+    `_pergrad.per_example_grads` instead of a batch-size-1 loop), in eval mode."""
+    named = trainable(net)
+    acc = {n: torch.zeros_like(p, dtype=torch.promote_types(p.dtype, torch.float32)) for n, p in named}
+    device, count = device_of(net), 0
+    for batch in batches:
+        x, _ = unpack(batch, device)
+        flags = [(m, m.training) for m in net.modules()]
+        net.eval()
+        try:
+            with torch.no_grad():
+                probs = F.softmax(net(x), dim=1)  # (b, C)
+        finally:
+            for m, flag in flags:
+                m.training = flag
+        for c in range(probs.shape[1]):
+            target = torch.full((len(x),), c, dtype=torch.long, device=device)
+            start = 0
+            for g in per_example_grads(net, x, target, chunk_size=chunk_size, flat=False):
+                w = probs[start : start + len(next(iter(g.values()))), c]
+                for n in acc:
+                    acc[n] += torch.einsum("b,b...->...", w, g[n].square())
+                start += len(w)
+        count += len(x)
+    return {n: a / max(count, 1) for n, a in acc.items()}, count

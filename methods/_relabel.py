@@ -9,8 +9,9 @@ function can stack relabelled and retain samples together. C is read from the ne
 (`_common.num_classes`): the project relabels on any dataset (RUM's released code relabels
 only for CIFAR-10/SVHN).
 
-`FixedLabel(dataset, label)` gives every example one label (bad teacher's forget/retain flag, UNSIR's
-noise class); `made_samples(images, labels, like)` turns tensors a method made into samples of the
+`labels_of(loader)` reads a loader's labels in dataset order. `FixedLabel(dataset, label)` gives every
+example one label (bad teacher's forget/retain flag, UNSIR's noise class); `made_samples(images, labels,
+like)` turns tensors a method made into samples of the
 loaders' kind (tuples, or Kaggle dicts).
 
 `loader_over(dataset, like, generator, batch_size=None)` is a shuffled DataLoader over any dataset with
@@ -88,6 +89,16 @@ def made_samples(images: torch.Tensor, labels: torch.Tensor, like) -> list:
         else:
             made.append((x.to(torch.as_tensor(like[0]).dtype), RandomLabels._like(like[1], y)))
     return made
+
+
+def labels_of(loader: DataLoader) -> torch.Tensor:
+    """The labels of `loader`'s dataset in dataset order, (n,) int64: one unshuffled pass with its collate."""
+    ordered = DataLoader(
+        loader.dataset, batch_size=loader.batch_size or 256, shuffle=False, collate_fn=loader.collate_fn
+    )
+    return torch.cat(
+        [torch.as_tensor(b["age_group"] if isinstance(b, dict) else b[1]).long().reshape(-1) for b in ordered]
+    )
 
 
 def loader_over(dataset, like: DataLoader, generator: torch.Generator, batch_size: int | None = None) -> DataLoader:

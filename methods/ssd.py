@@ -61,7 +61,7 @@ class SSD(BaseMethod):
                     raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
     #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
-    search_space = {"alpha": ("log", 1.0, 100.0), "lam": ("log", 0.1, 10.0)}
+    search_space = {"alpha": ("log", 0.5, 20.0), "lam": ("log", 0.1, 10.0)}
 
     @classmethod
     def test_overrides(cls) -> dict:
