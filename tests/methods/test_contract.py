@@ -25,6 +25,23 @@ def _loaders(dict_batches: bool):
     return random_loaders((96, 64, 32), data_seed=123, shuffle_seed=0, dict_batches=dict_batches)
 
 
+def _class_wise_loaders(dict_batches: bool):
+    """The same examples with every example of class 0 forgotten, for a method defined on whole classes only
+    (`class_wise`: on a random forget set it is the identity, as released)."""
+    from data.splits import make_loader
+
+    retain, forget, val = random_loaders((96, 64, 32), data_seed=123, shuffle_seed=0)
+    parts = [b for loader in (retain, forget) for b in loader]
+    x, y = torch.cat([b[0] for b in parts]), torch.cat([b[1] for b in parts])
+    out = (y != 0, y == 0)
+    val_x, val_y = torch.cat([b[0] for b in val]), torch.cat([b[1] for b in val])
+    val_y[:10] = torch.arange(10)  # every class held out at least once
+    return tuple(
+        make_loader(xs, ys, 32, shuffle=True, seed=i, dict_batches=dict_batches)
+        for i, (xs, ys) in enumerate([(x[out[0]], y[out[0]]), (x[out[1]], y[out[1]]), (val_x, val_y)])
+    )
+
+
 def _net():
     return fitted_tiny_cnn(_loaders(False)[0])
 
@@ -35,7 +52,8 @@ def _run(key, dict_batches, seed, net):
     method = cls(seed=seed, **overrides)
     method.configure(RECIPE)
     net = copy.deepcopy(net)
-    method.run(net, *_loaders(dict_batches))
+    loaders = _class_wise_loaders(dict_batches) if getattr(cls, "class_wise", False) else _loaders(dict_batches)
+    method.run(net, *loaders)
     return net, method
 
 
