@@ -10,7 +10,7 @@ and the weights are left as they were.
 import torch
 import torch.nn.functional as F
 
-from methods._common import device_of, unpack
+from methods._common import device_of, eval_mode, unpack
 from methods._pergrad import per_example_grads, trainable
 
 
@@ -38,31 +38,42 @@ def batch_gradient_importance(net: torch.nn.Module, loader, loss_fn=None) -> dic
     return {n: a / max(batches, 1) for n, a in acc.items()}
 
 
-def predictive_fisher_diagonal(net: torch.nn.Module, batches, chunk_size: int | None = 64) -> tuple[dict, int]:
+#: below this many parameters per-example gradients come from `torch.func.vmap` (faster on the cpu preset's
+#: 78k-parameter net: 0.56 s against 0.87 s for 64 examples), above it from a loop of one backward pass per
+#: example and class (faster on ResNet-18: 11 s against 22-25 s for 32 examples; one thread each)
+VMAP_MAX_PARAMETERS = 1_000_000
+
+
+def predictive_fisher_diagonal(net: torch.nn.Module, batches) -> tuple[dict, int]:
     """({parameter name: mean over examples of Σ_y p_y(x)·(∇ log p_y(x))²}, number of examples): the diagonal
     of the Fisher under the model's own predictive distribution, every class weighted by its detached
-    probability, one example at a time (Golatkar et al.'s `hessian`, with per-example gradients from
-    `_pergrad.per_example_grads` instead of a batch-size-1 loop), in eval mode."""
+    probability, one example at a time (Golatkar et al.'s `hessian`), in eval mode, `.grad` untouched."""
     named = trainable(net)
     acc = {n: torch.zeros_like(p, dtype=torch.promote_types(p.dtype, torch.float32)) for n, p in named}
+    small = sum(p.numel() for _, p in named) < VMAP_MAX_PARAMETERS
     device, count = device_of(net), 0
-    for batch in batches:
-        x, _ = unpack(batch, device)
-        flags = [(m, m.training) for m in net.modules()]
-        net.eval()
-        try:
+    with eval_mode(net), torch.enable_grad():
+        for batch in batches:
+            x, _ = unpack(batch, device)
             with torch.no_grad():
                 probs = F.softmax(net(x), dim=1)  # (b, C)
-        finally:
-            for m, flag in flags:
-                m.training = flag
-        for c in range(probs.shape[1]):
-            target = torch.full((len(x),), c, dtype=torch.long, device=device)
-            start = 0
-            for g in per_example_grads(net, x, target, chunk_size=chunk_size, flat=False):
-                w = probs[start : start + len(next(iter(g.values()))), c]
-                for n in acc:
-                    acc[n] += torch.einsum("b,b...->...", w, g[n].square())
-                start += len(w)
-        count += len(x)
+            if small:
+                for c in range(probs.shape[1]):
+                    target = torch.full((len(x),), c, dtype=torch.long, device=device)
+                    (g,) = per_example_grads(net, x, target, flat=False)
+                    for n in acc:
+                        acc[n] += torch.einsum("b,b...->...", probs[:, c], g[n].square())
+            else:
+                params = [p for _, p in named]
+                for i in range(len(x)):
+                    logits = net(x[i : i + 1])
+                    for c in range(probs.shape[1]):
+                        target = torch.tensor([c], device=device)
+                        grads = torch.autograd.grad(
+                            F.cross_entropy(logits, target), params, retain_graph=True, allow_unused=True
+                        )
+                        for (n, _), g in zip(named, grads):
+                            if g is not None:
+                                acc[n] += probs[i, c] * g.square()
+            count += len(x)
     return {n: a / max(count, 1) for n, a in acc.items()}, count
