@@ -37,7 +37,13 @@ def data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def home(tmp_path_factory) -> Path:
-    """Artifacts folder shared by the whole session, so the tiny bank is trained once."""
+    """Artifacts folder shared by the whole session, so each test bank is trained once: under pytest-xdist
+    one folder for all workers (the kit's banks and runs are safe across processes: per-model locks, atomic
+    writes), so two workers split a bank's models instead of each training all of them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "artifacts"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("artifacts")
 
 
