@@ -18,17 +18,14 @@ Budget: the 10 epochs scale with the preset's retraining (E/30, `_released`); `t
 (1: as released). No step cap (`--set max_update=...`).
 """
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from methods._partial import last_linear
-from methods._released import ReleasedEntry
 from methods._train_loop import train_steps
-from methods._train_params import TrainParams, build_optimizer
+from methods._train_params import build_optimizer
 from methods.BaseMethod import register
-from methods.boundary_shrink import forget_batches
+from methods.boundary_shrink import BoundaryUnlearning, forget_batches
 
 
 def widened(head: nn.Linear, generator: torch.Generator) -> nn.Linear:
@@ -51,31 +48,8 @@ def _set_module(net: nn.Module, name: str, module: nn.Module) -> None:
 
 
 @register("boundary_expand", aliases=("BoundaryExpand", "BE"))
-class BoundaryExpand(ReleasedEntry):
+class BoundaryExpand(BoundaryUnlearning):
     """Train the forget set towards an extra shadow class on a widened classifier, then drop that class."""
-
-    @dataclass
-    class Params(TrainParams):
-        epochs: int = 10  # over the forget set (release: 10), scaled (docstring)
-        lr: float = 1e-5  # release: 1e-5
-        momentum: float = 0.9  # release: 0.9
-        weight_decay: float = 0.0  # release: none
-        schedule: str = "constant"
-        batch_size: int = 64  # release: 64
-        time_factor: float = 1.0  # every epoch times this (1: as released)
-
-        def __post_init__(self):
-            if self.batch_size < 1:
-                raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-
-    #: tuning ranges (scripts/sweep.py --optuna), next to the defaults above
-    search_space = {"lr": ("log", 1e-5, 1e-2), "epochs": ("int", 2, 10)}
-
-    @classmethod
-    def test_overrides(cls) -> dict:
-        """The contract's toy forget set is one released batch (a run of one step, the same for every seed) and
-        lr 1e-5 barely moves it: batches of 8, one pass at the contract's 1-epoch recipe, lr 1e-3."""
-        return {"lr": 1e-3, "batch_size": 8, "epochs": 30}
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params

@@ -42,9 +42,9 @@ def forget_batches(forget_loader, batch_size: int, generator) -> DataLoader:
     )
 
 
-@register("boundary_shrink", aliases=("BoundaryShrink", "BS"))
-class BoundaryShrink(ReleasedEntry):
-    """Fine-tune on the forget set towards the class one FGSM step on the original reaches."""
+class BoundaryUnlearning(ReleasedEntry):
+    """What boundary shrink and boundary expanding share as released: SGD on the forget set alone, its
+    options and ranges (`boundary_expand` derives from it too)."""
 
     @dataclass
     class Params(TrainParams):
@@ -53,13 +53,10 @@ class BoundaryShrink(ReleasedEntry):
         momentum: float = 0.9  # release: 0.9
         weight_decay: float = 0.0  # release: none
         schedule: str = "constant"
-        bound: float = 0.1  # FGSM step, a fraction of the pixel range (release: 0.1)
         batch_size: int = 64  # release: 64
         time_factor: float = 1.0  # every epoch times this (1: as released)
 
         def __post_init__(self):
-            if not self.bound > 0:
-                raise ValueError(f"bound must be > 0, got {self.bound}")
             if self.batch_size < 1:
                 raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
@@ -71,6 +68,20 @@ class BoundaryShrink(ReleasedEntry):
         """The contract's toy forget set is one released batch (a run of one step, the same for every seed) and
         lr 1e-5 barely moves it: batches of 8, one pass at the contract's 1-epoch recipe, lr 1e-3."""
         return {"lr": 1e-3, "batch_size": 8, "epochs": 30}
+
+
+@register("boundary_shrink", aliases=("BoundaryShrink", "BS"))
+class BoundaryShrink(BoundaryUnlearning):
+    """Fine-tune on the forget set towards the class one FGSM step on the original reaches."""
+
+    @dataclass
+    class Params(BoundaryUnlearning.Params):
+        bound: float = 0.1  # FGSM step, a fraction of the pixel range (release: 0.1)
+
+        def __post_init__(self):
+            super().__post_init__()
+            if not self.bound > 0:
+                raise ValueError(f"bound must be > 0, got {self.bound}")
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         p = self.params
