@@ -59,6 +59,14 @@ def get_args_parser(add_help: bool = True, prog: str | None = None) -> argparse.
         help="random (default) or chosen by memorization (RUM, estimated first with the preset's half-subset "
         "models, cached): mem-high, mem-mid, mem-low, mem-mix",
     )
+    bk = p.add_argument_group("reference bank (README, 'One bank for every forget set')").add_argument
+    bk(
+        "--bank",
+        choices=("exact", "subsets"),
+        help="exact (default): models retrained without this forget set, one bank per forget set; subsets: one bank "
+        "of models each trained without a random part, the reference for every random forget set of this fraction",
+    )
+    bk("--bank-size", type=int, metavar="M", help="--bank subsets: its models (default 160 on cpu: 16 per example)")
     a(
         "--requests",
         type=int,
@@ -145,6 +153,10 @@ def _flags(a) -> None:
         raise api.UsageError("--requests scores one method's sequential requests: use it with -m NAME (dev phase)")
     if (a.workers or a.ray or a.shard or a.dry_run) and (a.requests is not None or a.phase == "test"):
         raise api.UsageError("--workers, --ray, --shard and --dry-run apply to -m NAME and --leaderboard (dev phase)")
+    if a.requests is not None and a.bank == "subsets":
+        raise api.UsageError("--requests scores against models retrained without each request so far: use --bank exact")
+    if a.bank_size is not None and a.bank == "exact":
+        raise api.UsageError("--bank-size sizes a subset bank: use it with --bank subsets")
     if a.forget_seeds is not None and a.leaderboard is None:
         raise api.UsageError("--forget-seeds compares leaderboards: use it with --leaderboard")
     if a.published and a.tuned is not None:

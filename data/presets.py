@@ -59,6 +59,43 @@ class Preset:
     dict_batches: bool = False  # loaders yield {"image", "age_group"} dicts (Kaggle), else tuples
     forget_set: str = "random"  # random | mem-high | mem-mid | mem-low | mem-mix (by memorization)
     mem_models: int = 16  # half-subset models of the memorization estimate (mem-* forget sets)
+    bank: str = "exact"  # exact: retrained without this forget set | subsets: one bank for every random forget set
+    bank_size: int | None = None  # models of a subset bank (bank "subsets"); n_retrained is then its rounds
+
+    @property
+    def subset_folds(self) -> int:
+        """Parts per round of a subset bank: round(1 / p), p the forget fraction (eval/harness/subset_bank.py)."""
+        n = self.n_train or CIFAR10_TRAIN
+        p = self.forget_size / n if self.forget_size else self.forget_frac
+        return int(round(1 / p))
+
+    def with_bank(self, kind: str | None = None, size: int | None = None) -> "Preset":
+        """The preset with `--bank exact|subsets` and `--bank-size M` applied (validated); a subset bank of M
+        models gives M / folds reference models per forget example, which becomes `n_retrained`."""
+        if kind is None and size is None:
+            return self
+        kind = kind or ("subsets" if size is not None else self.bank)
+        if kind not in BANKS:
+            raise ValueError(f"--bank must be one of {', '.join(BANKS)}, got {kind!r}")
+        if kind == "exact":
+            if size is not None:
+                raise ValueError("--bank-size sizes a subset bank: use it with --bank subsets")
+            return replace(self, bank="exact", bank_size=None)
+        if self.forget_class is not None or self.forget_set != "random":
+            raise ValueError(
+                "--bank subsets serves random forget sets only: a class-wise or memorization-selected forget set "
+                "shapes how each of its examples is classified, so it needs its exact bank (--bank exact)"
+            )
+        size = size or SUBSET_BANK_SIZE.get(self.name, 10 * self.subset_folds)
+        folds = self.subset_folds
+        if folds < 2:
+            raise ValueError("a subset bank needs a forget fraction of at most 1/2")
+        if size < 2 * folds or size % folds:
+            raise ValueError(
+                f"--bank-size must be a multiple of {folds} (one round: a model without each of {folds} parts, "
+                f"for this forget fraction) and at least {2 * folds}, got {size}"
+            )
+        return replace(self, bank="subsets", bank_size=size, n_retrained=size // folds)
 
     def with_counts(self, runs: int | None = None, retrained: int | None = None) -> "Preset":
         """The preset with --runs / --retrained overrides applied (validated)."""
@@ -132,7 +169,12 @@ class Preset:
 
     @property
     def tag(self) -> str:
-        """Folder name of the results: the preset's name, plus the forget protocol when not the default."""
+        """Folder name of the results: the preset's name, plus the forget protocol when not the default, plus
+        `-subsets<M>` when scored against a subset bank of M models."""
+        return self._forget_tag + (f"-subsets{self.bank_size}" if self.bank == "subsets" else "")
+
+    @property
+    def _forget_tag(self) -> str:
         if self.default_forget:
             return self.name
         if self.forget_class is not None:
@@ -148,7 +190,11 @@ class Preset:
         return f"{self.name}-forget-{amount}-s{self.forget_seed}"
 
 
+
 FORGET_SETS = ("random", "mem-high", "mem-mid", "mem-low", "mem-mix")
+BANKS = ("exact", "subsets")
+CIFAR10_TRAIN = 50_000  # training images of CIFAR-10 (a preset with n_train None uses them all)
+SUBSET_BANK_SIZE = {"cpu": 160}  # --bank subsets without --bank-size: 16 reference models per example on cpu
 
 
 def _kaggle_recipe(epochs: int, best_from: int) -> Recipe:

@@ -153,8 +153,9 @@ def method_report(res: dict) -> str:
     """The human-readable result block of one method's record (the fields of results/<tag>/<method>.json)."""
     a = res["accuracy"]
     lines = [
-        f"method {res['method']} · preset {res['tag']} · {res['n_runs']} runs vs {res['n_retrained']} retrained "
-        f"models · {res['n_forget']} forget examples ({res['forget']}) · metric {res['metric']}",
+        f"method {res['method']} · preset {res['tag']} · {res['n_runs']} runs vs {res['n_retrained']} "
+        + ("reference models per example (subset bank)" if "subsets" in res["tag"] else "retrained models")
+        + f" · {res['n_forget']} forget examples ({res['forget']}) · metric {res['metric']}",
         f"params: {', '.join(f'{k}={v}' for k, v in res['params'].items())}",
         "",
         f"{'accuracy':<12}{'retain':>9}{'forget':>9}{'test':>9}{'val':>9}",

@@ -32,11 +32,13 @@ FILES = ("summary.csv", "kendall_tau.csv", "summary.md", "kendall_tau.png")
 
 
 def summary_tag(preset, seeds) -> str:
-    """Folder name of the summary: ``<preset>-forget-seeds-1-2-3``, with the forget amount when not the preset's."""
+    """Folder name of the summary: ``<preset>-forget-seeds-1-2-3``, with the forget amount when not the preset's
+    and ``-subsets<M>`` when scored against a subset bank."""
     base = PRESETS.get(preset.name)
     same = base is not None and (preset.forget_size, preset.forget_frac) == (base.forget_size, base.forget_frac)
     amount = "" if same else (f"n{preset.forget_size}-" if preset.forget_size else f"f{preset.forget_frac:g}-")
-    return f"{preset.name}-forget-{amount}seeds-{'-'.join(str(s) for s in seeds)}"
+    subsets = f"-subsets{preset.bank_size}" if preset.bank == "subsets" else ""
+    return f"{preset.name}-forget-{amount}seeds-{'-'.join(str(s) for s in seeds)}{subsets}"
 
 
 def label(seed: int) -> str:

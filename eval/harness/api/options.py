@@ -86,6 +86,8 @@ class Options:
     forget_size: int | None = None
     forget_class: int | None = None
     forget_set: str | None = None
+    bank: str | None = None
+    bank_size: int | None = None
     seed: int = 0
     metric: str = "official"
     bootstrap: int = 20
@@ -132,6 +134,7 @@ def resolve(options: Options, defaults=("full", "cpu")):
         preset = preset.with_forget(
             options.forget_seed, options.forget_frac, options.forget_size, options.forget_class, options.forget_set
         )
+        preset = preset.with_bank(options.bank, options.bank_size)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     fewest = min(preset.n_runs, preset.n_retrained)

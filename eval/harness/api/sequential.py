@@ -29,6 +29,8 @@ def evaluate_requests(
     forget set is a UsageError once the splits are known (before any bank or run)."""
     if k < 1:
         raise UsageError(f"--requests must be >= 1, got {k}")
+    if options.bank == "subsets":
+        raise UsageError("--requests scores against models retrained without each request so far: use --bank exact")
     if options.scale_out.active:
         raise UsageError("--workers, --ray, --shard and --dry-run apply to -m NAME and --leaderboard (dev phase)")
     job = prepare_method(method, overrides, options=options, published=published)

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 from eval.harness import report
 from eval.harness import tasks as T
-from eval.harness.bank import Bank
 from eval.harness.executors import InProcess, WorkerDied, execute, make_executor
 from eval.harness.forget_sets import build_splits
+from eval.harness.reference_bank import make_bank
 
 from .errors import ExecutorError, UsageError
 from .options import Console, Options
@@ -32,10 +32,14 @@ def splits_and_bank(options: Options, preset, device: str, console: Console, sca
         )
     if info:
         console.info(report.memorization_line(info))
-    bank = Bank(preset, splits, home=options.home, data_root=options.data_root, device=device)
+    try:
+        bank = make_bank(preset, splits, home=options.home, data_root=options.data_root, device=device)
+    except ValueError as exc:  # a subset bank asked to serve a forget set it cannot
+        raise UsageError(str(exc)) from None
     missing = bank.missing(preset.n_retrained)
     if missing:
-        console.info(report.bank_cost(bank.dir.name, len(missing), preset.n_retrained + 1, bank.seconds_per_model()))
+        total = 1 + len(bank.retrained_names(preset.n_retrained))
+        console.info(report.bank_cost(bank.dir.name, len(missing), total, bank.seconds_per_model()))
     bank.ensure(preset.n_retrained, progress=console.progress, on_wait=console.on_wait)
     return splits, bank
 
