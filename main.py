@@ -67,6 +67,16 @@ def get_args_parser(add_help: bool = True, prog: str | None = None) -> argparse.
         "of models each trained without a random part, the reference for every random forget set of this fraction",
     )
     bk("--bank-size", type=int, metavar="M", help="--bank subsets: its models (default 160 on cpu: 16 per example)")
+    bk(
+        "--export-bank",
+        metavar="FILE",
+        help="write the (complete) bank these flags name to one archive with a manifest of checksums, to share",
+    )
+    bk(
+        "--import-bank",
+        metavar="FILE",
+        help="install a bank archive under --home, after checking every file and its key against this checkout",
+    )
     a(
         "--requests",
         type=int,
@@ -168,7 +178,11 @@ def _flags(a) -> None:
         )
     if a.tuned is not None and a.leaderboard is None:
         raise api.UsageError("--tuned gives a leaderboard's methods their tuned parameters: use it with --leaderboard")
-    if a.leaderboard is None and a.method is None:
+    if a.export_bank and a.import_bank:
+        raise api.UsageError("--export-bank and --import-bank: one at a time")
+    if (a.export_bank or a.import_bank) and (a.leaderboard is not None or a.method is not None):
+        raise api.UsageError("--export-bank and --import-bank move a bank; they run no method: drop -m / --leaderboard")
+    if a.leaderboard is None and a.method is None and not (a.export_bank or a.import_bank):
         raise api.UsageError("choose a method with -m NAME (see --list)")
 
 
@@ -229,6 +243,13 @@ def main(argv=None) -> int:
         opts, console = options(args), _console(args)
         opts.check(tasks=bool(args.workers or args.ray or args.shard or args.dry_run))
         _flags(args)
+        if args.export_bank:
+            manifest = api.export_bank(args.export_bank, options=opts, console=console)
+            print(report.bank_exported(args.export_bank, manifest))
+            return 0
+        if args.import_bank:
+            print(report.bank_imported(args.import_bank, api.import_bank(args.import_bank, options=opts, console=console)))
+            return 0
         if args.leaderboard is not None:
             return _leaderboard(args, dict(options=opts, tuned=args.tuned, published=args.published, console=console))
         if args.phase == "test":

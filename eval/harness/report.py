@@ -111,6 +111,22 @@ def bank_cost(bank_name: str, missing: int, total: int, per_model) -> str:
     )
 
 
+def bank_exported(path, manifest: dict) -> str:
+    """What --export-bank wrote."""
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    return (
+        f"wrote {path}: {manifest['kind']} bank {manifest['key']} of preset {manifest['preset']}, "
+        f"{len(manifest['files'])} files ({size / 2**20:.1f} MiB) with their SHA-256 in the archive's manifest; "
+        "install it elsewhere with python main.py --import-bank FILE"
+    )
+
+
+def bank_imported(path, done: dict) -> str:
+    """What --import-bank installed."""
+    kept = f"; {len(done['kept'])} it had already, identical" if done["kept"] else ""
+    return f"installed {len(done['installed'])} verified files of {path} as bank {done['key']} in {done['dir']}{kept}"
+
+
 def memorization_line(info: dict) -> str:
     """What the memorization estimate behind a mem-* forget set cost and selected."""
     return (

@@ -11,6 +11,7 @@
     leaderboard, leaderboard_tasks    --leaderboard: many methods on one bank (boards.py)
     forget_seed_study                 --leaderboard --forget-seeds: one board per forget set + a summary
     kaggle_submission, rehearse       -p test: the Kaggle notebook, written or rehearsed here (kaggle.py)
+    export_bank, import_bank          --export-bank / --import-bank: a bank as one verified archive (banks.py)
 
 `Options` holds what every call shares (main.py's flags of the same names), `Console` where progress goes
 (by default nowhere: the API never prints; `eval/harness/report.py` has the text). Bad input raises
@@ -18,6 +19,7 @@
 data `DataError`; nothing here exits or reads argv.
 """
 
+from .banks import export_bank, import_bank
 from .boards import Study, forget_seed_study, leaderboard, leaderboard_tasks, parse_forget_seeds, prepare_leaderboard
 from .errors import EvaluationFailed, ExecutorError, RehearsalFailed, UsageError
 from .kaggle import Rehearsal, kaggle_submission, rehearse
@@ -44,6 +46,8 @@ __all__ = [
     "UsageError",
     "evaluate_method",
     "evaluate_requests",
+    "export_bank",
+    "import_bank",
     "forget_seed_study",
     "kaggle_submission",
     "leaderboard",
