@@ -257,7 +257,9 @@ class SubsetReference:
             "test_logits": models[0]["test_logits"],  # one model's: only the loss MIA's test side reads them
             "acc_retain": np.float64(right_total / count_total),
             "acc_forget": np.float64((logits.argmax(1) == self.splits.forget_y.numpy()).mean()),
-            "acc_test": np.float64(np.mean([(o["test_logits"].argmax(1) == self.splits.test_y.numpy()).mean() for o in models])),
+            "acc_test": np.float64(
+                np.mean([(o["test_logits"].argmax(1) == self.splits.test_y.numpy()).mean() for o in models])
+            ),
             "acc_val": np.float64(np.mean([o["val_correct"].mean() for o in models])),
             "finite": np.bool_(True),
         }

@@ -33,7 +33,7 @@ def model_streams(m: int | None) -> dict[str, int]:
 
 
 def round_folds(r: int, n: int, folds: int) -> np.ndarray:
-    """(n,) int: the part of the training subset each example falls in, in round `r` (parts differ in size by at most 1)."""
+    """(n,) int: the part of the training subset each example falls in, in round `r` (sizes differ by at most 1)."""
     seed = _streams(0, (SUBSETS, PARTITION, r), ("partition",))["partition"]
     order = np.random.default_rng(seed).permutation(n)
     fold = np.empty(n, np.int64)

@@ -20,9 +20,9 @@ from dataclasses import dataclass, replace
 
 from data.splits import make_splits
 from eval.harness.bank import Bank
-from eval.harness.reference_bank import make_bank
 from eval.harness.forget_sets import build_splits
 from eval.harness.memorization_bank import MemorizationBank
+from eval.harness.reference_bank import make_bank
 from eval.harness.runs import ReferenceTimer, ensure_run, missing_runs, run_dir_of, run_path
 from eval.harness.timing import RetrainClock
 from eval.harness.unlearn import run_once
@@ -51,7 +51,9 @@ class Context:
         return self._cached("splits", lambda: build_splits(self.preset, self.data_root, self.home, self.device))
 
     def bank(self) -> Bank:
-        return self._cached("bank", lambda: make_bank(self.preset, self.splits(), self.home, self.data_root, self.device))
+        return self._cached(
+            "bank", lambda: make_bank(self.preset, self.splits(), self.home, self.data_root, self.device)
+        )
 
     def mem_bank(self) -> MemorizationBank:
         base = lambda: make_splits(replace(self.preset, forget_set="random"), self.data_root)  # noqa: E731

@@ -41,7 +41,9 @@ def test_every_reference_model_left_its_example_out(subset_bank, data_root):
 def test_each_model_has_its_own_streams_and_part(subset_bank):
     n, folds = len(subset_bank.y), subset_bank.folds
     streams = [tuple(model_streams(m).values()) for m in [None, *range(SIZE)]]
-    others = [tuple(bank_streams(k).values()) for k in range(50)] + [tuple(run_streams(0, i).values()) for i in range(50)]
+    others = [tuple(bank_streams(k).values()) for k in range(50)] + [
+        tuple(run_streams(0, i).values()) for i in range(50)
+    ]
     seeds = [s for group in streams for s in group]
     assert len(set(seeds)) == len(seeds) and not set(seeds) & {s for group in others for s in group}
     masks = np.stack([excluded(m, n, folds) for m in range(SIZE)])
@@ -116,4 +118,3 @@ def replace_first(mask):
     out = mask.copy()
     out[0] = not out[0]
     return out
-
