@@ -165,6 +165,8 @@ def _flags(a) -> None:
         raise api.UsageError("--workers, --ray, --shard and --dry-run apply to -m NAME and --leaderboard (dev phase)")
     if a.requests is not None and a.bank == "subsets":
         raise api.UsageError("--requests scores against models retrained without each request so far: use --bank exact")
+    if a.bank == "subsets" and a.phase == "test":
+        raise api.UsageError("-p test rehearses the test phase against its exact bank: drop --bank subsets")
     if a.bank_size is not None and a.bank == "exact":
         raise api.UsageError("--bank-size sizes a subset bank: use it with --bank subsets")
     if a.forget_seeds is not None and a.leaderboard is None:
@@ -248,7 +250,9 @@ def main(argv=None) -> int:
             print(report.bank_exported(args.export_bank, manifest))
             return 0
         if args.import_bank:
-            print(report.bank_imported(args.import_bank, api.import_bank(args.import_bank, options=opts, console=console)))
+            print(
+                report.bank_imported(args.import_bank, api.import_bank(args.import_bank, options=opts, console=console))
+            )
             return 0
         if args.leaderboard is not None:
             return _leaderboard(args, dict(options=opts, tuned=args.tuned, published=args.published, console=console))

@@ -217,6 +217,8 @@ def _optuna(args, opts: api.Options, cls, study: tuple, extra: list[str], out: P
     name = optuna_search.study_name(cls.key, args.preset, forget_seed, args.runs, args.set) + "".join(
         f"+{k}" for k in sorted(added)
     )
+    if opts.bank == "subsets":  # another reference: its own study (`-- --bank subsets --bank-size M`)
+        name += f"-subsets{opts.bank_size or 'default'}"
     folder = out / optuna_search.folder_name(name)
     db = out / "optuna.db"
     print(

@@ -15,7 +15,6 @@ an interrupted run resumes. The subset bank and the exact banks are built if mis
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -56,23 +55,27 @@ def row(summary: dict) -> dict:
 def score_seed(seed: int, methods, args) -> list[dict]:
     options = api.Options(preset=args.preset, forget_seed=seed, runs=args.runs, bootstrap=args.bootstrap)
     console = api.Console(info=print, warn=lambda line: print(line, file=sys.stderr))
-    out = []
+    rows = {name: OUT / "rows" / f"{args.preset}-s{seed}-subsets{args.bank_size}-{name}.json" for name in methods}
+    todo = [name for name in methods if not rows[name].exists()]
+    jobs = {}
+    for name in todo:  # the runs first (exact bank only), so they go on while the subset bank is still building
+        job = jobs[name] = api.prepare_method(name, options=options)
+        splits, bank = splits_and_bank(options, job.preset, job.device, console)
+        evaluate_runs(job.cls, job.params, job.preset, splits, bank, dict_batches=job.dict_batches)
     view = None
-    for name in methods:
-        path = OUT / "rows" / f"{args.preset}-s{seed}-subsets{args.bank_size}-{name}.json"
-        if path.exists():
-            out.append(json.loads(path.read_text()))
-            continue
-        job = api.prepare_method(name, options=options)
+    for name in todo:
+        job = jobs[name]
         splits, bank = splits_and_bank(options, job.preset, job.device, console)
         if view is None:
             subsets = SubsetBank(job.preset.with_bank("subsets", args.bank_size), splits, args.bank_size)
             subsets.ensure(progress=console.progress)
             view = subsets.view(splits)
-        t0 = time.perf_counter()
         runs = evaluate_runs(job.cls, job.params, job.preset, splits, bank, dict_batches=job.dict_batches)
         result = {"seed": seed, "method": job.cls.key, "reference": not job.cls.valid_entry, "bank": bank.key}
         result["subset_view"], result["subset_bank"] = view.key, view.subsets.key
+        result["exact_model_s"] = bank.manifest_retrain_time(job.preset.n_retrained)
+        result["subset_model_s"] = view.subsets.model_seconds()
+        result["subset_models"], result["exact_models"] = 1 + args.bank_size, 1 + job.preset.n_retrained
         n = job.preset.n_retrained
         for label, ref in (
             ("exact", References(bank, n, splits.forget_y, splits.test_y)),
@@ -80,13 +83,10 @@ def score_seed(seed: int, methods, args) -> list[dict]:
         ):
             summary, _ = summarize_runs(runs, ref, valid_entry=job.cls.valid_entry, bootstrap=args.bootstrap)
             result[label] = row(summary)
-        result["seconds"] = time.perf_counter() - t0
-        write_json(path, result)
-        print(
-            f"s{seed} {name}: exact {result['exact']['final_score']:.4f} subsets {result['subsets']['final_score']:.4f}"
-        )
-        out.append(result)
-    return out
+        write_json(rows[name], result)
+        e, s = result["exact"]["score"], result["subsets"]["score"]
+        print(f"s{seed} {name}: exact {e:.4f} subsets {s:.4f}", flush=True)
+    return [json.loads(rows[name].read_text()) for name in methods]
 
 
 def table(results: list[dict]) -> pd.DataFrame:
@@ -169,7 +169,31 @@ def markdown(df: pd.DataFrame, tau: dict, args) -> str:
             f"- s{seed}: retain {r.exact_acc_retain_ref:.4f} exact vs {r.subsets_acc_retain_ref:.4f} subsets; "
             f"forget {r.exact_acc_forget_ref:.4f} vs {r.subsets_acc_forget_ref:.4f}"
         )
+    lines += ["", cost(df_results(df)), ""]
     return "\n".join(lines) + "\n"
+
+
+def df_results(df):
+    return df.attrs.get("results", [])
+
+
+def cost(results: list[dict]) -> str:
+    """What the banks cost, from the training times the banks recorded (medians, one model at a time)."""
+    if not results or results[0].get("subset_model_s") is None:
+        return ""
+    r = results[0]
+    exact_s = float(np.nanmedian([x["exact_model_s"] for x in results if x.get("exact_model_s")]))
+    subset_s = float(np.nanmedian([x["subset_model_s"] for x in results if x.get("subset_model_s")]))
+    exact, subsets = r["exact_models"], r["subset_models"]
+    even = subsets * subset_s / (exact * exact_s)
+    return (
+        f"**Cost.** An exact bank is {exact} models (median {exact_s:.1f} s each as its manifest recorded them), one "
+        f"per forget set; the subset bank is {subsets} models (median {subset_s:.1f} s each, recorded while two "
+        f"were built at once on the two cores) for every random forget set of this fraction. It costs as much as "
+        f"{even:.1f} exact banks: for {len(set(x['seed'] for x in results))} forget seeds, "
+        f"{len(set(x['seed'] for x in results)) * exact * exact_s / 60:.0f} min of exact banks against "
+        f"{subsets * subset_s / 60:.0f} min for the subset bank (one core, model training only)."
+    )
 
 
 def main(argv=None) -> int:
@@ -185,6 +209,7 @@ def main(argv=None) -> int:
     for seed in [int(s) for s in args.forget_seeds.split(",")]:
         results += score_seed(seed, args.methods, args)
     df = table(results)
+    df.attrs["results"] = results
     tau = taus(df)
     OUT.mkdir(parents=True, exist_ok=True)
     write_text(OUT / "validation.csv", df.to_csv(index=False))
