@@ -190,7 +190,6 @@ class Preset:
         return f"{self.name}-forget-{amount}-s{self.forget_seed}"
 
 
-
 FORGET_SETS = ("random", "mem-high", "mem-mid", "mem-low", "mem-mix")
 BANKS = ("exact", "subsets")
 CIFAR10_TRAIN = 50_000  # training images of CIFAR-10 (a preset with n_train None uses them all)
