@@ -118,3 +118,20 @@ def replace_first(mask):
     out = mask.copy()
     out[0] = not out[0]
     return out
+
+
+def test_a_sweep_passes_the_subset_bank_on():
+    import importlib.util
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("sweep", ROOT / "scripts" / "sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+
+    class Args:
+        preset, runs = "tiny", 4
+
+    opts = sweep.sweep_options(Args, ["--bank", "subsets", "--bank-size", str(SIZE)])
+    assert (opts.bank, opts.bank_size) == ("subsets", SIZE)
+    assert api.options.resolve(opts)[1].tag == "tiny-subsets40"
