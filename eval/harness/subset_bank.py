@@ -182,6 +182,7 @@ class SubsetReference:
         self.forget_idx = np.asarray(splits.forget_idx)
         self.key = hashlib.sha256(f"{sb.key}:{splits.fingerprint()}".encode()).hexdigest()[:12]
         self.dir = sb.dir / "views" / self.key
+        self.label = f"{sb.dir.name} (subset bank)"
         self.official = {}
 
     # -- building: the subset bank's models -------------------------------------------------------
