@@ -135,3 +135,22 @@ def test_a_sweep_passes_the_subset_bank_on():
     opts = sweep.sweep_options(Args, ["--bank", "subsets", "--bank-size", str(SIZE)])
     assert (opts.bank, opts.bank_size) == ("subsets", SIZE)
     assert api.options.resolve(opts)[1].tag == "tiny-subsets40"
+
+
+def test_an_interrupted_build_resumes_and_a_subset_bank_travels(data_root, tmp_path):
+    preset = get_preset("tiny").with_bank("subsets", 20)
+    bank = SubsetBank(preset, make_splits(preset, data_root), 20, home=tmp_path / "a")
+    bank.ensure()
+    before = bank.outputs(model_name(3))["train_logits"]
+    bank.paths(model_name(3))[1].unlink()  # a build killed before this model's outputs were written
+    assert bank.missing() == [model_name(3)]
+    bank.ensure()
+    assert bank.missing() == [] and np.array_equal(bank.outputs(model_name(3))["train_logits"], before)
+
+    opts = {"preset": "tiny", "bank": "subsets", "bank_size": 20, "data_root": str(data_root)}
+    archive = tmp_path / "subsets.tar"
+    api.export_bank(archive, options=api.Options(home=str(tmp_path / "a"), **opts))
+    done = api.import_bank(archive, options=api.Options(home=str(tmp_path / "b"), **opts))
+    assert len(done["installed"]) == 2 * 21
+    copy = SubsetBank(preset, bank.splits, 20, home=tmp_path / "b")
+    assert copy.missing() == [] and np.array_equal(copy.outputs(model_name(3))["train_logits"], before)
