@@ -127,7 +127,7 @@ def taus(df: pd.DataFrame) -> dict:
     return out
 
 
-def markdown(df: pd.DataFrame, tau: dict, args) -> str:
+def markdown(df: pd.DataFrame, tau: dict, args, results: list[dict]) -> str:
     def cell(r, kind):
         return f"{r[f'{kind}_score']:.4f} [{r[f'{kind}_score_ci_lo']:.4f}, {r[f'{kind}_score_ci_hi']:.4f}]"
 
@@ -169,12 +169,8 @@ def markdown(df: pd.DataFrame, tau: dict, args) -> str:
             f"- s{seed}: retain {r.exact_acc_retain_ref:.4f} exact vs {r.subsets_acc_retain_ref:.4f} subsets; "
             f"forget {r.exact_acc_forget_ref:.4f} vs {r.subsets_acc_forget_ref:.4f}"
         )
-    lines += ["", cost(df_results(df)), ""]
+    lines += ["", cost(results), ""]
     return "\n".join(lines) + "\n"
-
-
-def df_results(df):
-    return df.attrs.get("results", [])
 
 
 def cost(results: list[dict]) -> str:
@@ -209,12 +205,11 @@ def main(argv=None) -> int:
     for seed in [int(s) for s in args.forget_seeds.split(",")]:
         results += score_seed(seed, args.methods, args)
     df = table(results)
-    df.attrs["results"] = results
     tau = taus(df)
     OUT.mkdir(parents=True, exist_ok=True)
     write_text(OUT / "validation.csv", df.to_csv(index=False))
-    write_text(OUT / "validation.md", markdown(df, tau, args))
-    print(markdown(df, tau, args))
+    write_text(OUT / "validation.md", markdown(df, tau, args, results))
+    print(markdown(df, tau, args, results))
     return 0
 
 

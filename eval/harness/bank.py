@@ -70,6 +70,11 @@ class Bank:
         self.key = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:12]
         self.dir = artifacts_home(home) / "banks" / f"{preset.name}-{self.key}"
 
+    @property
+    def label(self) -> str:
+        """How messages name the bank: its folder."""
+        return self.dir.name
+
     # -- paths --------------------------------------------------------------------------------
     def retrained_names(self, n: int) -> list[str]:
         names = [f"retrained_{i:03d}" for i in range(n)]

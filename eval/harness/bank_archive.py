@@ -36,11 +36,8 @@ class ArchiveError(ValueError):
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def bank_files(bank, names) -> list[str]:
@@ -177,17 +174,16 @@ def install(archive: Path, manifest: dict, target: Path) -> dict:
             staging.replace(target)
             return {"installed": sorted(seen), "kept": []}
         kept, todo = [], []
-        for rel in sorted(seen):
-            have = target / rel
-            if have.exists() and rel != "manifest.json":
-                if sha256_file(have) != expected[rel]["sha256"]:
-                    raise ArchiveError(
-                        f"{target / rel} exists and differs from the archive's; nothing was installed. "
-                        "Remove that bank folder to install the archive"
-                    )
-                kept.append(rel)
-            elif rel != "manifest.json":
+        for rel in sorted(seen - {"manifest.json"}):  # the bank's own manifest.json is rebuilt, not merged
+            if not (target / rel).exists():
                 todo.append(rel)
+            elif sha256_file(target / rel) == expected[rel]["sha256"]:
+                kept.append(rel)
+            else:
+                raise ArchiveError(
+                    f"{target / rel} exists and differs from the archive's; nothing was installed. "
+                    "Remove that bank folder to install the archive"
+                )
         for rel in todo:  # each verified file the bank lacks, moved in atomically
             (target / rel).parent.mkdir(parents=True, exist_ok=True)
             (staging / rel).replace(target / rel)

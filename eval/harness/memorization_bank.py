@@ -47,16 +47,22 @@ def training_subset(splits) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+def subset_hash(splits, *more):
+    """sha256 over the training subset (indices, labels, every 4th pixel) and then the arrays `more`."""
+    x, y = training_subset(splits)
+    h = hashlib.sha256(np.ascontiguousarray(splits.train_idx).tobytes())
+    for a in (y.numpy(), x.numpy()[:, :, ::4, ::4], *more):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h
+
+
 class MemorizationBank:
     """K models each trained on a random half of the training subset, and the estimate they give."""
 
     def __init__(self, preset, splits, home=None, device="cpu"):
         self.preset, self.splits, self.device = preset, splits, torch.device(device)
         self.x, self.y = training_subset(splits)
-        h = hashlib.sha256(np.ascontiguousarray(splits.train_idx).tobytes())
-        h.update(self.y.numpy().tobytes())
-        h.update(np.ascontiguousarray(self.x.numpy()[:, :, ::4, ::4]).tobytes())
-        h.update(np.ascontiguousarray(splits.val_y.numpy()).tobytes())  # best-validation checkpoints read it
+        h = subset_hash(splits, splits.val_y.numpy())  # best-validation checkpoints read the validation labels
         self.config = {
             "arch": preset.arch,
             "dataset": preset.dataset,

@@ -38,20 +38,11 @@ from data.models import arch_module, build_model
 from eval.harness.bank import artifacts_home
 from eval.harness.bank_models import prepare
 from eval.harness.fingerprint import code_fingerprint
-from eval.harness.memorization_bank import training_subset
+from eval.harness.memorization_bank import subset_hash, training_subset
 from eval.harness.subset_models import excluded, round_folds, train_subset_model
 from eval.io import file_lock, read_npz, remove_orphans, torch_save, write_npz
 
 OUTPUT_KEYS = ("excluded", "train_logits", "test_logits", "val_correct", "train_time_s")
-
-
-def folds_for(preset, n_train: int) -> int:
-    """Parts per round: round(1 / p), p the preset's forget fraction (or forget size over `n_train`)."""
-    p = preset.forget_size / n_train if preset.forget_size else preset.forget_frac
-    folds = int(round(1 / p)) if p > 0 else 0
-    if folds < 2:
-        raise ValueError(f"a subset bank needs a forget fraction of at most 1/2, got {p:.3g}")
-    return folds
 
 
 def model_name(m: int) -> str:
@@ -60,13 +51,9 @@ def model_name(m: int) -> str:
 
 def subset_fingerprint(splits) -> str:
     """Hash of the training subset (indices, labels, pixels) and of the test and validation splits."""
-    h = hashlib.sha256(np.ascontiguousarray(splits.train_idx).tobytes())
-    x, y = training_subset(splits)
-    for a in (y.numpy(), x.numpy()[:, :, ::4, ::4], splits.test_x.numpy()[:, :, ::4, ::4]):
-        h.update(np.ascontiguousarray(a).tobytes())
-    for a in (splits.test_y.numpy(), splits.val_y.numpy(), splits.val_x.numpy()[:, :, ::4, ::4]):
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:16]
+    s = splits
+    more = (s.test_x.numpy()[:, :, ::4, ::4], s.test_y.numpy(), s.val_y.numpy(), s.val_x.numpy()[:, :, ::4, ::4])
+    return subset_hash(splits, *more).hexdigest()[:16]
 
 
 class SubsetBank:
@@ -75,13 +62,7 @@ class SubsetBank:
     def __init__(self, preset, splits, size: int, home=None, device="cpu"):
         self.preset, self.splits, self.device = preset, splits, torch.device(device)
         self.x, self.y = training_subset(splits)
-        self.folds = folds_for(preset, len(self.y))
-        if size < 2 * self.folds or size % self.folds:
-            raise ValueError(
-                f"--bank-size must be a multiple of {self.folds} (one round: a model without each of "
-                f"{self.folds} parts, for a forget fraction of {1 / self.folds:.3g}) and at least "
-                f"{2 * self.folds}, got {size}"
-            )
+        self.folds = preset.with_bank("subsets", size).subset_folds  # with_bank checks `size` against the folds
         self.size, self.rounds = size, size // self.folds
         self.config = {
             "arch": preset.arch,

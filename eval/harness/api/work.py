@@ -39,8 +39,7 @@ def splits_and_bank(options: Options, preset, device: str, console: Console, sca
     missing = bank.missing(preset.n_retrained)
     if missing:
         total = 1 + len(bank.retrained_names(preset.n_retrained))
-        name = getattr(bank, "label", bank.dir.name)
-        console.info(report.bank_cost(name, len(missing), total, bank.seconds_per_model()))
+        console.info(report.bank_cost(bank.label, len(missing), total, bank.seconds_per_model()))
     bank.ensure(preset.n_retrained, progress=console.progress, on_wait=console.on_wait)
     return splits, bank
 
