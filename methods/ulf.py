@@ -33,7 +33,10 @@ the retain accuracy to chance (kaggle-tiny: 0.14). So (a) every step is capped a
 norm (`max_update`, `_trust.StepCap`), which on cpu leaves the score where it was (0.112 capped, 0.109
 uncapped, seed 1, 8 runs; a 0.2% cap halves the spread there, F 0.057), and (b) when the mean retain CE
 of the last `window` steps reaches chance level, ln C (or 1 nat above the entry retain loss
-measured on `window` batches, if that is higher), or a loss is not finite, the hot phase restarts
+measured on `window` batches, if that is higher), or so does the eval-mode loss of the step's retain batch
+(checked every `window` steps: on kaggle-tiny the train-mode loss stayed below chance while the running
+BatchNorm statistics left the eval-mode network at 0.17 retain accuracy), or a loss is not finite, the
+hot phase restarts
 from the entry weights at a quarter of the rate, at most `backoffs` times (`self.log_["lr"]`: the rates
 tried). On cpu the check never fires, so cpu runs are the same with or without it. No entry noise or
 reset: the spread comes from the hot phase's own data order, drawn from the
@@ -46,7 +49,7 @@ from dataclasses import dataclass
 
 import torch
 
-from methods._common import cycle, device_of, num_classes, reshuffled, unpack
+from methods._common import cycle, device_of, eval_mode, num_classes, reshuffled, unpack
 from methods._entry import entry_retain_loss, loader_statistics
 from methods._losses import quantile_hinge, true_label_confidence
 from methods._train_loop import batch_cross_entropy, train_steps
@@ -139,6 +142,7 @@ class ULF(BaseMethod):
         def loss_fn(m, x, y):
             loss = batch_cross_entropy(m, x, y)
             state["ce"].append(float(loss.detach()))
+            state["batch"] = (x, y)
             if state["forget"] is not None:
                 xf, yf = state["forget"]
                 loss = loss + p.beta * quantile_hinge(true_label_confidence(m(xf), yf), reference, squared=False)
@@ -148,6 +152,10 @@ class ULF(BaseMethod):
             recent = state["ce"][-p.window :]
             if not math.isfinite(recent[-1]) or (len(recent) == p.window and sum(recent) / p.window >= chance):
                 raise Collapsed
+            if len(state["ce"]) % p.window == 0:  # the network the scorer sees: eval mode, running statistics
+                with eval_mode(net), torch.no_grad():
+                    if not float(batch_cross_entropy(net, *state["batch"])) < chance:
+                        raise Collapsed
 
         def batches():
             for i in range(steps):
