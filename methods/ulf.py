@@ -19,8 +19,9 @@ statistic, `_losses.true_label_confidence`):
      on every `forget_every`-th step plus `beta` · quantile_hinge(c(f(x_f)), r) on a forget batch:
      the batch's sorted confidences pushed down to r's quantiles, only those above theirs
      (`_losses.quantile_hinge`, unsquared), so forget examples go to unseen-data level and no lower.
-  2. calibration: the last linear layer (weight and bias) is scaled by k = std(r) / std(c of f on the
-     same validation batches), clipped to [0.5, 2]. The hot phase leaves f less confident on unseen
+  2. calibration: the last linear layer (weight and bias) is scaled by k = std(r) / std(c of f on
+     `val_batches` validation batches, a fresh draw of the shuffled loader), clipped to
+     [1 / `max_scale`, `max_scale`]. The hot phase leaves f less confident on unseen
      data than f0 (whose recipe ends annealed, as a retrained model's does); scaling the logits changes
      no prediction, only the confidence profile, which is set back to the recipe's.
 
@@ -52,6 +53,7 @@ import torch
 from methods._common import cycle, device_of, eval_mode, num_classes, reshuffled, unpack
 from methods._entry import entry_retain_loss, loader_statistics
 from methods._losses import quantile_hinge, true_label_confidence
+from methods._partial import last_linear
 from methods._train_loop import batch_cross_entropy, train_steps
 from methods._train_params import TrainParams, build_optimizer
 from methods.BaseMethod import BaseMethod, register
@@ -72,7 +74,7 @@ def hot_then_anneal(steps: int, anneal: float, final: float):
 @torch.no_grad()
 def scale_logits_(net: torch.nn.Module, k: float) -> None:
     """Multiply the last linear layer's weight and bias by k: logits scale by k, predictions do not change."""
-    head = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    head = net.get_submodule(last_linear(net))
     head.weight.mul_(k)
     if head.bias is not None:
         head.bias.mul_(k)
@@ -88,7 +90,7 @@ class ULF(BaseMethod):
 
     @dataclass
     class Params(TrainParams):
-        epochs: float = 1.6  # passes over the retain set (fractional: steps = round(epochs·|R|/batch))
+        epochs: float = 1.6  # passes over the retain set, >= 1 (fractional: steps = round(epochs·|R|/batch))
         lr: float = 0.078  # the hot rate (my_method's cpu-tuned 0.0778)
         schedule: str = "constant"  # the hot phase; the anneal below is its own
         anneal: float = 0.15  # share of the steps, at the end, annealed linearly
@@ -103,8 +105,6 @@ class ULF(BaseMethod):
         window: int = 10  # steps of the running retain loss that the collapse check reads
 
         def __post_init__(self):
-            if self.epochs <= 0:
-                raise ValueError(f"epochs must be > 0, got {self.epochs}")
             if not 0.0 <= self.anneal <= 1.0 or not 0.0 <= self.final_lr <= 1.0:
                 raise ValueError("anneal and final_lr must be in [0, 1]")
             if self.forget_every < 1:

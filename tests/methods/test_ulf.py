@@ -8,6 +8,7 @@ import torch
 import methods
 import methods.ulf as ulf_module
 from methods._common import eval_mode
+from methods._entry import loader_statistics
 from methods._losses import true_label_confidence
 from tests.methods.toy import fitted_tiny_cnn, random_loaders
 
@@ -26,8 +27,7 @@ def _run(net, loaders, **overrides):
 
 
 def _confidences(net, loader):
-    with eval_mode(net), torch.no_grad():
-        return torch.cat([true_label_confidence(net(x), y) for x, y in loader])
+    return loader_statistics(net, loader, true_label_confidence)[0]
 
 
 def test_schedule_is_hot_then_linear_down_to_final():
