@@ -129,11 +129,10 @@ class ULF(BaseMethod):
         return {"val_batches": 1}
 
     def run(self, net, retain_loader, forget_loader, val_loader):
-        p, device = self.params, device_of(net)
-        g = self.generator("cpu")
+        p, g = self.params, self.generator("cpu")
         reference = loader_statistics(net, val_loader, true_label_confidence, p.val_batches)[0]
         retain_it = cycle(reshuffled(retain_loader, g))
-        forget_it = cycle(reshuffled(forget_loader, g))
+        forget_it = self.forget_batches(net, forget_loader, reference, g)
         steps = max(1, round(p.epochs * len(retain_loader)))
         # chance level, or 1 nat above the entry loss for a network that starts there
         chance = max(math.log(num_classes(net)), entry_retain_loss(net, retain_loader, p.window) + 1.0)
@@ -144,8 +143,8 @@ class ULF(BaseMethod):
             state["ce"].append(float(loss.detach()))
             state["batch"] = (x, y)
             if state["forget"] is not None:
-                xf, yf = state["forget"]
-                loss = loss + p.beta * quantile_hinge(true_label_confidence(m(xf), yf), reference, squared=False)
+                xf, yf, targets = state["forget"]
+                loss = loss + p.beta * self.forget_loss(true_label_confidence(m(xf), yf), targets, reference)
             return loss
 
         def check():  # after every step: a collapse to chance level (or a non-finite loss) aborts the attempt
@@ -160,7 +159,7 @@ class ULF(BaseMethod):
         def batches():
             for i in range(steps):
                 hinge = p.beta > 0 and i % p.forget_every == 0
-                state["forget"] = unpack(next(forget_it), device) if hinge else None
+                state["forget"] = next(forget_it) if hinge else None
                 yield next(retain_it)
 
         entry, lr = copy.deepcopy(net.state_dict()), p.lr
@@ -184,5 +183,19 @@ class ULF(BaseMethod):
             k = float((reference.std() / current.std().clamp_min(1e-8)).clamp(1 / p.max_scale, p.max_scale))
             scale_logits_(net, k)
             self.log_["scale"] = k
+        self.finish(net, g)
         self.log_["reference_median"] = float(reference.median())
         net.eval()
+
+    # The parts a variant replaces (`uvt`): the forget batches, their loss, and a last edit of the network.
+    def forget_batches(self, net, forget_loader, reference, generator):
+        """Endless (x, y, targets) forget batches on net's device; `ulf`'s targets are the reference's quantiles."""
+        device = device_of(net)
+        return ((*unpack(batch, device), None) for batch in cycle(reshuffled(forget_loader, generator)))
+
+    def forget_loss(self, confidences, targets, reference):
+        """The batch's confidences pushed down to the reference's quantiles (unsquared `quantile_hinge`)."""
+        return quantile_hinge(confidences, reference, squared=False)
+
+    def finish(self, net, generator) -> None:
+        """After the calibration: nothing in `ulf`."""
