@@ -37,14 +37,19 @@ of the last `window` steps reaches chance level, ln C (or 1 nat above the entry 
 measured on `window` batches, if that is higher), or so does the eval-mode loss of the step's retain batch
 (checked every `window` steps: on kaggle-tiny the train-mode loss stayed below chance while the running
 BatchNorm statistics left the eval-mode network at 0.17 retain accuracy), or a loss is not finite, the
-hot phase restarts
-from the entry weights at a quarter of the rate, at most `backoffs` times (`self.log_["lr"]`: the rates
-tried). On cpu the check never fires, so cpu runs are the same with or without it. No entry noise or
+hot phase restarts from the entry weights at a quarter of the rate, at most `backoffs` times
+(`self.log_["lr"]`: the rates tried); so does an attempt whose network, as it will be scored (after the
+calibration and `finish`), has an eval-mode accuracy on `window` retain batches (read at entry) below
+chance + `keep` · (the entry's accuracy − chance), less two standard errors of that estimate (kaggle-tiny:
+`uvt`'s attempts ended at 0.44-0.48 retain accuracy with the loss below chance). On cpu neither check
+fires (runs keep about 0.88 retain accuracy against a floor near 0.6), so cpu runs are the same with or
+without them. No entry noise or
 reset: the spread comes from the hot phase's own data order, drawn from the
 run's seed (`reshuffled`), and a per-run random logit temperature added nothing (0.107 vs 0.109).
 """
 
 import copy
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -80,6 +85,14 @@ def scale_logits_(net: torch.nn.Module, k: float) -> None:
         head.bias.mul_(k)
 
 
+@torch.no_grad()
+def retain_accuracy(net: torch.nn.Module, batches) -> float:
+    """Accuracy of `net` in eval mode over (x, y) `batches` (its running BatchNorm statistics: what the scorer sees)."""
+    with eval_mode(net):
+        hits = sum(int((net(x).argmax(1) == y).sum()) for x, y in batches)
+    return hits / max(1, sum(len(y) for _, y in batches))
+
+
 class Collapsed(Exception):
     """The hot phase drove the retain loss to chance level: restart it from the entry weights, slower."""
 
@@ -103,6 +116,7 @@ class ULF(BaseMethod):
         max_update: float = 0.01  # per-step cap, fraction of each tensor's norm (docstring)
         backoffs: int = 4  # restarts at lr / 4 when the retain loss reaches chance level (docstring)
         window: int = 10  # steps of the running retain loss that the collapse check reads
+        keep: float = 0.6  # an attempt must keep this share of the entry's retain accuracy above chance (0: off)
 
         def __post_init__(self):
             if not 0.0 <= self.anneal <= 1.0 or not 0.0 <= self.final_lr <= 1.0:
@@ -111,6 +125,8 @@ class ULF(BaseMethod):
                 raise ValueError(f"forget_every must be >= 1, got {self.forget_every}")
             if self.beta < 0 or self.val_batches < 0:
                 raise ValueError("beta and val_batches must be >= 0")
+            if not 0.0 <= self.keep < 1.0:
+                raise ValueError(f"keep must be in [0, 1), got {self.keep}")
             if self.backoffs < 0 or self.window < 1:
                 raise ValueError("backoffs must be >= 0 and window >= 1")
             if self.max_scale < 1:
@@ -136,6 +152,12 @@ class ULF(BaseMethod):
         steps = max(1, round(p.epochs * len(retain_loader)))
         # chance level, or 1 nat above the entry loss for a network that starts there
         chance = max(math.log(num_classes(net)), entry_retain_loss(net, retain_loader, p.window) + 1.0)
+        # the accuracy floor: `window` retain batches, read at entry and after each attempt (eval mode)
+        probe = [unpack(b, device_of(net)) for b in itertools.islice(retain_loader, p.window)] if p.keep else []
+        floor = 0.0
+        if probe:  # less two standard errors of the probe's estimate: a network at chance never trips it
+            floor = 1 / num_classes(net) + p.keep * (retain_accuracy(net, probe) - 1 / num_classes(net))
+            floor -= 2 * math.sqrt(floor * (1 - floor) / sum(len(y) for _, y in probe))
         state = {"forget": None, "ce": []}
 
         def loss_fn(m, x, y):
@@ -171,21 +193,29 @@ class ULF(BaseMethod):
             state["ce"] = []
             try:
                 self.log_["loss"] = train_steps(net, batches(), loss_fn, opt, sched, after_step=check)
+                self.log_["scale"] = self.calibrate(net, val_loader, reference) if p.calibrate else 1.0
+                self.finish(net, g)
+                if probe and retain_accuracy(net, probe) < floor:  # the network as it will be scored
+                    raise Collapsed
                 break
             except Collapsed:
                 net.load_state_dict(entry)
                 lr /= 4
         else:
-            raise RuntimeError(f"ulf: the retain loss reached chance level at every rate down to {lr * 4:.3g}")
-        self.log_["scale"] = 1.0
-        if p.calibrate:
-            current = loader_statistics(net, val_loader, true_label_confidence, p.val_batches)[0]
-            k = float((reference.std() / current.std().clamp_min(1e-8)).clamp(1 / p.max_scale, p.max_scale))
-            scale_logits_(net, k)
-            self.log_["scale"] = k
-        self.finish(net, g)
+            raise RuntimeError(
+                f"ulf: the retain loss reached chance level (or the retain accuracy fell below its floor, {floor:.3f}) "
+                f"at every rate down to {lr * 4:.3g}"
+            )
         self.log_["reference_median"] = float(reference.median())
         net.eval()
+
+    def calibrate(self, net, val_loader, reference) -> float:
+        """Scale the head so the validation confidences' std is the reference's (clipped); returns the factor."""
+        p = self.params
+        current = loader_statistics(net, val_loader, true_label_confidence, p.val_batches)[0]
+        k = float((reference.std() / current.std().clamp_min(1e-8)).clamp(1 / p.max_scale, p.max_scale))
+        scale_logits_(net, k)
+        return k
 
     # The parts a variant replaces (`uvt`): the forget batches, their loss, and a last edit of the network.
     def forget_batches(self, net, forget_loader, reference, generator):

@@ -133,3 +133,21 @@ def test_a_collapsing_hot_phase_restarts_slower_from_the_entry_weights(setting):
     assert all(torch.isfinite(q).all() for q in net.parameters())
     with pytest.raises(RuntimeError, match="chance level"):
         _run(base, loaders, epochs=1, lr=200.0, max_update=0.0, window=2, backoffs=0)
+
+
+def test_an_attempt_below_the_accuracy_floor_restarts_and_the_floor_can_be_turned_off(setting, monkeypatch):
+    base, loaders = setting
+    reads = []
+
+    def fake(net, batches):  # the entry reads 1.0, every attempt 0.3: below chance + 0.5 (1.0 - chance)
+        reads.append([y.clone() for _, y in batches])
+        return 1.0 if len(reads) == 1 else 0.3
+
+    monkeypatch.setattr(ulf_module, "retain_accuracy", fake)
+    with pytest.raises(RuntimeError, match="below its floor"):
+        _run(base, loaders, epochs=1, backoffs=2)
+    assert len(reads) == 1 + 3, "read at entry and after each of the three attempts"
+    assert all(all(torch.equal(a, b) for a, b in zip(r, reads[0])) for r in reads), "the same retain batches"
+    reads.clear()
+    method, _ = _run(base, loaders, epochs=1, keep=0.0)
+    assert reads == [] and method.log_["lr"] == [0.05]

@@ -24,6 +24,10 @@ scorer's statistic (`_losses.true_label_confidence`) and r `ulf`'s validation re
      from the run's seed. The pinned targets narrow the runs' spread (1.78 to 1.45 per example on cpu
      seed 1, retrained models 1.97); a random class bias per run, as retrained models differ in theirs,
      widens it (1.61 at 0.5) for a small accuracy cost.
+Inherited from `ulf`: the step cap, the restarts at a quarter of the rate (retain loss at chance, or the
+scored network below `keep` of its entry retain accuracy above chance: with the bias noise the Kaggle
+ResNet-18 of kaggle-tiny otherwise ended at 0.44-0.48 retain accuracy). The forget set is read in its
+stored order, so a run depends on its seed, not on where the caller's shuffled loader stands.
 Choices: one-sided (a two-sided loss, in train mode, left the eval-mode level too high: runs' mean 1.6
 against 0.67); 1.4 epochs (the view pass and the per-example batches cost about 2% of a retraining).
 On a recipe that trained with flips and shifts (`full`, `airbench`) these views are not unseen and the
