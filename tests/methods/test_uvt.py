@@ -94,6 +94,17 @@ def test_targets_are_the_views_or_the_reference_at_their_ranks(setting, monkeypa
     assert torch.allclose(seen.sort().values, want.sort().values, atol=1e-5)
 
 
+@pytest.mark.parametrize("visits, every", [(1.0, 3), (3.0, 1), (0.5, 6)])
+def test_the_hinge_visits_each_forget_example_about_visits_times(setting, monkeypatch, visits, every):
+    base, loaders = setting
+    retain, forget, _ = loaders
+    calls = _spy_targets(monkeypatch)
+    method, _ = _run(base, loaders, epochs=1, visits=visits, forget_every=5)  # forget_every is derived
+    steps = len(retain)  # 6 batches of 32; 64 forget examples in batches of 32
+    assert method.log_["forget_every"] == every and len(calls) == len(range(0, steps, every))
+    assert method.params.forget_every == 5, "the caller's params are left as they were"
+
+
 def test_hinge_is_per_example_and_one_sided():
     method = methods.get_method("uvt")()
     c, t = torch.tensor([3.0, -1.0, 0.5]), torch.tensor([1.0, 0.0, 0.5])
@@ -135,7 +146,9 @@ def test_runs_repeat_with_one_seed(setting):
         assert torch.equal(a(x), b(x))
 
 
-@pytest.mark.parametrize("bad", [{"level": "test"}, {"bias_noise": -0.1}, {"shifts": "1,x"}, {"shifts": "0"}])
+@pytest.mark.parametrize(
+    "bad", [{"level": "test"}, {"bias_noise": -0.1}, {"shifts": "1,x"}, {"shifts": "0"}, {"visits": 0.0}]
+)
 def test_bad_values_are_refused(bad):
     with pytest.raises(ValueError):
         methods.get_method("uvt")(**bad)
