@@ -15,7 +15,6 @@ import argparse
 import sys
 
 import numpy as np
-import torch
 
 from data.presets import PRESETS, get_preset
 from data.splits import make_splits
@@ -86,7 +85,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.retrained is not None and args.retrained < 2:
         ap.error("--retrained must be at least 2")
-    torch.set_grad_enabled(False)
     print(table(args.preset, args.forget_seed, args.retrained, args.home, args.data_root))
     return 0
 

@@ -4,6 +4,7 @@ import importlib.util
 import re
 
 import pytest
+import torch
 
 from tests.conftest import ROOT
 
@@ -17,6 +18,7 @@ def _script():
 
 def test_the_table_has_every_view_and_correlations_in_range(kaggle_tiny, home, data_root, capsys):
     assert _script().main(["--preset", "kaggle-tiny", "--home", str(home), "--data-root", str(data_root)]) == 0
+    assert torch.is_grad_enabled(), "the script must not switch autograd off for the process (in-process callers)"
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:]
     names = [r.split(" | ")[0][2:] for r in rows]
